@@ -1,0 +1,68 @@
+# The verbs a newcomer types. Everything installs itself into .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTOS := $(shell find proto -name '*.proto')
+GEN_STAMP := gen/.stamp
+
+.PHONY: run test test-unit test-integration test-e2e lint typecheck buf-lint proto install bench demo clean
+
+run: $(GEN_STAMP)  ## Run the whole platform locally (embedded PostgreSQL unless DATABASE_URL is set)
+	$(PY) -m services
+
+test: $(GEN_STAMP)  ## Run every test (embedded PostgreSQL unless TEST_DATABASE_URL is set)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-unit: $(GEN_STAMP)
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+test-integration: $(GEN_STAMP)
+	$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+test-e2e: $(GEN_STAMP)
+	$(PY) -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+lint: $(GEN_STAMP)  ## ruff, mypy (strict on libs/ and services/) and buf lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy libs services tests
+	$(MAKE) buf-lint
+
+buf-lint:
+	npx --yes @bufbuild/buf@1.75.0 lint
+
+proto: $(GEN_STAMP)
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q grpcio-tools==1.85.1 mypy-protobuf==5.1.0
+	$(MAKE) --no-print-directory gen-code
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Generated code is built from proto/, never edited.
+$(GEN_STAMP): $(STAMP) $(PROTOS)
+	$(MAKE) --no-print-directory gen-code
+
+.PHONY: gen-code
+gen-code:
+	rm -rf gen && mkdir -p gen
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=gen --grpc_python_out=gen \
+		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=gen \
+		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=gen \
+		$(PROTOS)
+	find gen/licensing -type d -exec touch {}/__init__.py \;
+	touch gen/licensing/py.typed $(GEN_STAMP)
+
+bench: $(GEN_STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
+
+demo: $(GEN_STAMP)
+	$(PY) -m services.demo
+
+clean:
+	rm -rf gen .venv .local

@@ -1,0 +1,1 @@
+"""What every service shares: bootstrap, errors, idempotency, database, clock, settings."""

@@ -1,0 +1,16 @@
+"""Billing currencies (SPEC §3) and their minor units, taken from CLDR via Babel."""
+
+from __future__ import annotations
+
+from babel.numbers import get_currency_precision
+
+SUPPORTED_CURRENCIES: frozenset[str] = frozenset({"USD", "JPY", "CAD", "AUD", "GBP", "NZD", "EUR"})
+
+
+def is_supported(code: str) -> bool:
+    return code in SUPPORTED_CURRENCIES
+
+
+def minor_unit_digits(code: str) -> int:
+    """Digits after the decimal point (USD 2, JPY 0), from CLDR."""
+    return int(get_currency_precision(code))

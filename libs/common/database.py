@@ -1,0 +1,38 @@
+"""Database connections: an asyncpg pool for hot paths, a SQLAlchemy engine elsewhere."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def plain_url(url: str) -> str:
+    """The URL as libpq/asyncpg spell it (no SQLAlchemy driver suffix)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The URL with SQLAlchemy's asyncpg driver."""
+    return make_url(url).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(url: str, size: int, **kwargs: Any) -> asyncpg.Pool:
+    """An asyncpg pool; statements are prepared and cached per connection."""
+    pool = await asyncpg.create_pool(
+        plain_url(url), min_size=1, max_size=size, init=_init_connection, **kwargs
+    )
+    assert pool is not None
+    return pool
+
+
+def create_engine(url: str, size: int) -> AsyncEngine:
+    """A SQLAlchemy async engine on asyncpg."""
+    return create_async_engine(sqlalchemy_url(url), pool_size=size, pool_pre_ping=True)

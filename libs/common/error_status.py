@@ -1,0 +1,75 @@
+"""Turns exceptions escaping a handler into gRPC statuses (AIP-193).
+
+Domain errors become their status code with one `google.rpc.ErrorInfo`; anything else
+is logged with its traceback and answered INTERNAL with a generic message, so internals
+never leak to callers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from libs.common.errors import DomainError, ErrorKind
+
+log = logging.getLogger(__name__)
+
+_CODES = {kind: getattr(grpc.StatusCode, kind.value) for kind in ErrorKind}
+
+
+def status_of(error: DomainError, domain: str) -> grpc.Status:
+    """The rich gRPC status for a domain error."""
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=domain, metadata=error.metadata)
+    details = []
+    for message in (info, *error.details):
+        packed = any_pb2.Any()
+        packed.Pack(message)
+        details.append(packed)
+    code = _CODES[error.kind]
+    status = status_pb2.Status(code=code.value[0], message=error.message, details=details)
+    return rpc_status.to_status(status)
+
+
+Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Maps `DomainError` to its status, and anything unexpected to INTERNAL."""
+
+    def __init__(self, domain: str) -> None:
+        self._domain = domain
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        behavior: Handler = handler.unary_unary
+        method = handler_call_details.method
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await behavior(request, context)
+            except DomainError as error:
+                status = status_of(error, self._domain)
+                await context.abort(status.code, status.details, status.trailing_metadata)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                log.exception("unexpected error in %s", method)
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

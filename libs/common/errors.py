@@ -1,0 +1,91 @@
+"""The one exception hierarchy of the platform.
+
+Domain code raises these; `libs.common.error_status` turns them into a gRPC status with
+exactly one `google.rpc.ErrorInfo`. Anything else that escapes a handler becomes
+INTERNAL with a generic message.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+class ErrorKind(enum.Enum):
+    """The family of an error; maps one-to-one onto a gRPC status code."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    ABORTED = "ABORTED"
+    UNAVAILABLE = "UNAVAILABLE"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+
+
+class DomainError(Exception):
+    """An error the caller can act on: a kind, an UPPER_SNAKE reason and a message."""
+
+    kind: ClassVar[ErrorKind]
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        metadata: Mapping[str, str] | None = None,
+        details: tuple[Any, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.metadata = dict(metadata or {})
+        # Extra protobuf messages for the status details (set at the edge, never in domain).
+        self.details = details
+
+
+class InvalidArgument(DomainError):
+    """The request itself is wrong; retrying it unchanged cannot succeed."""
+
+    kind = ErrorKind.INVALID_ARGUMENT
+
+
+class NotFound(DomainError):
+    """The named thing does not exist for this company."""
+
+    kind = ErrorKind.NOT_FOUND
+
+
+class FailedPrecondition(DomainError):
+    """A business rule refuses the request in the current state."""
+
+    kind = ErrorKind.FAILED_PRECONDITION
+
+
+class Aborted(DomainError):
+    """The request lost a race; it may be retried with the same request_id."""
+
+    kind = ErrorKind.ABORTED
+
+
+class Unavailable(DomainError):
+    """A dependency is down; retry later with the same request_id."""
+
+    kind = ErrorKind.UNAVAILABLE
+
+
+class ResourceExhausted(DomainError):
+    """The service sheds load instead of queueing without bound."""
+
+    kind = ErrorKind.RESOURCE_EXHAUSTED
+
+
+class DeadlineExceeded(DomainError):
+    """The caller's deadline passed before the work could start."""
+
+    kind = ErrorKind.DEADLINE_EXCEEDED
+
+
+def invalid(field: str, message: str, reason: str = "INVALID_FIELD") -> InvalidArgument:
+    """An INVALID_ARGUMENT naming the offending field."""
+    return InvalidArgument(reason, f"{field}: {message}", {"field": field})

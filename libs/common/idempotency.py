@@ -1,0 +1,166 @@
+"""request_id idempotency (SPEC §12), kept in the same transaction as the effect.
+
+A key is (company, request_id); its fingerprint covers the method and the payload. The
+protocol, inside the caller's transaction:
+
+1. `claim` inserts the keys. A key that another transaction is inserting makes us wait
+   for it (unique index), so concurrent duplicates are serialized by the database; a key
+   already stored comes back with its stored response instead.
+2. the caller performs the effects of the claimed keys;
+3. `complete` stores their responses, `abandon` drops the claims of requests that failed
+   (a failed request has no effect, so it may be retried with the same id).
+
+Same id, same payload: the stored response. Same id, another payload: REQUEST_ID_REUSED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from google.protobuf.message import Message
+
+from libs.common.errors import InvalidArgument, invalid
+
+MAX_REQUEST_ID_LENGTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """Who asked (company, request_id) and what exactly (fingerprint)."""
+
+    company_id: uuid.UUID
+    request_id: str
+    fingerprint: bytes
+
+    @property
+    def ident(self) -> tuple[uuid.UUID, str]:
+        return (self.company_id, self.request_id)
+
+
+def key_for(method: str, company_id: uuid.UUID, request: Message) -> IdempotencyKey:
+    """The key of a mutating request; its request_id field must be set."""
+    request_id: str = getattr(request, "request_id", "")
+    if not request_id:
+        raise invalid("request_id", "is required on every mutating request")
+    if len(request_id) > MAX_REQUEST_ID_LENGTH:
+        raise invalid("request_id", f"is longer than {MAX_REQUEST_ID_LENGTH} characters")
+    payload = type(request)()
+    payload.CopyFrom(request)
+    payload.ClearField("request_id")  # type: ignore[arg-type]
+    digest = hashlib.sha256(method.encode())
+    digest.update(payload.SerializeToString(deterministic=True))
+    return IdempotencyKey(company_id, request_id, digest.digest())
+
+
+def reused(key: IdempotencyKey) -> InvalidArgument:
+    return InvalidArgument(
+        "REQUEST_ID_REUSED",
+        "request_id was already used for a different request",
+        {"request_id": key.request_id},
+    )
+
+
+def ddl(schema: str) -> str:
+    """The table a service's migration creates in its schema."""
+    return f"""
+    CREATE TABLE {schema}.idempotency_keys (
+        company_id uuid NOT NULL,
+        request_id text NOT NULL,
+        fingerprint bytea NOT NULL,
+        response bytea,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (company_id, request_id)
+    );
+    CREATE INDEX idempotency_keys_created_at ON {schema}.idempotency_keys (created_at);
+    """
+
+
+class IdempotencyStore:
+    """The idempotency table of one service schema."""
+
+    def __init__(self, schema: str) -> None:
+        table = f"{schema}.idempotency_keys"
+        self._claim = f"""
+            INSERT INTO {table} (company_id, request_id, fingerprint)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])
+            ON CONFLICT DO NOTHING
+            RETURNING company_id, request_id
+        """
+        # A separate statement: it must see rows committed while the insert waited.
+        self._stored = f"""
+            SELECT k.company_id, k.request_id, k.fingerprint, k.response
+            FROM {table} k JOIN unnest($1::uuid[], $2::text[]) AS w(c, r)
+                ON k.company_id = w.c AND k.request_id = w.r
+        """
+        self._complete = f"""
+            UPDATE {table} k SET response = d.response
+            FROM unnest($1::uuid[], $2::text[], $3::bytea[]) AS d(c, r, response)
+            WHERE k.company_id = d.c AND k.request_id = d.r
+        """
+        self._abandon = f"""
+            DELETE FROM {table} k USING unnest($1::uuid[], $2::text[]) AS d(c, r)
+            WHERE k.company_id = d.c AND k.request_id = d.r AND k.response IS NULL
+        """
+        self._purge = f"DELETE FROM {table} WHERE created_at < now() - make_interval(hours => $1)"
+
+    async def claim(
+        self, conn: asyncpg.Connection, keys: Sequence[IdempotencyKey]
+    ) -> dict[tuple[uuid.UUID, str], bytes | InvalidArgument]:
+        """Claims the keys. Keys that were already used come back with their stored
+        response, or REQUEST_ID_REUSED if they were used for another payload; keys that
+        do not come back are claimed and their effects are the caller's to perform.
+
+        Keys must be distinct (the caller folds duplicates within one batch).
+        """
+        if not keys:
+            return {}
+        inserted = await conn.fetch(
+            self._claim,
+            [k.company_id for k in keys],
+            [k.request_id for k in keys],
+            [k.fingerprint for k in keys],
+        )
+        if len(inserted) == len(keys):
+            return {}
+        fresh = {(row["company_id"], row["request_id"]) for row in inserted}
+        taken = [k for k in keys if k.ident not in fresh]
+        rows = await conn.fetch(
+            self._stored, [k.company_id for k in taken], [k.request_id for k in taken]
+        )
+        by_ident = {k.ident: k for k in taken}
+        stored: dict[tuple[uuid.UUID, str], bytes | InvalidArgument] = {}
+        for row in rows:
+            key = by_ident[(row["company_id"], row["request_id"])]
+            if bytes(row["fingerprint"]) != key.fingerprint:
+                stored[key.ident] = reused(key)
+            else:
+                # A committed claim always has its response: failed requests are abandoned.
+                stored[key.ident] = bytes(row["response"])
+        return stored
+
+    async def complete(
+        self, conn: asyncpg.Connection, done: Iterable[tuple[IdempotencyKey, bytes]]
+    ) -> None:
+        pairs = list(done)
+        if pairs:
+            await conn.execute(
+                self._complete,
+                [k.company_id for k, _ in pairs],
+                [k.request_id for k, _ in pairs],
+                [r for _, r in pairs],
+            )
+
+    async def abandon(self, conn: asyncpg.Connection, keys: Sequence[IdempotencyKey]) -> None:
+        if keys:
+            await conn.execute(
+                self._abandon, [k.company_id for k in keys], [k.request_id for k in keys]
+            )
+
+    async def purge(self, conn: asyncpg.Connection, retention_hours: int) -> int:
+        """Drops keys older than the retention; returns how many."""
+        result: str = await conn.execute(self._purge, retention_hours)
+        return int(result.split()[-1])

@@ -1,0 +1,82 @@
+"""The gRPC server every service runs: health, reflection, errors, tracing, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from libs.common.error_status import ErrorMappingInterceptor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One gRPC service to serve: its full name, its servicer and the generated adder."""
+
+    name: str
+    servicer: Any
+    add: Callable[[Any, grpc.aio.Server], None]
+
+
+@dataclass
+class RunningServer:
+    """A started server, the port it listens on, and its health servicer."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    names: tuple[str, ...]
+
+    async def stop(self, grace: float) -> None:
+        """Stops taking calls (health NOT_SERVING), lets in-flight calls finish."""
+        for name in (*self.names, ""):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace)
+
+
+async def start_server(
+    registrations: Sequence[Registration], host: str, port: int, error_domain: str
+) -> RunningServer:
+    """Builds and starts the server; port 0 picks a free port (tests)."""
+    server = grpc.aio.server(
+        interceptors=[aio_server_interceptor(), ErrorMappingInterceptor(error_domain)],
+        options=[("grpc.so_reuseport", 0)],
+    )
+    for registration in registrations:
+        registration.add(registration.servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = tuple(r.name for r in registrations)
+    reflection.enable_server_reflection(
+        (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    for name in (*names, ""):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, bound, health_servicer, names)
+
+
+async def serve_until_signalled(
+    running: RunningServer, grace: float, on_stop: Callable[[], Awaitable[None]]
+) -> None:
+    """Serves until SIGTERM or SIGINT, then shuts down gracefully and runs `on_stop`."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down", extra={"grace_seconds": grace})
+    await running.stop(grace)
+    await on_stop()

@@ -1,0 +1,29 @@
+"""Settings every service reads from its environment, once, at start."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Shared settings. Each service subclasses this with its own env prefix.
+
+    `DATABASE_URL` is shared by all services (each keeps its own schema in it); a
+    service-prefixed variable (e.g. `POOL_DATABASE_URL`) overrides it.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        description="PostgreSQL URL (postgresql://...); the service uses its own schema.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=0, ge=0, le=65535, description="Port; 0 picks a free one.")
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    log_level: str = Field(default="INFO")
+    # "none", "console", or a file path that receives one JSON span per line.
+    traces: str = Field(default="none")
+    idempotency_retention_hours: int = Field(default=48, ge=24)
