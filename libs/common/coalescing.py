@@ -29,7 +29,9 @@ BatchHandler = Callable[[K, Sequence[T]], Awaitable[Sequence[R | BaseException]]
 class _Waiting(Generic[T, R]):
     item: T
     deadline: float | None
-    future: asyncio.Future[R] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[R] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class Coalescer(Generic[K, T, R]):

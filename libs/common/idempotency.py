@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import asyncpg
 from google.protobuf.message import Message
@@ -26,6 +27,7 @@ from google.protobuf.message import Message
 from libs.common.errors import InvalidArgument, invalid
 
 MAX_REQUEST_ID_LENGTH = 128
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,3 +166,31 @@ class IdempotencyStore:
         """Drops keys older than the retention; returns how many."""
         result: str = await conn.execute(self._purge, retention_hours)
         return int(result.split()[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class Once(Generic[R]):
+    """A mutating request's key, and how its response is stored (and replayed)."""
+
+    key: IdempotencyKey
+    encode: Callable[[R], bytes]
+
+
+async def run_once(
+    conn: asyncpg.Connection,
+    store: IdempotencyStore,
+    once: Once[R],
+    effect: Callable[[], Awaitable[R]],
+) -> bytes:
+    """Runs `effect` at most once per key, inside the caller's transaction; returns the
+    encoded response, fresh or stored. If `effect` raises, the transaction (and with it
+    the claim) must be rolled back by the caller."""
+    stored = await store.claim(conn, [once.key])
+    if once.key.ident in stored:
+        found = stored[once.key.ident]
+        if isinstance(found, InvalidArgument):
+            raise found
+        return found
+    encoded = once.encode(await effect())
+    await store.complete(conn, [(once.key, encoded)])
+    return encoded

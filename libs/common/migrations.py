@@ -21,7 +21,8 @@ def upgrade(database_url: str, migrations_dir: Path, schema: str) -> None:
     """Applies every migration of one service (blocking; call it off the event loop)."""
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
-    config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url))
+    # Passed as an attribute: URLs may hold '%' that the ini parser would interpolate.
+    config.attributes["url"] = sqlalchemy_url(database_url)
     config.attributes["schema"] = schema
     command.upgrade(config, "head")
 
@@ -43,8 +44,7 @@ def run_env() -> None:
             context.run_migrations()
 
     async def main() -> None:
-        url = config.get_main_option("sqlalchemy.url")
-        assert url is not None
+        url: str = config.attributes["url"]
         engine = create_engine(url, 1)
         async with engine.connect() as connection:
             await connection.run_sync(migrate)
@@ -52,3 +52,15 @@ def run_env() -> None:
         await engine.dispose()
 
     asyncio.run(main())
+
+
+def execute_script(script: str) -> None:
+    """Runs a DDL script statement by statement (asyncpg prepares one at a time).
+
+    Statements are separated by a semicolon at the end of a line.
+    """
+    from alembic import op
+
+    for statement in script.split(";\n"):
+        if statement.strip():
+            op.execute(statement)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +14,6 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from libs.common.error_status import ErrorMappingInterceptor
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,7 +55,11 @@ async def start_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = tuple(r.name for r in registrations)
     reflection.enable_server_reflection(
-        (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        (
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     bound = server.add_insecure_port(f"{host}:{port}")
@@ -68,15 +69,10 @@ async def start_server(
     return RunningServer(server, bound, health_servicer, names)
 
 
-async def serve_until_signalled(
-    running: RunningServer, grace: float, on_stop: Callable[[], Awaitable[None]]
-) -> None:
-    """Serves until SIGTERM or SIGINT, then shuts down gracefully and runs `on_stop`."""
+async def wait_for_signal() -> None:
+    """Returns on SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down", extra={"grace_seconds": grace})
-    await running.stop(grace)
-    await on_stop()

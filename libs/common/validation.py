@@ -56,7 +56,9 @@ def license_type_field(field: str, code: str) -> LicenseType:
     found = license_type(code)
     if found is None:
         raise InvalidArgument(
-            "UNKNOWN_LICENSE_TYPE", f"{field}: {code[:64]!r} is not in the catalog", {"field": field}
+            "UNKNOWN_LICENSE_TYPE",
+            f"{field}: {code[:64]!r} is not in the catalog",
+            {"field": field},
         )
     return found
 

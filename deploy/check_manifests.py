@@ -1,0 +1,295 @@
+"""Checks rendered manifests against the deployment rules of this project.
+
+Run by deploy/validate.sh on the output of `kustomize build` (schema validation is done
+there by kubernetes-validate; this checks what a schema cannot):
+
+    python deploy/check_manifests.py {base|dev|prod} RENDERED.yaml
+
+Every Deployment: non-root, read-only root, no privilege escalation, capabilities
+dropped, RuntimeDefault seccomp, requests and limits, probes. The four services
+additionally: the gRPC port and native gRPC probes, a `migrate` init container, their
+environment, and NetworkPolicies that match the call graph in both directions.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+Doc = dict[str, Any]
+
+SERVICES = ("pool", "billing", "credits", "provisioning")
+GRPC_PORT = 50051
+# Who calls whom (SPEC.md §2 and deploy/base): callee -> pod callers.
+POD_CALLERS = {"pool": {"billing", "provisioning"}, "billing": {"provisioning"}}
+# Called from other namespaces carrying this label.
+CLIENT_NAMESPACE_LABEL = ("licensing.io/client", "true")
+CLIENT_FACING = {"credits", "provisioning"}
+# Peer addresses each service is given.
+PEER_ENV = {
+    "billing": {"POOL_ADDRESS": "pool:50051"},
+    "provisioning": {"POOL_ADDRESS": "pool:50051", "BILLING_ADDRESS": "billing:50051"},
+}
+# The database Secret; where an overlay does not generate it, it must exist in the cluster.
+DB_SECRET = "licensing-db"
+
+
+class Report:
+    """Collects failures so one run shows all of them."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def check(self, ok: bool, where: str, what: str) -> None:
+        if not ok:
+            self.failures.append(f"{where}: {what}")
+
+
+def docs_of(path: str) -> list[Doc]:
+    with open(path, encoding="utf-8") as stream:
+        return [doc for doc in yaml.safe_load_all(stream) if doc]
+
+
+def of_kind(docs: list[Doc], kind: str) -> dict[str, Doc]:
+    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
+
+
+def containers(pod: Doc) -> Iterator[tuple[str, Doc]]:
+    for key in ("initContainers", "containers"):
+        for container in pod.get(key, []):
+            yield key, container
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def check_hardening(report: Report, name: str, deployment: Doc) -> None:
+    """Rules for every Deployment, the dev PostgreSQL included."""
+    pod = deployment["spec"]["template"]["spec"]
+    pod_security = pod.get("securityContext", {})
+    where = f"Deployment/{name}"
+    report.check(pod_security.get("runAsNonRoot") is True, where, "runAsNonRoot is not true")
+    report.check(
+        pod.get("automountServiceAccountToken") is False, where, "service account token mounted"
+    )
+    pod_seccomp = pod_security.get("seccompProfile", {}).get("type")
+    for key, container in containers(pod):
+        at = f"{where} {key}/{container['name']}"
+        security = container.get("securityContext", {})
+        report.check(
+            security.get("allowPrivilegeEscalation") is False, at, "allowPrivilegeEscalation"
+        )
+        report.check(security.get("readOnlyRootFilesystem") is True, at, "readOnlyRootFilesystem")
+        dropped = security.get("capabilities", {}).get("drop", [])
+        report.check("ALL" in dropped, at, "capabilities are not all dropped")
+        seccomp = security.get("seccompProfile", {}).get("type", pod_seccomp)
+        report.check(seccomp == "RuntimeDefault", at, "seccompProfile is not RuntimeDefault")
+        resources = container.get("resources", {})
+        for bound in ("requests", "limits"):
+            for resource in ("cpu", "memory"):
+                report.check(resource in resources.get(bound, {}), at, f"no {bound}.{resource}")
+        if key == "containers":
+            for probe in ("readinessProbe", "livenessProbe"):
+                report.check(probe in container, at, f"no {probe}")
+
+
+def check_service(report: Report, name: str, docs: list[Doc], external: set[str]) -> None:
+    """The gRPC shape of one of the four services."""
+    deployments = of_kind(docs, "Deployment")
+    where = f"Deployment/{name}"
+    if name not in deployments:
+        report.check(False, where, "missing")
+        return
+    pod = deployments[name]["spec"]["template"]["spec"]
+    labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+    report.check(pod["securityContext"].get("runAsUser") == 10001, where, "runAsUser != 10001")
+    server = next((c for c in pod["containers"] if c["name"] == "server"), None)
+    migrate = next((c for c in pod.get("initContainers", []) if c["name"] == "migrate"), None)
+    if server is None or migrate is None:
+        report.check(False, where, "needs a `server` container and a `migrate` init container")
+        return
+    module = f"services.{name}"
+    report.check(server.get("command", [])[-2:] == [module, "serve"], where, "server command")
+    report.check(migrate.get("command", [])[-2:] == [module, "migrate"], where, "migrate command")
+    report.check(
+        {"name": "grpc", "containerPort": GRPC_PORT} in server.get("ports", []),
+        where,
+        f"no container port grpc/{GRPC_PORT}",
+    )
+    for probe in ("readinessProbe", "livenessProbe"):
+        report.check(
+            server.get(probe, {}).get("grpc", {}).get("port") == GRPC_PORT,
+            where,
+            f"{probe} is not a native gRPC probe on {GRPC_PORT}",
+        )
+
+    config_maps = of_kind(docs, "ConfigMap")
+    secrets = of_kind(docs, "Secret")
+    prefix = name.upper()
+    for container in (server, migrate):
+        at = f"{where} {container['name']}"
+        env = {e["name"]: e for e in container.get("env", [])}
+        secret_ref = env.get("DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef", {})
+        secret_name = secret_ref.get("name", "")
+        report.check(
+            secret_ref.get("key") == "url"
+            and (secret_name in secrets or secret_name in external)
+            and secret_name.startswith(DB_SECRET),
+            at,
+            f"DATABASE_URL must come from Secret {DB_SECRET} key url (got {secret_ref})",
+        )
+        values: dict[str, str] = {}
+        for source in container.get("envFrom", []):
+            ref = source.get("configMapRef", {}).get("name")
+            report.check(ref in config_maps, at, f"envFrom ConfigMap {ref} is not rendered")
+            values.update(config_maps.get(ref, {}).get("data", {}))
+        expected = {f"{prefix}_HOST": "0.0.0.0", f"{prefix}_PORT": str(GRPC_PORT)}
+        expected.update(PEER_ENV.get(name, {}))
+        for key, value in expected.items():
+            report.check(values.get(key) == value, at, f"env {key}={values.get(key)!r}")
+
+    service = of_kind(docs, "Service").get(name)
+    report.check(service is not None, f"Service/{name}", "missing")
+    if service is not None:
+        report.check(
+            selects(service["spec"]["selector"], labels), f"Service/{name}", "selects no pod"
+        )
+        report.check(
+            any(
+                p.get("name") == "grpc" and p["port"] == GRPC_PORT and p["targetPort"] == "grpc"
+                for p in service["spec"]["ports"]
+            ),
+            f"Service/{name}",
+            f"no port grpc/{GRPC_PORT} -> grpc",
+        )
+
+
+def rule_ports(rule: Doc) -> set[int]:
+    return {p["port"] for p in rule.get("ports", [])}
+
+
+def check_network_policies(report: Report, docs: list[Doc]) -> None:
+    """Each service's policy admits exactly its callers, and callers may reach it."""
+    policies = of_kind(docs, "NetworkPolicy")
+    for name in SERVICES:
+        where = f"NetworkPolicy/{name}"
+        policy = policies.get(name)
+        if policy is None:
+            report.check(False, where, "missing")
+            continue
+        spec = policy["spec"]
+        report.check(
+            spec["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": name},
+            where,
+            "does not select the service's pods",
+        )
+        report.check(
+            set(spec.get("policyTypes", [])) == {"Ingress", "Egress"},
+            where,
+            "must restrict both Ingress and Egress",
+        )
+        pod_callers: set[str] = set()
+        namespaces: list[dict[str, str]] = []
+        for rule in spec.get("ingress", []):
+            report.check(rule_ports(rule) == {GRPC_PORT}, where, "ingress beyond the gRPC port")
+            for peer in rule.get("from", []):
+                if "podSelector" in peer and "namespaceSelector" not in peer:
+                    pod_callers.add(peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"])
+                elif "namespaceSelector" in peer:
+                    namespaces.append(peer["namespaceSelector"].get("matchLabels", {}))
+                else:
+                    report.check(False, where, f"unexpected ingress peer {peer}")
+        report.check(
+            pod_callers == POD_CALLERS.get(name, set()),
+            where,
+            f"admits pods {sorted(pod_callers)}",
+        )
+        client_ns = [dict([CLIENT_NAMESPACE_LABEL])] if name in CLIENT_FACING else []
+        report.check(namespaces == client_ns, where, f"admits namespaces {namespaces}")
+
+        open_ports = set()
+        for rule in spec.get("egress", []):
+            if "to" not in rule:
+                open_ports |= rule_ports(rule)
+        report.check({5432, 53} <= open_ports, where, "egress to PostgreSQL or DNS missing")
+        report.check(GRPC_PORT not in open_ports, where, "egress to any gRPC port")
+
+    # Every admitted caller must also be allowed out to its callee, or calls time out.
+    for callee, callers in POD_CALLERS.items():
+        for caller in callers:
+            rules = policies.get(caller, {}).get("spec", {}).get("egress", [])
+            reaches = any(
+                GRPC_PORT in rule_ports(rule)
+                and any(
+                    t.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+                    == callee
+                    for t in rule.get("to", [])
+                )
+                for rule in rules
+            )
+            report.check(reaches, f"NetworkPolicy/{caller}", f"cannot reach {callee}")
+
+
+def check_overlay(report: Report, overlay: str, docs: list[Doc]) -> None:
+    deployments = of_kind(docs, "Deployment")
+    if overlay == "dev":
+        for name, deployment in deployments.items():
+            replicas = deployment["spec"].get("replicas", 1)
+            report.check(replicas == 1, f"Deployment/{name}", f"{replicas} replicas in dev")
+        report.check(
+            any(n.startswith(DB_SECRET) for n in of_kind(docs, "Secret")),
+            "dev",
+            f"Secret {DB_SECRET} is not generated",
+        )
+        config = {k: v for cm in of_kind(docs, "ConfigMap").values() for k, v in cm["data"].items()}
+        for name in SERVICES:
+            traces = config.get(f"{name.upper()}_TRACES")
+            report.check(traces == "console", "dev", f"{name.upper()}_TRACES={traces!r}")
+    if overlay == "prod":
+        pool = deployments.get("pool", {})
+        replicas = pool.get("spec", {}).get("replicas", 1)
+        report.check(replicas >= 2, "prod", f"pool has {replicas} replicas")
+        labels = pool.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
+        report.check(
+            any(
+                selects(pdb["spec"]["selector"]["matchLabels"], labels)
+                for pdb in of_kind(docs, "PodDisruptionBudget").values()
+            ),
+            "prod",
+            "no PodDisruptionBudget selects pool",
+        )
+    for kind in ("Deployment", "Service", "NetworkPolicy", "ConfigMap"):
+        for name, doc in of_kind(docs, kind).items():
+            namespace = doc["metadata"].get("namespace")
+            if overlay != "base":
+                report.check(namespace is not None, f"{kind}/{name}", "no namespace")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[1] not in ("base", "dev", "prod"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    overlay, path = argv[1], argv[2]
+    docs = docs_of(path)
+    report = Report()
+    # dev generates the Secret; base and prod expect it to exist in the cluster.
+    external = set() if overlay == "dev" else {DB_SECRET}
+    for name, deployment in of_kind(docs, "Deployment").items():
+        check_hardening(report, name, deployment)
+    for name in SERVICES:
+        check_service(report, name, docs, external)
+    check_network_policies(report, docs)
+    check_overlay(report, overlay, docs)
+    for failure in report.failures:
+        print(f"FAIL {overlay}: {failure}")
+    kinds = sorted({d["kind"] for d in docs})
+    print(f"{overlay}: {len(docs)} objects ({', '.join(kinds)}), {len(report.failures)} problems")
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,23 @@
+"""Pool service settings: environment variables prefixed POOL_ (DATABASE_URL is shared)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from libs.common.settings import ServiceSettings
+
+
+class PoolSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="POOL_", frozen=True, extra="ignore")
+
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        validation_alias=AliasChoices("POOL_DATABASE_URL", "DATABASE_URL"),
+    )
+    grace_seconds: float = Field(default=1800, ge=0, description="Grace period of returned units.")
+    hold_default_seconds: int = Field(default=300, ge=1)
+    hold_max_seconds: int = Field(default=900, ge=1)
+    sweep_interval_seconds: float = Field(default=1.0, gt=0, description="Hold expiry sweep.")
+    max_batch: int = Field(default=256, ge=1, description="Allocations coalesced per transaction.")
+    max_waiting: int = Field(default=2048, ge=1, description="Allocations queued per pool.")

@@ -1,0 +1,151 @@
+"""What the pool service keeps: offices, units, holds, receipts (SPEC §4, §6, §8)."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class PlanKind(enum.StrEnum):
+    """Only bundle plans take part in pools."""
+
+    BUNDLE = "BUNDLE"
+    LEGACY = "LEGACY"
+
+
+class UnitState(enum.StrEnum):
+    """A unit is in exactly one state (SPEC §6)."""
+
+    SPARE = "SPARE"
+    ASSIGNED = "ASSIGNED"
+    POOLED = "POOLED"
+    HELD = "HELD"
+    REMOVAL_SCHEDULED = "REMOVAL_SCHEDULED"
+    TERMINATED = "TERMINATED"
+
+
+class HoldState(enum.StrEnum):
+    """A hold resolves at most once: committed, released or expired."""
+
+    PENDING = "PENDING"
+    COMMITTED = "COMMITTED"
+    RELEASED = "RELEASED"
+    EXPIRED = "EXPIRED"
+
+
+class Source(enum.StrEnum):
+    """Where allocated units come from; see `allocation.ALLOCATION_ORDER`."""
+
+    OWN_SPARE = "OWN_SPARE"
+    OWN_RETURN_IN_GRACE = "OWN_RETURN_IN_GRACE"
+    POOL = "POOL"
+
+
+class PassOverReason(enum.StrEnum):
+    """Why units that exist in the company were not taken."""
+
+    IN_GRACE = "IN_GRACE"
+    HELD = "HELD"
+    NON_POOLABLE = "NON_POOLABLE"
+    OTHER_CURRENCY = "OTHER_CURRENCY"
+    POOL_DISABLED = "POOL_DISABLED"
+    OTHER_OFFICE_SPARE = "OTHER_OFFICE_SPARE"
+
+
+@dataclass(frozen=True, slots=True)
+class Office:
+    company_id: uuid.UUID
+    office_id: uuid.UUID
+    currency: str
+    plan_kind: PlanKind
+    primary: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Assignee:
+    """What holds an assigned unit: a kind (user, fax line, ...) and its id."""
+
+    kind: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    unit_id: uuid.UUID
+    company_id: uuid.UUID
+    office_id: uuid.UUID  # the owner; for POOLED units, the office that returned it
+    currency: str
+    license_type: str
+    state: UnitState
+    assignee: Assignee | None
+    returned_at: datetime | None
+    claimable_at: datetime | None
+    hold_id: uuid.UUID | None
+    held_from: UnitState | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    hold_id: uuid.UUID
+    company_id: uuid.UUID
+    office_id: uuid.UUID
+    currency: str
+    license_type: str
+    state: HoldState
+    unit_ids: tuple[uuid.UUID, ...]
+    expires_at: datetime
+    receipt_id: uuid.UUID
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceTake:
+    source: Source
+    unit_ids: tuple[uuid.UUID, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PassedOver:
+    reason: PassOverReason
+    quantity: int
+    earliest_claimable_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What an allocation took from where, and what it passed over and why."""
+
+    receipt_id: uuid.UUID | None  # None: a failed allocation, which is not stored
+    company_id: uuid.UUID
+    office_id: uuid.UUID
+    currency: str
+    license_type: str
+    requested: int
+    taken: tuple[SourceTake, ...]
+    passed_over: tuple[PassedOver, ...]
+    hold_id: uuid.UUID | None
+    created_at: datetime
+
+    @property
+    def taken_count(self) -> int:
+        return sum(len(t.unit_ids) for t in self.taken)
+
+    @property
+    def shortfall(self) -> int:
+        return self.requested - self.taken_count
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    company_id: uuid.UUID
+    currency: str
+    enabled_at: datetime | None
+
+    @property
+    def enabled(self) -> bool:
+        return self.enabled_at is not None

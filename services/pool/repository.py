@@ -1,0 +1,779 @@
+"""Every SQL statement of the pool service (schema `pool`), on raw asyncpg connections.
+
+Statements are prepared and cached per connection by asyncpg. Writers of one
+(company, currency) serialize on a transaction-level advisory lock (`lock`), so
+allocation sees a consistent free-list; the free-list row delete is what hands a unit
+out, and only one transaction can delete a row, so a unit is never handed out twice
+even across replicas.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.pool.domain.allocation import Bystanders
+from services.pool.domain.model import (
+    Assignee,
+    Hold,
+    HoldState,
+    Office,
+    PassedOver,
+    PassOverReason,
+    PlanKind,
+    Pool,
+    Receipt,
+    Source,
+    SourceTake,
+    Unit,
+    UnitState,
+)
+
+Conn = asyncpg.Connection
+
+UNIT_COLUMNS = """unit_id, company_id, office_id, currency, license_type, state, assignee_kind,
+    assignee_id, returned_at, claimable_at, hold_id, held_from, created_at, updated_at"""
+HOLD_COLUMNS = """h.hold_id, h.company_id, h.office_id, h.currency, h.license_type, h.state,
+    h.expires_at, h.receipt_id, h.created_at, h.resolved_at,
+    ARRAY(SELECT u.unit_id FROM pool.units u WHERE u.hold_id = h.hold_id ORDER BY u.unit_id)
+        AS unit_ids"""
+OFFICE_COLUMNS = "company_id, office_id, currency, plan_kind, is_primary"
+RECEIPT_COLUMNS = """receipt_id, company_id, office_id, currency, license_type, requested,
+    taken, passed_over, hold_id, created_at"""
+
+SOURCE_RANK = {Source.OWN_SPARE: 1, Source.OWN_RETURN_IN_GRACE: 2, Source.POOL: 3}
+RANK_SOURCE = {rank: source for source, rank in SOURCE_RANK.items()}
+
+
+def to_unit(row: asyncpg.Record) -> Unit:
+    kind = row["assignee_kind"]
+    return Unit(
+        unit_id=row["unit_id"],
+        company_id=row["company_id"],
+        office_id=row["office_id"],
+        currency=row["currency"],
+        license_type=row["license_type"],
+        state=UnitState(row["state"]),
+        assignee=Assignee(kind, row["assignee_id"] or "") if kind else None,
+        returned_at=row["returned_at"],
+        claimable_at=row["claimable_at"],
+        hold_id=row["hold_id"],
+        held_from=UnitState(row["held_from"]) if row["held_from"] else None,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def to_hold(row: asyncpg.Record) -> Hold:
+    return Hold(
+        hold_id=row["hold_id"],
+        company_id=row["company_id"],
+        office_id=row["office_id"],
+        currency=row["currency"],
+        license_type=row["license_type"],
+        state=HoldState(row["state"]),
+        unit_ids=tuple(row["unit_ids"]),
+        expires_at=row["expires_at"],
+        receipt_id=row["receipt_id"],
+        created_at=row["created_at"],
+        resolved_at=row["resolved_at"],
+    )
+
+
+def to_office(row: asyncpg.Record) -> Office:
+    return Office(
+        company_id=row["company_id"],
+        office_id=row["office_id"],
+        currency=row["currency"],
+        plan_kind=PlanKind(row["plan_kind"]),
+        primary=row["is_primary"],
+    )
+
+
+def to_receipt(row: asyncpg.Record) -> Receipt:
+    return Receipt(
+        receipt_id=row["receipt_id"],
+        company_id=row["company_id"],
+        office_id=row["office_id"],
+        currency=row["currency"],
+        license_type=row["license_type"],
+        requested=row["requested"],
+        taken=tuple(
+            SourceTake(Source(t["source"]), tuple(uuid.UUID(u) for u in t["unit_ids"]))
+            for t in row["taken"]
+        ),
+        passed_over=tuple(
+            PassedOver(
+                PassOverReason(p["reason"]),
+                p["quantity"],
+                datetime.fromisoformat(p["earliest"]) if p.get("earliest") else None,
+            )
+            for p in row["passed_over"]
+        ),
+        hold_id=row["hold_id"],
+        created_at=row["created_at"],
+    )
+
+
+def receipt_json(receipt: Receipt) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    taken = [
+        {"source": t.source.value, "unit_ids": [str(u) for u in t.unit_ids]} for t in receipt.taken
+    ]
+    passed = [
+        {
+            "reason": p.reason.value,
+            "quantity": p.quantity,
+            "earliest": p.earliest_claimable_at.isoformat() if p.earliest_claimable_at else None,
+        }
+        for p in receipt.passed_over
+    ]
+    return taken, passed
+
+
+@dataclass(frozen=True, slots=True)
+class Take:
+    """One allocation: up to `quantity` units, all-or-nothing below `at_least`."""
+
+    office: Office
+    license_type: str
+    quantity: int
+    at_least: int
+    sources: tuple[Source, ...]
+    hold_id: uuid.UUID | None  # set: the units become HELD; None: ASSIGNED
+    assignees: Sequence[Assignee]
+
+
+# --- statements -------------------------------------------------------------------------
+
+# The first statement of a writer's transaction: the lock, and the transaction's instant.
+LOCK = """
+SELECT coalesce($3::timestamptz, now())
+FROM pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2::text, 0))
+"""
+OFFICES_BY_ID = f"""
+SELECT {OFFICE_COLUMNS} FROM pool.offices WHERE company_id = $1 AND office_id = ANY($2::uuid[])
+"""
+POOL_ENABLED = "SELECT enabled_at FROM pool.pools WHERE company_id = $1 AND currency = $2"
+
+# Sources of allocation/SPEC §8, ranked in allocation order; the predicates are those of
+# services.pool.domain.allocation (grace boundary: claimable iff claimable_at <= now).
+TAKE = f"""
+WITH own_spare AS (
+    SELECT unit_id, 1 AS rank, NULL::timestamptz AS returned_at FROM pool.free_units
+    WHERE $7 AND company_id = $1 AND office_id = $2 AND license_type = $4 AND NOT pooled
+    LIMIT $5 FOR UPDATE SKIP LOCKED
+), own_in_grace AS (
+    SELECT unit_id, 2 AS rank, returned_at FROM pool.free_units
+    WHERE $8 AND company_id = $1 AND office_id = $2 AND license_type = $4 AND pooled
+      AND claimable_at > $11
+    ORDER BY returned_at LIMIT $5 FOR UPDATE SKIP LOCKED
+), claimable AS (
+    SELECT unit_id, 3 AS rank, returned_at FROM pool.free_units
+    WHERE $9 AND company_id = $1 AND currency = $3 AND license_type = $4 AND pooled
+      AND claimable_at <= $11
+    ORDER BY returned_at, unit_id LIMIT $5 FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT unit_id, rank, row_number() OVER (ORDER BY rank, returned_at, unit_id) AS n
+    FROM (SELECT * FROM own_spare UNION ALL SELECT * FROM own_in_grace
+          UNION ALL SELECT * FROM claimable) candidates
+    ORDER BY rank, returned_at, unit_id LIMIT $5
+), enough AS (
+    SELECT count(*) >= $6 AS ok FROM picked
+), gone AS (
+    DELETE FROM pool.free_units f USING picked, enough
+    WHERE enough.ok AND f.unit_id = picked.unit_id
+    RETURNING f.unit_id
+)
+UPDATE pool.units u SET
+    state = CASE WHEN $10::uuid IS NULL THEN 'ASSIGNED' ELSE 'HELD' END,
+    held_from = CASE WHEN $10::uuid IS NULL THEN NULL ELSE u.state END,
+    hold_id = $10,
+    office_id = CASE WHEN $10::uuid IS NULL THEN $2 ELSE u.office_id END,
+    assignee_kind = a.kind,
+    assignee_id = a.id,
+    returned_at = CASE WHEN $10::uuid IS NULL THEN NULL ELSE u.returned_at END,
+    claimable_at = CASE WHEN $10::uuid IS NULL THEN NULL ELSE u.claimable_at END,
+    updated_at = $11
+FROM picked p JOIN gone g USING (unit_id)
+    LEFT JOIN unnest($12::text[], $13::text[]) WITH ORDINALITY AS a(kind, id, n) ON a.n = p.n
+WHERE u.unit_id = p.unit_id AND u.state IN ('SPARE', 'POOLED')
+RETURNING {", ".join("u." + c.strip() for c in UNIT_COLUMNS.split(","))}, p.rank, p.n,
+    (SELECT count(*) FROM picked) AS found
+"""
+
+BYSTANDERS = """
+SELECT
+    count(*) FILTER (WHERE currency = $3 AND NOT pooled AND office_id <> $2) AS spare,
+    count(*) FILTER (WHERE currency = $3 AND pooled AND office_id <> $2
+                     AND claimable_at > $5) AS in_grace,
+    min(claimable_at) FILTER (WHERE currency = $3 AND pooled AND office_id <> $2
+                              AND claimable_at > $5) AS earliest,
+    count(*) FILTER (WHERE currency <> $3) AS other_currency,
+    (SELECT count(*) FROM pool.units
+     WHERE company_id = $1 AND currency = $3 AND license_type = $4 AND state = 'HELD'
+       AND hold_id IS DISTINCT FROM $6) AS held
+FROM pool.free_units WHERE company_id = $1 AND license_type = $4
+"""
+
+INSERT_HOLD = """
+INSERT INTO pool.holds (hold_id, company_id, office_id, currency, license_type, state,
+    quantity, expires_at, receipt_id, created_at)
+VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9)
+"""
+
+INSERT_RECEIPT = f"""
+INSERT INTO pool.receipts ({RECEIPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""
+
+# Puts held units back exactly as they were (pool units keep claimable_at).
+RESTORE_HELD = """
+WITH back AS (
+    UPDATE pool.units SET state = held_from, held_from = NULL, hold_id = NULL, updated_at = $2
+    WHERE hold_id = ANY($1::uuid[])
+    RETURNING unit_id, company_id, currency, license_type, office_id, state, returned_at,
+        claimable_at
+)
+INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled,
+    returned_at, claimable_at)
+SELECT unit_id, company_id, currency, license_type, office_id, state = 'POOLED', returned_at,
+    claimable_at
+FROM back
+"""
+
+RESOLVE_HOLD = f"""
+WITH resolved AS (
+    UPDATE pool.holds SET state = $3, resolved_at = $4
+    WHERE hold_id = $1 AND company_id = $2 AND state = 'PENDING'
+      AND (CASE WHEN $3 = 'EXPIRED' THEN expires_at <= $4 ELSE expires_at > $4 END)
+    RETURNING *
+)
+SELECT {HOLD_COLUMNS} FROM resolved h
+"""
+
+EXPIRE_HOLDS = """
+UPDATE pool.holds SET state = 'EXPIRED', resolved_at = $2
+WHERE hold_id = ANY($1::uuid[]) AND state = 'PENDING' AND expires_at <= $2
+RETURNING hold_id
+"""
+
+DUE_HOLDS = """
+SELECT hold_id, company_id, currency FROM pool.holds
+WHERE state = 'PENDING' AND expires_at <= coalesce($1::timestamptz, now())
+ORDER BY expires_at LIMIT $2
+"""
+
+COMMIT_ASSIGNED = f"""
+WITH held AS (
+    SELECT unit_id, row_number() OVER (ORDER BY unit_id) AS n
+    FROM pool.units WHERE hold_id = $1
+)
+UPDATE pool.units u SET state = 'ASSIGNED', hold_id = NULL, held_from = NULL, office_id = $2,
+    assignee_kind = a.kind, assignee_id = a.id, returned_at = NULL, claimable_at = NULL,
+    updated_at = $3
+FROM held LEFT JOIN unnest($4::text[], $5::text[]) WITH ORDINALITY AS a(kind, id, n)
+    ON a.n = held.n
+WHERE u.unit_id = held.unit_id
+RETURNING {", ".join("u." + c.strip() for c in UNIT_COLUMNS.split(","))}
+"""
+
+COMMIT_SPARE = """
+WITH moved AS (
+    UPDATE pool.units SET state = 'SPARE', hold_id = NULL, held_from = NULL, office_id = $2,
+        returned_at = NULL, claimable_at = NULL, updated_at = $3
+    WHERE hold_id = $1
+    RETURNING unit_id, company_id, currency, license_type, office_id
+)
+INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled)
+SELECT unit_id, company_id, currency, license_type, office_id, false FROM moved
+RETURNING unit_id
+"""
+
+# Unassigned (or spare) units go to the pool with a grace period.
+RETURN_TO_POOL = """
+WITH moved AS (
+    UPDATE pool.units SET state = 'POOLED', assignee_kind = NULL, assignee_id = NULL,
+        returned_at = $3, claimable_at = $4, updated_at = $3
+    WHERE company_id = $1 AND unit_id = ANY($2::uuid[]) AND state IN ('ASSIGNED', 'SPARE')
+    RETURNING unit_id, company_id, currency, license_type, office_id
+)
+INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled,
+    returned_at, claimable_at)
+SELECT unit_id, company_id, currency, license_type, office_id, true, $3, $4 FROM moved
+ON CONFLICT (unit_id) DO UPDATE
+    SET pooled = true, returned_at = EXCLUDED.returned_at, claimable_at = EXCLUDED.claimable_at
+RETURNING unit_id
+"""
+
+RETURN_TO_SPARE = """
+WITH moved AS (
+    UPDATE pool.units SET state = 'SPARE', assignee_kind = NULL, assignee_id = NULL,
+        updated_at = $3
+    WHERE company_id = $1 AND unit_id = ANY($2::uuid[]) AND state = 'ASSIGNED'
+    RETURNING unit_id, company_id, currency, license_type, office_id
+)
+INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled)
+SELECT unit_id, company_id, currency, license_type, office_id, false FROM moved
+RETURNING unit_id
+"""
+
+ENABLE_POOL = f"""
+WITH moved AS (
+    UPDATE pool.free_units SET pooled = true, returned_at = $4, claimable_at = $4
+    WHERE company_id = $1 AND currency = $2 AND NOT pooled AND license_type = ANY($3::text[])
+    RETURNING unit_id
+)
+UPDATE pool.units u SET state = 'POOLED', returned_at = $4, claimable_at = $4, updated_at = $4
+FROM moved WHERE u.unit_id = moved.unit_id
+RETURNING {", ".join("u." + c.strip() for c in UNIT_COLUMNS.split(","))}
+"""
+
+SPARE_OF_CURRENCY = f"""
+SELECT {UNIT_COLUMNS} FROM pool.units
+WHERE company_id = $1 AND currency = $2 AND state = 'SPARE' AND license_type = ANY($3::text[])
+ORDER BY created_at, unit_id
+"""
+
+POOL_CONTENTS = """
+SELECT license_type, count(*) FILTER (WHERE claimable_at <= $3) AS claimable,
+    count(*) FILTER (WHERE claimable_at > $3) AS in_grace
+FROM pool.free_units WHERE company_id = $1 AND currency = $2 AND pooled
+GROUP BY license_type ORDER BY license_type
+"""
+
+ADD_UNITS = f"""
+WITH new AS (
+    INSERT INTO pool.units (unit_id, company_id, office_id, currency, license_type, state,
+        created_at, updated_at)
+    SELECT id, $1, $2, $3, $4, 'SPARE', $5, $5 FROM unnest($6::uuid[]) AS id
+    RETURNING {UNIT_COLUMNS}
+), free AS (
+    INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled)
+    SELECT unit_id, company_id, currency, license_type, office_id, false FROM new
+)
+SELECT * FROM new ORDER BY unit_id
+"""
+
+SNAPSHOT = """
+SELECT office_id, currency, license_type, state, held_from, count(*) AS n
+FROM pool.units
+WHERE company_id = $1 AND ($2::text IS NULL OR currency = $2) AND state <> 'TERMINATED'
+GROUP BY office_id, currency, license_type, state, held_from
+ORDER BY currency, office_id, license_type
+"""
+
+
+class PoolRepository:
+    """The pool schema; every method runs on the caller's connection and transaction."""
+
+    # --- transactions -------------------------------------------------------------------
+
+    async def lock(
+        self, conn: Conn, company_id: uuid.UUID, currency: str, clock_now: datetime | None
+    ) -> datetime:
+        """Serializes writers of one (company, currency) until the transaction ends;
+        returns the transaction's instant (the clock's, or the database's)."""
+        now: datetime = await conn.fetchval(LOCK, str(company_id), currency, clock_now)
+        return now
+
+    async def now(self, conn: Conn, clock_now: datetime | None) -> datetime:
+        """The instant for a reader: the clock's, or the database's."""
+        value: datetime = await conn.fetchval("SELECT coalesce($1::timestamptz, now())", clock_now)
+        return value
+
+    # --- offices ------------------------------------------------------------------------
+
+    async def get_office(
+        self, conn: Conn, company_id: uuid.UUID, office_id: uuid.UUID
+    ) -> Office | None:
+        row = await conn.fetchrow(
+            f"SELECT {OFFICE_COLUMNS} FROM pool.offices WHERE company_id = $1 AND office_id = $2",
+            company_id,
+            office_id,
+        )
+        return to_office(row) if row else None
+
+    async def offices_by_id(
+        self, conn: Conn, company_id: uuid.UUID, office_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Office]:
+        rows = await conn.fetch(OFFICES_BY_ID, company_id, list(office_ids))
+        return {r["office_id"]: to_office(r) for r in rows}
+
+    async def office_owner(self, conn: Conn, office_id: uuid.UUID) -> uuid.UUID | None:
+        value: uuid.UUID | None = await conn.fetchval(
+            "SELECT company_id FROM pool.offices WHERE office_id = $1", office_id
+        )
+        return value
+
+    async def put_office(self, conn: Conn, office: Office) -> Office:
+        if office.primary:
+            await conn.execute(
+                "UPDATE pool.offices SET is_primary = false"
+                " WHERE company_id = $1 AND is_primary AND office_id <> $2",
+                office.company_id,
+                office.office_id,
+            )
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO pool.offices ({OFFICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (office_id) DO UPDATE SET currency = EXCLUDED.currency,
+                plan_kind = EXCLUDED.plan_kind, is_primary = EXCLUDED.is_primary
+            RETURNING {OFFICE_COLUMNS}
+            """,
+            office.company_id,
+            office.office_id,
+            office.currency,
+            office.plan_kind.value,
+            office.primary,
+        )
+        return to_office(row)
+
+    async def list_offices(
+        self,
+        conn: Conn,
+        company_id: uuid.UUID,
+        currency: str | None,
+        after: uuid.UUID | None,
+        limit: int,
+    ) -> list[Office]:
+        rows = await conn.fetch(
+            f"""
+            SELECT {OFFICE_COLUMNS} FROM pool.offices
+            WHERE company_id = $1 AND ($2::text IS NULL OR currency = $2)
+              AND ($3::uuid IS NULL OR office_id > $3)
+            ORDER BY office_id LIMIT $4
+            """,
+            company_id,
+            currency,
+            after,
+            limit,
+        )
+        return [to_office(r) for r in rows]
+
+    async def legacy_offices(
+        self, conn: Conn, company_id: uuid.UUID, currency: str
+    ) -> list[uuid.UUID]:
+        rows = await conn.fetch(
+            "SELECT office_id FROM pool.offices"
+            " WHERE company_id = $1 AND currency = $2 AND plan_kind = 'LEGACY'",
+            company_id,
+            currency,
+        )
+        return [r["office_id"] for r in rows]
+
+    async def offices_of_currency(
+        self, conn: Conn, company_id: uuid.UUID, currency: str
+    ) -> list[uuid.UUID]:
+        rows = await conn.fetch(
+            "SELECT office_id FROM pool.offices WHERE company_id = $1 AND currency = $2"
+            " ORDER BY office_id",
+            company_id,
+            currency,
+        )
+        return [r["office_id"] for r in rows]
+
+    async def office_has_live_units(self, conn: Conn, office_id: uuid.UUID) -> bool:
+        found: bool = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pool.units"
+            " WHERE office_id = $1 AND state <> 'TERMINATED')",
+            office_id,
+        )
+        return found
+
+    # --- pools --------------------------------------------------------------------------
+
+    async def get_pool(self, conn: Conn, company_id: uuid.UUID, currency: str) -> Pool:
+        enabled_at = await conn.fetchval(POOL_ENABLED, company_id, currency)
+        return Pool(company_id, currency, enabled_at)
+
+    async def insert_pool(
+        self, conn: Conn, company_id: uuid.UUID, currency: str, now: datetime
+    ) -> Pool:
+        await conn.execute(
+            "INSERT INTO pool.pools (company_id, currency, enabled_at) VALUES ($1, $2, $3)",
+            company_id,
+            currency,
+            now,
+        )
+        return Pool(company_id, currency, now)
+
+    async def pool_spare_units(
+        self, conn: Conn, company_id: uuid.UUID, currency: str, poolable_types: Sequence[str]
+    ) -> list[Unit]:
+        rows = await conn.fetch(SPARE_OF_CURRENCY, company_id, currency, list(poolable_types))
+        return [to_unit(r) for r in rows]
+
+    async def move_spare_into_pool(
+        self,
+        conn: Conn,
+        company_id: uuid.UUID,
+        currency: str,
+        poolable_types: Sequence[str],
+        now: datetime,
+    ) -> list[Unit]:
+        rows = await conn.fetch(ENABLE_POOL, company_id, currency, list(poolable_types), now)
+        return sorted((to_unit(r) for r in rows), key=lambda u: (u.created_at, u.unit_id))
+
+    async def pool_contents(
+        self, conn: Conn, company_id: uuid.UUID, currency: str, now: datetime
+    ) -> list[tuple[str, int, int]]:
+        rows = await conn.fetch(POOL_CONTENTS, company_id, currency, now)
+        return [(r["license_type"], r["claimable"], r["in_grace"]) for r in rows]
+
+    # --- units --------------------------------------------------------------------------
+
+    async def add_units(
+        self, conn: Conn, office: Office, license_type: str, quantity: int, now: datetime
+    ) -> list[Unit]:
+        ids = [uuid.uuid4() for _ in range(quantity)]
+        rows = await conn.fetch(
+            ADD_UNITS, office.company_id, office.office_id, office.currency, license_type, now, ids
+        )
+        return [to_unit(r) for r in rows]
+
+    async def take(
+        self, conn: Conn, take: Take, now: datetime
+    ) -> tuple[list[Unit], list[SourceTake], int]:
+        """Takes units for one allocation; returns them, what came from each source (in
+        allocation order) and how many candidates were found (up to the quantity)."""
+        office = take.office
+        rows = await conn.fetch(
+            TAKE,
+            office.company_id,
+            office.office_id,
+            office.currency,
+            take.license_type,
+            take.quantity,
+            take.at_least,
+            Source.OWN_SPARE in take.sources,
+            Source.OWN_RETURN_IN_GRACE in take.sources,
+            Source.POOL in take.sources,
+            take.hold_id,
+            now,
+            [a.kind for a in take.assignees],
+            [a.id for a in take.assignees],
+        )
+        rows = sorted(rows, key=lambda r: r["n"])
+        by_source: dict[Source, list[uuid.UUID]] = {}
+        for row in rows:
+            by_source.setdefault(RANK_SOURCE[row["rank"]], []).append(row["unit_id"])
+        found = rows[0]["found"] if rows else await self._count_found(conn, take, now)
+        taken = [SourceTake(source, tuple(ids)) for source, ids in by_source.items()]
+        return [to_unit(r) for r in rows], taken, min(found, take.quantity)
+
+    async def _count_found(self, conn: Conn, take: Take, now: datetime) -> int:
+        # Nothing was taken: count the candidates for the receipt (this path is rare).
+        office = take.office
+        found: int = await conn.fetchval(
+            """
+            SELECT count(*) FROM pool.free_units WHERE company_id = $1 AND license_type = $4 AND (
+                ($5 AND office_id = $2 AND NOT pooled)
+                OR ($6 AND office_id = $2 AND pooled AND claimable_at > $8)
+                OR ($7 AND currency = $3 AND pooled AND claimable_at <= $8))
+            """,
+            office.company_id,
+            office.office_id,
+            office.currency,
+            take.license_type,
+            Source.OWN_SPARE in take.sources,
+            Source.OWN_RETURN_IN_GRACE in take.sources,
+            Source.POOL in take.sources,
+            now,
+        )
+        return found
+
+    async def bystanders(
+        self,
+        conn: Conn,
+        office: Office,
+        license_type: str,
+        now: datetime,
+        hold_id: uuid.UUID | None,
+    ) -> Bystanders:
+        row = await conn.fetchrow(
+            BYSTANDERS,
+            office.company_id,
+            office.office_id,
+            office.currency,
+            license_type,
+            now,
+            hold_id,
+        )
+        return Bystanders(
+            other_office_spare=row["spare"],
+            other_office_in_grace=row["in_grace"],
+            earliest_claimable_at=row["earliest"],
+            held=row["held"],
+            other_currency=row["other_currency"],
+        )
+
+    async def units_by_id(
+        self, conn: Conn, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID]
+    ) -> list[Unit]:
+        rows = await conn.fetch(
+            f"SELECT {UNIT_COLUMNS} FROM pool.units"
+            " WHERE company_id = $1 AND unit_id = ANY($2::uuid[]) ORDER BY unit_id",
+            company_id,
+            list(unit_ids),
+        )
+        return [to_unit(r) for r in rows]
+
+    async def list_units(
+        self,
+        conn: Conn,
+        company_id: uuid.UUID,
+        office_id: uuid.UUID | None,
+        currency: str | None,
+        license_type: str | None,
+        state: UnitState | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[Unit]:
+        rows = await conn.fetch(
+            f"""
+            SELECT {UNIT_COLUMNS} FROM pool.units
+            WHERE company_id = $1 AND ($2::uuid IS NULL OR office_id = $2)
+              AND ($3::text IS NULL OR currency = $3) AND ($4::text IS NULL OR license_type = $4)
+              AND ($5::text IS NULL OR state = $5)
+              AND ($6::timestamptz IS NULL OR (created_at, unit_id) > ($6, $7::uuid))
+            ORDER BY created_at, unit_id LIMIT $8
+            """,
+            company_id,
+            office_id,
+            currency,
+            license_type,
+            state.value if state else None,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit,
+        )
+        return [to_unit(r) for r in rows]
+
+    async def return_to_pool(
+        self,
+        conn: Conn,
+        company_id: uuid.UUID,
+        unit_ids: Sequence[uuid.UUID],
+        now: datetime,
+        claimable_at: datetime,
+    ) -> int:
+        rows = await conn.fetch(RETURN_TO_POOL, company_id, list(unit_ids), now, claimable_at)
+        return len(rows)
+
+    async def return_to_spare(
+        self, conn: Conn, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID], now: datetime
+    ) -> int:
+        rows = await conn.fetch(RETURN_TO_SPARE, company_id, list(unit_ids), now)
+        return len(rows)
+
+    async def snapshot(
+        self, conn: Conn, company_id: uuid.UUID, currency: str | None
+    ) -> list[asyncpg.Record]:
+        return list(await conn.fetch(SNAPSHOT, company_id, currency))
+
+    # --- holds and receipts ---------------------------------------------------------------
+
+    async def insert_holds(self, conn: Conn, holds: Iterable[Hold]) -> None:
+        await conn.executemany(
+            INSERT_HOLD,
+            [
+                (
+                    h.hold_id,
+                    h.company_id,
+                    h.office_id,
+                    h.currency,
+                    h.license_type,
+                    len(h.unit_ids),
+                    h.expires_at,
+                    h.receipt_id,
+                    h.created_at,
+                )
+                for h in holds
+            ],
+        )
+
+    async def insert_receipts(self, conn: Conn, receipts: Iterable[Receipt]) -> None:
+        args = []
+        for r in receipts:
+            taken, passed = receipt_json(r)
+            args.append(
+                (
+                    r.receipt_id,
+                    r.company_id,
+                    r.office_id,
+                    r.currency,
+                    r.license_type,
+                    r.requested,
+                    taken,
+                    passed,
+                    r.hold_id,
+                    r.created_at,
+                )
+            )
+        if args:
+            await conn.executemany(INSERT_RECEIPT, args)
+
+    async def get_receipt(
+        self, conn: Conn, company_id: uuid.UUID, receipt_id: uuid.UUID
+    ) -> Receipt | None:
+        row = await conn.fetchrow(
+            f"SELECT {RECEIPT_COLUMNS} FROM pool.receipts"
+            " WHERE company_id = $1 AND receipt_id = $2",
+            company_id,
+            receipt_id,
+        )
+        return to_receipt(row) if row else None
+
+    async def get_hold(self, conn: Conn, company_id: uuid.UUID, hold_id: uuid.UUID) -> Hold | None:
+        row = await conn.fetchrow(
+            f"SELECT {HOLD_COLUMNS} FROM pool.holds h WHERE h.company_id = $1 AND h.hold_id = $2",
+            company_id,
+            hold_id,
+        )
+        return to_hold(row) if row else None
+
+    async def resolve_hold(
+        self, conn: Conn, company_id: uuid.UUID, hold_id: uuid.UUID, state: HoldState, now: datetime
+    ) -> Hold | None:
+        """Moves a PENDING hold to `state` (COMMITTED/RELEASED only before its expiry,
+        EXPIRED only after); None if it was not eligible. Resolves at most once."""
+        row = await conn.fetchrow(RESOLVE_HOLD, hold_id, company_id, state.value, now)
+        return to_hold(row) if row else None
+
+    async def restore_held(self, conn: Conn, hold_ids: Sequence[uuid.UUID], now: datetime) -> None:
+        await conn.execute(RESTORE_HELD, list(hold_ids), now)
+
+    async def commit_assigned(
+        self, conn: Conn, hold: Hold, assignees: Sequence[Assignee], now: datetime
+    ) -> list[Unit]:
+        rows = await conn.fetch(
+            COMMIT_ASSIGNED,
+            hold.hold_id,
+            hold.office_id,
+            now,
+            [a.kind for a in assignees],
+            [a.id for a in assignees],
+        )
+        return sorted((to_unit(r) for r in rows), key=lambda u: u.unit_id)
+
+    async def commit_spare(self, conn: Conn, hold: Hold, now: datetime) -> None:
+        await conn.fetch(COMMIT_SPARE, hold.hold_id, hold.office_id, now)
+
+    async def due_holds(
+        self, conn: Conn, clock_now: datetime | None, limit: int
+    ) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+        rows = await conn.fetch(DUE_HOLDS, clock_now, limit)
+        return [(r["hold_id"], r["company_id"], r["currency"]) for r in rows]
+
+    async def expire_holds(
+        self, conn: Conn, hold_ids: Sequence[uuid.UUID], now: datetime
+    ) -> list[uuid.UUID]:
+        rows = await conn.fetch(EXPIRE_HOLDS, list(hold_ids), now)
+        expired = [r["hold_id"] for r in rows]
+        if expired:
+            await self.restore_held(conn, expired, now)
+        return expired
