@@ -44,7 +44,7 @@ HOLD_COLUMNS = """h.hold_id, h.company_id, h.office_id, h.currency, h.license_ty
         AS unit_ids"""
 OFFICE_COLUMNS = "company_id, office_id, currency, plan_kind, is_primary"
 RECEIPT_COLUMNS = """receipt_id, company_id, office_id, currency, license_type, requested,
-    taken, passed_over, hold_id, created_at"""
+    taken, shortfall, passed_over, hold_id, created_at"""
 
 SOURCE_RANK = {Source.OWN_SPARE: 1, Source.OWN_RETURN_IN_GRACE: 2, Source.POOL: 3}
 RANK_SOURCE = {rank: source for source, rank in SOURCE_RANK.items()}
@@ -107,6 +107,7 @@ def to_receipt(row: asyncpg.Record) -> Receipt:
             SourceTake(Source(t["source"]), tuple(uuid.UUID(u) for u in t["unit_ids"]))
             for t in row["taken"]
         ),
+        shortfall=row["shortfall"],
         passed_over=tuple(
             PassedOver(
                 PassOverReason(p["reason"]),
@@ -227,7 +228,8 @@ VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9)
 """
 
 INSERT_RECEIPT = f"""
-INSERT INTO pool.receipts ({RECEIPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+INSERT INTO pool.receipts ({RECEIPT_COLUMNS})
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 """
 
 # Puts held units back exactly as they were (pool units keep claimable_at).
@@ -709,6 +711,7 @@ class PoolRepository:
                     r.license_type,
                     r.requested,
                     taken,
+                    r.shortfall,
                     passed,
                     r.hold_id,
                     r.created_at,

@@ -413,7 +413,7 @@ class PoolService:
         units, taken, found = await self._repo.take(conn, take, now)
         if len(units) != (found if found >= at_least else 0):
             raise Aborted("CONCURRENT_CHANGE", "units changed meanwhile; retry")
-        shortfall = command.quantity - len(units)
+        shortfall = command.quantity - found
         passed_over: tuple[Any, ...] = ()
         if allocation.needs_explanation(shortfall):
             bystanders = await self._repo.bystanders(
@@ -428,6 +428,7 @@ class PoolService:
             license_type=command.license_type,
             requested=command.quantity,
             taken=tuple(taken),
+            shortfall=shortfall,
             passed_over=passed_over,
             hold_id=hold_id if units else None,
             created_at=now,

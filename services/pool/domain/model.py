@@ -127,17 +127,10 @@ class Receipt:
     license_type: str
     requested: int
     taken: tuple[SourceTake, ...]
+    shortfall: int  # what no source could give (a failed allocation takes nothing)
     passed_over: tuple[PassedOver, ...]
     hold_id: uuid.UUID | None
     created_at: datetime
-
-    @property
-    def taken_count(self) -> int:
-        return sum(len(t.unit_ids) for t in self.taken)
-
-    @property
-    def shortfall(self) -> int:
-        return self.requested - self.taken_count
 
 
 @dataclass(frozen=True, slots=True)

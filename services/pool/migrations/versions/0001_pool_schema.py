@@ -106,6 +106,7 @@ def upgrade() -> None:
             license_type text NOT NULL,
             requested integer NOT NULL,
             taken jsonb NOT NULL,
+            shortfall integer NOT NULL,
             passed_over jsonb NOT NULL,
             hold_id uuid,
             created_at timestamptz NOT NULL

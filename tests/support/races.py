@@ -1,0 +1,77 @@
+"""The last-unit race: many concurrent Acquire calls against a pool with few units."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+import asyncpg
+import grpc
+
+from licensing.pool.v1 import pool_pb2 as pb
+from licensing.pool.v1 import pool_pb2_grpc
+from tests.support.pool import Company, reason_of, rid
+
+
+@dataclass
+class RaceOutcome:
+    unit_ids: list[str]
+    failures: Counter[tuple[grpc.StatusCode, str]]
+
+
+async def pool_with_claimable_units(stub: pool_pb2_grpc.PoolServiceStub, units: int, offices: int) -> Company:
+    company = Company(stub, str(uuid.uuid4()), {})
+    for index in range(offices):
+        await company.office(f"o{index}", "USD")
+    await company.add("o0", "connect", units)
+    await company.enable("USD")  # every unit is now claimable by any office
+    return company
+
+
+async def race_acquire(
+    stubs: list[pool_pb2_grpc.PoolServiceStub], company: Company, callers: int
+) -> RaceOutcome:
+    """`callers` concurrent Acquire of one unit, spread over offices and stubs."""
+    offices = list(company.offices.values())
+
+    async def one(index: int) -> pb.AcquireResponse | grpc.aio.AioRpcError:
+        stub = stubs[index % len(stubs)]
+        try:
+            response: pb.AcquireResponse = await stub.Acquire(
+                pb.AcquireRequest(
+                    request_id=rid(),
+                    company_id=company.company_id,
+                    office_id=offices[1 + index % (len(offices) - 1)] if len(offices) > 1 else offices[0],
+                    license_type="connect",
+                    quantity=1,
+                    assignees=[pb.Assignee(kind=pb.ASSIGNEE_KIND_USER, id=f"user-{index}")],
+                ),
+                timeout=60,
+            )
+            return response
+        except grpc.aio.AioRpcError as error:
+            return error
+
+    results = await asyncio.gather(*(one(i) for i in range(callers)))
+    unit_ids = [u.unit_id for r in results if isinstance(r, pb.AcquireResponse) for u in r.units]
+    failures: Counter[tuple[grpc.StatusCode, str]] = Counter(
+        (r.code(), reason_of(r)) for r in results if isinstance(r, grpc.aio.AioRpcError)
+    )
+    return RaceOutcome(unit_ids, failures)
+
+
+async def assert_database_matches(db: asyncpg.Pool, company: Company, outcome: RaceOutcome, total: int) -> None:
+    rows = await db.fetch(
+        "SELECT unit_id::text, state, assignee_id FROM pool.units WHERE company_id = $1::uuid",
+        company.company_id,
+    )
+    assigned = {r["unit_id"] for r in rows if r["state"] == "ASSIGNED"}
+    assert assigned == set(outcome.unit_ids)
+    assert len({r["assignee_id"] for r in rows if r["state"] == "ASSIGNED"}) == len(assigned)
+    free = await db.fetchval(
+        "SELECT count(*) FROM pool.free_units WHERE company_id = $1::uuid", company.company_id
+    )
+    assert free == total - len(assigned)
+    assert len(rows) == total
