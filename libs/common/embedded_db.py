@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
-import pgserver
+# pgserver asks platformdirs for a runtime directory it does not need.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+import pgserver  # noqa: E402
 
 _servers: list[object] = []  # keeps servers referenced until the process exits
 

@@ -33,6 +33,10 @@ def run_env() -> None:
     schema: str = config.attributes["schema"]
 
     def migrate(connection: Connection) -> None:
+        # Replicas starting together migrate one at a time (released at commit).
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"migrate/{schema}"}
+        )
         connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
         context.configure(
             connection=connection,
