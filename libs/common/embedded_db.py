@@ -9,7 +9,7 @@ from urllib.parse import quote
 # pgserver asks platformdirs for a runtime directory it does not need.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
-import pgserver  # noqa: E402
+from pgserver import get_server  # type: ignore[attr-defined]  # noqa: E402
 
 _servers: list[object] = []  # keeps servers referenced until the process exits
 
@@ -20,7 +20,7 @@ def start(data_dir: Path, cleanup: bool) -> str:
     With `cleanup` the server stops, and its data is deleted, when the process exits.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode="delete" if cleanup else "stop")
+    server = get_server(data_dir, cleanup_mode="delete" if cleanup else "stop")
     _servers.append(server)
     # pgserver listens on a unix socket in the data directory.
     return f"postgresql://postgres@/postgres?host={quote(str(data_dir))}"

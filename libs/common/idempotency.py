@@ -52,7 +52,7 @@ def key_for(method: str, company_id: uuid.UUID, request: Message) -> Idempotency
         raise invalid("request_id", f"is longer than {MAX_REQUEST_ID_LENGTH} characters")
     payload = type(request)()
     payload.CopyFrom(request)
-    payload.ClearField("request_id")  # type: ignore[arg-type]
+    payload.ClearField("request_id")
     digest = hashlib.sha256(method.encode())
     digest.update(payload.SerializeToString(deterministic=True))
     return IdempotencyKey(company_id, request_id, digest.digest())

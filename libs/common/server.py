@@ -46,7 +46,7 @@ async def start_server(
 ) -> RunningServer:
     """Builds and starts the server; port 0 picks a free port (tests)."""
     server = grpc.aio.server(
-        interceptors=[aio_server_interceptor(), ErrorMappingInterceptor(error_domain)],
+        interceptors=[aio_server_interceptor(), ErrorMappingInterceptor(error_domain)],  # type: ignore[no-untyped-call]
         options=[("grpc.so_reuseport", 0)],
     )
     for registration in registrations:

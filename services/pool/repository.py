@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from asyncpg import Connection as Conn
 
 from services.pool.domain.allocation import Bystanders
 from services.pool.domain.model import (
@@ -33,8 +34,6 @@ from services.pool.domain.model import (
     Unit,
     UnitState,
 )
-
-Conn = asyncpg.Connection
 
 UNIT_COLUMNS = """unit_id, company_id, office_id, currency, license_type, state, assignee_kind,
     assignee_id, returned_at, claimable_at, hold_id, held_from, created_at, updated_at"""

@@ -48,7 +48,10 @@ from services.pool.service import (
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PoolService"].full_name
 
-_PLAN_KINDS = {pb.PLAN_KIND_BUNDLE: PlanKind.BUNDLE, pb.PLAN_KIND_LEGACY: PlanKind.LEGACY}
+_PLAN_KINDS: dict[pb.PlanKind.ValueType, PlanKind] = {
+    pb.PLAN_KIND_BUNDLE: PlanKind.BUNDLE,
+    pb.PLAN_KIND_LEGACY: PlanKind.LEGACY,
+}
 _PLAN_KIND_PB = {v: k for k, v in _PLAN_KINDS.items()}
 _STATES = {
     pb.UNIT_STATE_SPARE: UnitState.SPARE,
@@ -106,12 +109,14 @@ def unit_pb(unit: Unit) -> pb.Unit:
         claimable_at=_ts(unit.claimable_at),
         returned_by_office_id=str(unit.office_id) if unit.state is UnitState.POOLED else "",
         hold_id=str(unit.hold_id) if unit.hold_id else "",
-        held_from_state=_STATE_PB[unit.held_from] if unit.held_from else 0,
+        held_from_state=_STATE_PB[unit.held_from] if unit.held_from else pb.UNIT_STATE_UNSPECIFIED,
         create_time=_ts(unit.created_at),
         update_time=_ts(unit.updated_at),
     )
     if unit.assignee is not None:
-        message.assignee.kind = _ASSIGNEE_KIND_PB.get(unit.assignee.kind, 0)  # type: ignore[assignment]
+        message.assignee.kind = _ASSIGNEE_KIND_PB.get(
+            unit.assignee.kind, pb.ASSIGNEE_KIND_UNSPECIFIED
+        )
         message.assignee.id = unit.assignee.id
     return message
 
@@ -258,7 +263,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
             plan_kind=_plan_kind(o.plan_kind),
             primary=o.primary,
         )
-        once = Once(
+        once: Once[Office] = Once(
             key_for(_method("PutOffice"), company_id, request),
             lambda r: pb.PutOfficeResponse(office=office_pb(r)).SerializeToString(),
         )
@@ -296,7 +301,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         office_id = uuid_field("office_id", request.office_id)
         code = license_type_field("license_type", request.license_type).code
         quantity = quantity_field("quantity", request.quantity)
-        once = Once(
+        once: Once[list[Unit]] = Once(
             key_for(_method("AddUnits"), company_id, request),
             lambda units: pb.AddUnitsResponse(
                 units=[unit_pb(u) for u in units]
@@ -416,7 +421,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     ) -> pb.ReleaseResponse:
         company_id = uuid_field("company_id", request.company_id)
         hold_id = uuid_field("hold_id", request.hold_id)
-        once = Once(
+        once: Once[Hold] = Once(
             key_for(_method("Release"), company_id, request),
             lambda hold: pb.ReleaseResponse(hold=hold_pb(hold)).SerializeToString(),
         )
@@ -440,7 +445,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         unit_ids = [uuid_field(f"unit_ids[{i}]", u) for i, u in enumerate(request.unit_ids)]
         if len(set(unit_ids)) != len(unit_ids):
             raise invalid("unit_ids", "lists a unit twice")
-        once = Once(
+        once: Once[list[Unit]] = Once(
             key_for(_method("ReturnUnits"), company_id, request),
             lambda units: pb.ReturnUnitsResponse(
                 units=[unit_pb(u) for u in units]
@@ -510,8 +515,8 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         return pb.GetReceiptResponse(receipt=receipt_pb(receipt))
 
 
-def _plan_kind(value: int) -> PlanKind:
-    kind = _PLAN_KINDS.get(value)  # type: ignore[call-overload]
+def _plan_kind(value: pb.PlanKind.ValueType) -> PlanKind:
+    kind = _PLAN_KINDS.get(value)
     if kind is None:
         raise invalid("office.plan_kind", "must be PLAN_KIND_BUNDLE or PLAN_KIND_LEGACY")
     return kind

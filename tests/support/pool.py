@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-
-from libs.common.clock import Clock
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
+
+from libs.common.clock import Clock
 from services.pool.app import PoolApp, start
 from services.pool.config import PoolSettings
 
@@ -106,7 +106,11 @@ class Company:
         return response
 
     async def acquire(
-        self, office: str, license_type: str, quantity: int = 1, request_id: str | None = None,
+        self,
+        office: str,
+        license_type: str,
+        quantity: int = 1,
+        request_id: str | None = None,
         assignees: Sequence[str] = (),
     ) -> pb.AcquireResponse:
         response: pb.AcquireResponse = await self.stub.Acquire(

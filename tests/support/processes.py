@@ -35,7 +35,7 @@ class ServiceProcess:
             self.process.kill()
 
 
-async def spawn(name: str, env: Mapping[str, str], timeout: float = 30) -> ServiceProcess:
+async def spawn(name: str, env: Mapping[str, str], startup_seconds: float = 30) -> ServiceProcess:
     """Starts `python -m services.<name> serve` and waits until it listens."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -56,7 +56,7 @@ async def spawn(name: str, env: Mapping[str, str], timeout: float = 30) -> Servi
                 return match.group(2).decode()
         raise RuntimeError(f"{name} exited before listening (code {await process.wait()})")
 
-    found = await asyncio.wait_for(address(), timeout)
+    found = await asyncio.wait_for(address(), startup_seconds)
     return ServiceProcess(name, process, found)
 
 

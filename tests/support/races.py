@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import asyncpg
 import grpc
-
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
+
 from tests.support.pool import Company, reason_of, rid
 
 
@@ -21,7 +21,9 @@ class RaceOutcome:
     failures: Counter[tuple[grpc.StatusCode, str]]
 
 
-async def pool_with_claimable_units(stub: pool_pb2_grpc.PoolServiceStub, units: int, offices: int) -> Company:
+async def pool_with_claimable_units(
+    stub: pool_pb2_grpc.PoolServiceStub, units: int, offices: int
+) -> Company:
     company = Company(stub, str(uuid.uuid4()), {})
     for index in range(offices):
         await company.office(f"o{index}", "USD")
@@ -43,7 +45,9 @@ async def race_acquire(
                 pb.AcquireRequest(
                     request_id=rid(),
                     company_id=company.company_id,
-                    office_id=offices[1 + index % (len(offices) - 1)] if len(offices) > 1 else offices[0],
+                    office_id=offices[1 + index % (len(offices) - 1)]
+                    if len(offices) > 1
+                    else offices[0],
                     license_type="connect",
                     quantity=1,
                     assignees=[pb.Assignee(kind=pb.ASSIGNEE_KIND_USER, id=f"user-{index}")],
@@ -62,7 +66,9 @@ async def race_acquire(
     return RaceOutcome(unit_ids, failures)
 
 
-async def assert_database_matches(db: asyncpg.Pool, company: Company, outcome: RaceOutcome, total: int) -> None:
+async def assert_database_matches(
+    db: asyncpg.Pool, company: Company, outcome: RaceOutcome, total: int
+) -> None:
     rows = await db.fetch(
         "SELECT unit_id::text, state, assignee_id FROM pool.units WHERE company_id = $1::uuid",
         company.company_id,

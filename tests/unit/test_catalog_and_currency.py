@@ -34,7 +34,7 @@ def test_catalog_lists_the_reseller_bases_and_addons() -> None:
 
 
 def test_minor_units_come_from_cldr() -> None:
-    assert SUPPORTED_CURRENCIES == {"USD", "JPY", "CAD", "AUD", "GBP", "NZD", "EUR"}
+    assert {"USD", "JPY", "CAD", "AUD", "GBP", "NZD", "EUR"} == SUPPORTED_CURRENCIES
     assert minor_unit_digits("JPY") == 0
     assert minor_unit_digits("USD") == 2
     assert minor_unit_digits("EUR") == 2

@@ -32,9 +32,13 @@ async def test_one_failing_item_fails_alone() -> None:
         return [ValueError("odd") if i % 2 else i for i in items]
 
     writer: Coalescer[str, int, int] = Coalescer(handler)
-    results = await asyncio.gather(*(writer.submit("k", i) for i in range(4)), return_exceptions=True)
-    assert results[0] == 0 and results[2] == 2
-    assert isinstance(results[1], ValueError) and isinstance(results[3], ValueError)
+    results = await asyncio.gather(
+        *(writer.submit("k", i) for i in range(4)), return_exceptions=True
+    )
+    assert results[0] == 0
+    assert results[2] == 2
+    assert isinstance(results[1], ValueError)
+    assert isinstance(results[3], ValueError)
 
 
 async def test_keys_do_not_wait_for_each_other() -> None:

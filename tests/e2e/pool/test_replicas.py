@@ -5,15 +5,17 @@ from contextlib import AsyncExitStack
 import asyncpg
 import grpc
 import pytest
-
 from licensing.pool.v1 import pool_pb2_grpc
+
 from tests.support.processes import spawned
 from tests.support.races import assert_database_matches, pool_with_claimable_units, race_acquire
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 
-async def test_two_replicas_never_hand_out_a_unit_twice(database_url: str, db: asyncpg.Pool) -> None:
+async def test_two_replicas_never_hand_out_a_unit_twice(
+    database_url: str, db: asyncpg.Pool
+) -> None:
     env = {"POOL_DATABASE_URL": database_url, "POOL_PORT": "0", "POOL_LOG_LEVEL": "WARNING"}
     async with AsyncExitStack() as stack:
         replicas = [await stack.enter_async_context(spawned("pool", env)) for _ in range(2)]

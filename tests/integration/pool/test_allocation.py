@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import grpc
 import pytest
+from licensing.pool.v1 import pool_pb2 as pb
 
 from libs.common.clock import FakeClock
-from licensing.pool.v1 import pool_pb2 as pb
 from tests.support.pool import Company, details_of, reason_of, rid
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -25,7 +25,9 @@ async def test_order_own_spare_then_own_grace_then_oldest_pool_units(
     await company.enable("USD")
     # The pool gets units returned by the shop (older) then by the branch (newer).
     shop_units = await company.add("shop", "connect", 2)
-    await company.give_back([u.unit_id for u in (await company.acquire("shop", "connect", 2)).units])
+    await company.give_back(
+        [u.unit_id for u in (await company.acquire("shop", "connect", 2)).units]
+    )
     clock.advance(minutes=1)
     await company.add("branch", "connect", 1)
     await company.give_back([u.unit_id for u in (await company.acquire("branch", "connect")).units])
@@ -105,7 +107,9 @@ async def test_non_poolable_types_return_to_spare_and_are_not_shared(company: Co
     ]
 
 
-async def test_without_a_pool_units_stay_in_their_office(company: Company, clock: FakeClock) -> None:
+async def test_without_a_pool_units_stay_in_their_office(
+    company: Company, clock: FakeClock
+) -> None:
     await company.office("a", "CAD")
     await company.office("b", "CAD")
     await company.add("a", "connect", 1)
@@ -130,7 +134,9 @@ async def test_units_never_cross_currencies(company: Company) -> None:
         pb.EnablePoolRequest(request_id=rid(), company_id=company.company_id, currency="AUD")
     )
     assert response.pool.enabled
-    pool = await company.stub.GetPool(pb.GetPoolRequest(company_id=company.company_id, currency="USD"))
+    pool = await company.stub.GetPool(
+        pb.GetPoolRequest(company_id=company.company_id, currency="USD")
+    )
     assert [(c.license_type, c.claimable) for c in pool.contents] == [("connect", 3)]
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await company.acquire("ca", "connect")
@@ -183,9 +189,13 @@ async def test_enable_pool_moves_spare_poolable_units_and_is_one_way(company: Co
         (company.stub.EnablePool, "POOL_ALREADY_ENABLED"),
         (company.stub.DisablePool, "POOL_ENABLEMENT_IRREVERSIBLE"),
     ):
-        request_type = pb.EnablePoolRequest if call == company.stub.EnablePool else pb.DisablePoolRequest
+        request_type = (
+            pb.EnablePoolRequest if call == company.stub.EnablePool else pb.DisablePoolRequest
+        )
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await call(request_type(request_id=rid(), company_id=company.company_id, currency="JPY"))
+            await call(
+                request_type(request_id=rid(), company_id=company.company_id, currency="JPY")
+            )
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert reason_of(caught.value) == reason
 
@@ -203,8 +213,12 @@ async def test_legacy_plan_blocks_enabling_and_cannot_join_later(company: Compan
     await company.stub.PutOffice(
         pb.PutOfficeRequest(
             request_id=rid(),
-            office=pb.Office(company_id=company.company_id, office_id=legacy, currency="NZD",
-                             plan_kind=pb.PLAN_KIND_BUNDLE),
+            office=pb.Office(
+                company_id=company.company_id,
+                office_id=legacy,
+                currency="NZD",
+                plan_kind=pb.PLAN_KIND_BUNDLE,
+            ),
         )
     )
     await company.enable("NZD")
@@ -235,8 +249,13 @@ async def test_snapshot_counts_every_live_unit_once(company: Company, clock: Fak
     await company.enable("USD")  # a's 2 spare + b's 1 spare enter the pool
     await company.give_back([assigned.units[0].unit_id])  # pooled, in grace
     hold = await company.stub.Reserve(
-        pb.ReserveRequest(request_id=rid(), company_id=company.company_id, office_id=b,
-                          license_type="connect", quantity=2)
+        pb.ReserveRequest(
+            request_id=rid(),
+            company_id=company.company_id,
+            office_id=b,
+            license_type="connect",
+            quantity=2,
+        )
     )
     assert len(hold.hold.unit_ids) == 2
 
@@ -254,7 +273,8 @@ async def test_snapshot_counts_every_live_unit_once(company: Company, clock: Fak
     eur = await company.stub.GetSnapshot(
         pb.GetSnapshotRequest(company_id=company.company_id, currency="EUR")
     )
-    assert eur.live_units == 2 and not eur.pool_lines
+    assert eur.live_units == 2
+    assert not eur.pool_lines
 
 
 async def test_list_units_paginates_without_gaps(company: Company) -> None:
@@ -271,4 +291,5 @@ async def test_list_units_paginates_without_gaps(company: Company) -> None:
         token = page.next_page_token
         if not token:
             break
-    assert sorted(seen) == sorted(created) and len(seen) == 25
+    assert sorted(seen) == sorted(created)
+    assert len(seen) == 25

@@ -4,16 +4,18 @@ import asyncio
 
 import grpc
 import pytest
+from licensing.pool.v1 import pool_pb2 as pb
 
 from libs.common.clock import FakeClock
-from licensing.pool.v1 import pool_pb2 as pb
 from services.pool.app import PoolApp
 from tests.support.pool import Company, reason_of, rid
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def reserve(company: Company, office: str, quantity: int, **extra: object) -> pb.ReserveResponse:
+async def reserve(
+    company: Company, office: str, quantity: int, **extra: object
+) -> pb.ReserveResponse:
     response: pb.ReserveResponse = await company.stub.Reserve(
         pb.ReserveRequest(
             request_id=rid(),
@@ -66,7 +68,8 @@ async def test_commit_without_assignees_makes_units_spare_of_the_office(
         pb.CommitRequest(request_id=rid(), company_id=company.company_id, hold_id=held.hold.hold_id)
     )
     spare = await company.units(state=pb.UNIT_STATE_SPARE)
-    assert len(spare) == 3 and {u.office_id for u in spare} == {company.offices["b"]}
+    assert len(spare) == 3
+    assert {u.office_id for u in spare} == {company.offices["b"]}
     # They are b's own now: the next allocation takes them as own spare.
     got = await company.acquire("b", "connect")
     assert got.receipt.taken[0].source == pb.ALLOCATION_SOURCE_OWN_SPARE
@@ -78,7 +81,9 @@ async def test_release_puts_units_back_exactly(company: Company, clock: FakeCloc
     held = await reserve(company, "b", 2)
     clock.advance(seconds=10)
     released = await company.stub.Release(
-        pb.ReleaseRequest(request_id=rid(), company_id=company.company_id, hold_id=held.hold.hold_id)
+        pb.ReleaseRequest(
+            request_id=rid(), company_id=company.company_id, hold_id=held.hold.hold_id
+        )
     )
     assert released.hold.state == pb.HOLD_STATE_RELEASED
     after = {u.unit_id: u for u in await company.units()}
@@ -88,7 +93,9 @@ async def test_release_puts_units_back_exactly(company: Company, clock: FakeCloc
         assert after[unit_id].office_id == unit.office_id
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await company.stub.Commit(
-            pb.CommitRequest(request_id=rid(), company_id=company.company_id, hold_id=held.hold.hold_id)
+            pb.CommitRequest(
+                request_id=rid(), company_id=company.company_id, hold_id=held.hold.hold_id
+            )
         )
     assert reason_of(caught.value) == "HOLD_NOT_PENDING"
 
@@ -101,7 +108,9 @@ async def test_expired_hold_cannot_commit_and_its_units_are_back(
     clock.advance(seconds=60)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await company.stub.Commit(
-            pb.CommitRequest(request_id=rid(), company_id=company.company_id, hold_id=held.hold.hold_id)
+            pb.CommitRequest(
+                request_id=rid(), company_id=company.company_id, hold_id=held.hold.hold_id
+            )
         )
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert reason_of(caught.value) == "HOLD_EXPIRED"

@@ -5,8 +5,8 @@ import asyncio
 import asyncpg
 import grpc
 import pytest
-
 from licensing.pool.v1 import pool_pb2 as pb
+
 from tests.support.pool import Company, reason_of, rid
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -59,7 +59,8 @@ async def test_concurrent_same_id_different_payloads_one_effect(company: Company
     )
     successes = [r for r in results if isinstance(r, pb.AcquireResponse)]
     failures = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
-    assert len(successes) == 1 and len(failures) == 2
+    assert len(successes) == 1
+    assert len(failures) == 2
     assert {reason_of(f) for f in failures} == {"REQUEST_ID_REUSED"}
     assigned = await company.units(state=pb.UNIT_STATE_ASSIGNED)
     assert len(assigned) == len(successes[0].units)
@@ -81,15 +82,22 @@ async def test_replayed_return_and_commit_have_one_effect(company: Company) -> N
     await company.add("a", "connect", 2)
     await company.enable("USD")
     held = await company.stub.Reserve(
-        pb.ReserveRequest(request_id=rid(), company_id=company.company_id,
-                          office_id=company.offices["a"], license_type="connect", quantity=1)
+        pb.ReserveRequest(
+            request_id=rid(),
+            company_id=company.company_id,
+            office_id=company.offices["a"],
+            license_type="connect",
+            quantity=1,
+        )
     )
-    commit = pb.CommitRequest(request_id=rid(), company_id=company.company_id,
-                              hold_id=held.hold.hold_id)
+    commit = pb.CommitRequest(
+        request_id=rid(), company_id=company.company_id, hold_id=held.hold.hold_id
+    )
     first, second = await asyncio.gather(company.stub.Commit(commit), company.stub.Commit(commit))
     assert first == second
-    give_back = pb.ReturnUnitsRequest(request_id=rid(), company_id=company.company_id,
-                                      unit_ids=list(held.hold.unit_ids))
+    give_back = pb.ReturnUnitsRequest(
+        request_id=rid(), company_id=company.company_id, unit_ids=list(held.hold.unit_ids)
+    )
     a = await company.stub.ReturnUnits(give_back)
     b = await company.stub.ReturnUnits(give_back)
     assert a == b

@@ -2,9 +2,9 @@
 
 import grpc
 import pytest
-
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
+
 from tests.support.pool import Company, new_company, reason_of, rid
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -18,8 +18,13 @@ async def test_every_rpc_refuses_another_companys_ids(
     await victim.add("a", "connect", 3)
     await victim.enable("USD")
     held = await victim.stub.Reserve(
-        pb.ReserveRequest(request_id=rid(), company_id=victim.company_id, office_id=office,
-                          license_type="connect", quantity=1)
+        pb.ReserveRequest(
+            request_id=rid(),
+            company_id=victim.company_id,
+            office_id=office,
+            license_type="connect",
+            quantity=1,
+        )
     )
     assigned = await victim.acquire("a", "connect", 1)
     unit_id = assigned.units[0].unit_id
@@ -31,24 +36,66 @@ async def test_every_rpc_refuses_another_companys_ids(
     other = intruder.company_id
     calls = [
         (stub.GetOffice, pb.GetOfficeRequest(company_id=other, office_id=office)),
-        (stub.PutOffice, pb.PutOfficeRequest(request_id=rid(), office=pb.Office(
-            company_id=other, office_id=office, currency="USD", plan_kind=pb.PLAN_KIND_LEGACY))),
-        (stub.AddUnits, pb.AddUnitsRequest(request_id=rid(), company_id=other, office_id=office,
-                                           license_type="connect", quantity=5)),
-        (stub.Acquire, pb.AcquireRequest(request_id=rid(), company_id=other, office_id=office,
-                                         license_type="connect", quantity=1)),
-        (stub.Reserve, pb.ReserveRequest(request_id=rid(), company_id=other, office_id=office,
-                                         license_type="connect", quantity=1)),
-        (stub.Commit, pb.CommitRequest(request_id=rid(), company_id=other,
-                                       hold_id=held.hold.hold_id)),
-        (stub.Release, pb.ReleaseRequest(request_id=rid(), company_id=other,
-                                         hold_id=held.hold.hold_id)),
+        (
+            stub.PutOffice,
+            pb.PutOfficeRequest(
+                request_id=rid(),
+                office=pb.Office(
+                    company_id=other,
+                    office_id=office,
+                    currency="USD",
+                    plan_kind=pb.PLAN_KIND_LEGACY,
+                ),
+            ),
+        ),
+        (
+            stub.AddUnits,
+            pb.AddUnitsRequest(
+                request_id=rid(),
+                company_id=other,
+                office_id=office,
+                license_type="connect",
+                quantity=5,
+            ),
+        ),
+        (
+            stub.Acquire,
+            pb.AcquireRequest(
+                request_id=rid(),
+                company_id=other,
+                office_id=office,
+                license_type="connect",
+                quantity=1,
+            ),
+        ),
+        (
+            stub.Reserve,
+            pb.ReserveRequest(
+                request_id=rid(),
+                company_id=other,
+                office_id=office,
+                license_type="connect",
+                quantity=1,
+            ),
+        ),
+        (
+            stub.Commit,
+            pb.CommitRequest(request_id=rid(), company_id=other, hold_id=held.hold.hold_id),
+        ),
+        (
+            stub.Release,
+            pb.ReleaseRequest(request_id=rid(), company_id=other, hold_id=held.hold.hold_id),
+        ),
         (stub.GetHold, pb.GetHoldRequest(company_id=other, hold_id=held.hold.hold_id)),
-        (stub.ReturnUnits, pb.ReturnUnitsRequest(request_id=rid(), company_id=other,
-                                                 unit_ids=[unit_id])),
+        (
+            stub.ReturnUnits,
+            pb.ReturnUnitsRequest(request_id=rid(), company_id=other, unit_ids=[unit_id]),
+        ),
         (stub.GetUnit, pb.GetUnitRequest(company_id=other, unit_id=unit_id)),
-        (stub.GetReceipt, pb.GetReceiptRequest(company_id=other,
-                                               receipt_id=assigned.receipt.receipt_id)),
+        (
+            stub.GetReceipt,
+            pb.GetReceiptRequest(company_id=other, receipt_id=assigned.receipt.receipt_id),
+        ),
     ]
     for call, request in calls:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -62,7 +109,8 @@ async def test_every_rpc_refuses_another_companys_ids(
     assert [o.office_id for o in offices] == [intruder.offices["own"]]
     assert (await stub.GetSnapshot(pb.GetSnapshotRequest(company_id=other))).live_units == 0
     pool = await stub.GetPool(pb.GetPoolRequest(company_id=other, currency="USD"))
-    assert not pool.pool.enabled and not pool.contents
+    assert not pool.pool.enabled
+    assert not pool.contents
 
     assert await victim.units() == before
     snapshot_after = await stub.GetSnapshot(pb.GetSnapshotRequest(company_id=victim.company_id))

@@ -40,9 +40,11 @@ def discover_and_call(address: str) -> None:
         request.office.company_id = str(uuid.uuid4())
         request.office.office_id = str(uuid.uuid4())
         request.office.currency = "EUR"
-        request.office.plan_kind = pool.FindEnumTypeByName(
-            "licensing.pool.v1.PlanKind"
-        ).values_by_name["PLAN_KIND_BUNDLE"].number
+        request.office.plan_kind = (
+            pool.FindEnumTypeByName("licensing.pool.v1.PlanKind")
+            .values_by_name["PLAN_KIND_BUNDLE"]
+            .number
+        )
         response = call(request)
         assert response.office.currency == "EUR"
 
