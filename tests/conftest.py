@@ -10,10 +10,11 @@ import pytest
 import pytest_asyncio
 
 from libs.common.database import create_pool
+from services.credits.app import migrate as migrate_credits
 from services.pool.app import migrate as migrate_pool
 from tests.support.database import fresh_database, server_url
 
-MIGRATIONS = [migrate_pool]
+MIGRATIONS = [migrate_pool, migrate_credits]
 
 
 @pytest.fixture(scope="session")

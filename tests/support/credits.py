@@ -1,0 +1,203 @@
+"""Helpers for talking to the credits service in tests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from licensing.credits.v1 import credits_pb2 as pb
+from licensing.credits.v1 import credits_pb2_grpc
+
+from libs.common.clock import Clock
+from services.credits.app import CreditsApp, start
+from services.credits.config import CreditsSettings
+
+
+def rid() -> str:
+    """A fresh request_id."""
+    return str(uuid.uuid4())
+
+
+def reason_of(error: grpc.aio.AioRpcError) -> str:
+    """The ErrorInfo reason of a failed call."""
+    status = rpc_status.from_call(error)
+    assert status is not None, f"no rich status in {error}"
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason: str = info.reason
+            return reason
+    raise AssertionError(f"no ErrorInfo in {error}")
+
+
+def ts(instant: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(instant)
+    return stamp
+
+
+@asynccontextmanager
+async def running_credits(
+    database_url: str, clock: Clock | None = None, **overrides: object
+) -> AsyncIterator[tuple[CreditsApp, credits_pb2_grpc.CreditsServiceStub]]:
+    """The credits service on a free port, and a stub talking to it over gRPC."""
+    settings = CreditsSettings(database_url=database_url, port=0, **overrides)  # type: ignore[arg-type]
+    app = await start(settings, clock)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
+    try:
+        yield app, credits_pb2_grpc.CreditsServiceStub(channel)
+    finally:
+        await channel.close()
+        await app.stop()
+
+
+@dataclass
+class CreditsCompany:
+    """A company set up through the API: its id and offices by name."""
+
+    stub: credits_pb2_grpc.CreditsServiceStub
+    company_id: str = field(default_factory=rid)
+    offices: dict[str, str] = field(default_factory=dict)
+
+    async def office(
+        self,
+        name: str,
+        currency: str = "USD",
+        allowance: int = 0,
+        primary: bool = False,
+        policy: int = pb.OVERAGE_POLICY_ALLOW,
+        anchor: datetime | None = None,
+    ) -> str:
+        office_id = self.offices.get(name) or rid()
+        account = pb.Account(
+            company_id=self.company_id,
+            office_id=office_id,
+            currency=currency,
+            primary=primary,
+            allowance_minor=allowance,
+            overage_policy=policy,  # type: ignore[arg-type]
+        )
+        if anchor is not None:
+            account.period_anchor_time.CopyFrom(ts(anchor))
+        await self.stub.PutAccount(pb.PutAccountRequest(request_id=rid(), account=account))
+        self.offices[name] = office_id
+        return office_id
+
+    async def pooling(self, currency: str, enabled: bool = True) -> pb.SetCreditPoolingResponse:
+        response: pb.SetCreditPoolingResponse = await self.stub.SetCreditPooling(
+            pb.SetCreditPoolingRequest(
+                request_id=rid(), company_id=self.company_id, currency=currency, enabled=enabled
+            )
+        )
+        return response
+
+    async def grant(
+        self,
+        target: int,
+        amount: int,
+        office: str | None = None,
+        currency: str = "",
+        request_id: str | None = None,
+    ) -> pb.GrantCreditsResponse:
+        response: pb.GrantCreditsResponse = await self.stub.GrantCredits(
+            pb.GrantCreditsRequest(
+                request_id=request_id or rid(),
+                company_id=self.company_id,
+                target=target,  # type: ignore[arg-type]
+                office_id=self.offices[office] if office else "",
+                currency=currency,
+                amount_minor=amount,
+            )
+        )
+        return response
+
+    def usage_request(
+        self,
+        office: str,
+        amount: int,
+        kind: int = pb.USAGE_KIND_CALLING,
+        at: datetime | None = None,
+        request_id: str | None = None,
+    ) -> pb.RecordUsageRequest:
+        request = pb.RecordUsageRequest(
+            request_id=request_id or rid(),
+            company_id=self.company_id,
+            office_id=self.offices[office],
+            kind=kind,  # type: ignore[arg-type]
+            amount_minor=amount,
+        )
+        if at is not None:
+            request.occur_time.CopyFrom(ts(at))
+        return request
+
+    async def use(
+        self,
+        office: str,
+        amount: int,
+        kind: int = pb.USAGE_KIND_CALLING,
+        at: datetime | None = None,
+        request_id: str | None = None,
+    ) -> pb.UsageRecord:
+        response: pb.RecordUsageResponse = await self.stub.RecordUsage(
+            self.usage_request(office, amount, kind, at, request_id)
+        )
+        return response.usage
+
+    async def balances(self, currency: str = "") -> pb.GetBalancesResponse:
+        response: pb.GetBalancesResponse = await self.stub.GetBalances(
+            pb.GetBalancesRequest(company_id=self.company_id, currency=currency)
+        )
+        return response
+
+    async def office_balance(self, name: str) -> pb.OfficeBalance:
+        office_id = self.offices[name]
+        for office in (await self.balances()).offices:
+            if office.office_id == office_id:
+                return office
+        raise AssertionError(f"no balance for office {name}")
+
+    async def pool_balance(self, currency: str = "USD") -> int:
+        for pool in (await self.balances(currency)).company_pools:
+            if pool.currency == currency:
+                return pool.balance_minor
+        return 0
+
+    async def usage(self, **filters: object) -> list[pb.UsageRecord]:
+        found: list[pb.UsageRecord] = []
+        token = ""
+        while True:
+            page = await self.stub.ListUsage(
+                pb.ListUsageRequest(company_id=self.company_id, page_token=token, **filters)  # type: ignore[arg-type]
+            )
+            found.extend(page.usage)
+            token = page.next_page_token
+            if not token:
+                return found
+
+    async def entries(self) -> list[pb.LedgerEntry]:
+        found: list[pb.LedgerEntry] = []
+        token = ""
+        while True:
+            page = await self.stub.ListLedgerEntries(
+                pb.ListLedgerEntriesRequest(
+                    company_id=self.company_id, page_token=token, page_size=1000
+                )
+            )
+            found.extend(page.entries)
+            token = page.next_page_token
+            if not token:
+                return found
+
+    async def check(self) -> pb.CheckLedgerResponse:
+        response: pb.CheckLedgerResponse = await self.stub.CheckLedger(
+            pb.CheckLedgerRequest(company_id=self.company_id)
+        )
+        return response
