@@ -359,6 +359,51 @@ WITH new AS (
 SELECT * FROM new ORDER BY unit_id
 """
 
+MARK_FOR_REMOVAL = f"""
+WITH picked AS (
+    SELECT unit_id FROM pool.free_units
+    WHERE company_id = $1 AND office_id = $2 AND license_type = $3 AND NOT pooled
+    ORDER BY unit_id LIMIT $4 FOR UPDATE SKIP LOCKED
+), enough AS (
+    SELECT count(*) >= $4 AS ok FROM picked
+), gone AS (
+    DELETE FROM pool.free_units f USING picked, enough
+    WHERE enough.ok AND f.unit_id = picked.unit_id
+    RETURNING f.unit_id
+)
+UPDATE pool.units u SET state = 'REMOVAL_SCHEDULED', updated_at = $5
+FROM gone WHERE u.unit_id = gone.unit_id AND u.state = 'SPARE'
+RETURNING {", ".join("u." + c.strip() for c in UNIT_COLUMNS.split(","))}
+"""
+
+RESTORE_FROM_REMOVAL = f"""
+WITH picked AS (
+    SELECT unit_id FROM pool.units
+    WHERE company_id = $1 AND office_id = $2 AND license_type = $3
+      AND state = 'REMOVAL_SCHEDULED'
+    ORDER BY unit_id LIMIT $4 FOR UPDATE
+), moved AS (
+    UPDATE pool.units u SET state = 'SPARE', updated_at = $5
+    FROM picked WHERE u.unit_id = picked.unit_id
+    RETURNING {", ".join("u." + c.strip() for c in UNIT_COLUMNS.split(","))}
+), free AS (
+    INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled)
+    SELECT unit_id, company_id, currency, license_type, office_id, false FROM moved
+)
+SELECT * FROM moved
+"""
+
+TERMINATE = f"""
+WITH gone AS (
+    DELETE FROM pool.free_units WHERE company_id = $1 AND unit_id = ANY($2::uuid[])
+)
+UPDATE pool.units SET state = 'TERMINATED', returned_at = NULL, claimable_at = NULL,
+    updated_at = $3
+WHERE company_id = $1 AND unit_id = ANY($2::uuid[])
+  AND state IN ('SPARE', 'POOLED', 'REMOVAL_SCHEDULED')
+RETURNING {UNIT_COLUMNS}
+"""
+
 SNAPSHOT = """
 SELECT office_id, currency, license_type, state, held_from, count(*) AS n
 FROM pool.units
@@ -670,6 +715,30 @@ class PoolRepository:
     ) -> int:
         rows = await conn.fetch(RETURN_TO_SPARE, company_id, list(unit_ids), now)
         return len(rows)
+
+    async def mark_for_removal(
+        self, conn: Conn, office: Office, license_type: str, quantity: int, now: datetime
+    ) -> list[Unit]:
+        """Takes exactly `quantity` of the office's spare units, or none."""
+        rows = await conn.fetch(
+            MARK_FOR_REMOVAL, office.company_id, office.office_id, license_type, quantity, now
+        )
+        return sorted((to_unit(r) for r in rows), key=lambda u: u.unit_id)
+
+    async def restore_from_removal(
+        self, conn: Conn, office: Office, license_type: str, quantity: int, now: datetime
+    ) -> list[Unit]:
+        """Makes up to `quantity` scheduled units spare again."""
+        rows = await conn.fetch(
+            RESTORE_FROM_REMOVAL, office.company_id, office.office_id, license_type, quantity, now
+        )
+        return sorted((to_unit(r) for r in rows), key=lambda u: u.unit_id)
+
+    async def terminate(
+        self, conn: Conn, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID], now: datetime
+    ) -> list[Unit]:
+        rows = await conn.fetch(TERMINATE, company_id, list(unit_ids), now)
+        return sorted((to_unit(r) for r in rows), key=lambda u: u.unit_id)
 
     async def snapshot(
         self, conn: Conn, company_id: uuid.UUID, currency: str | None

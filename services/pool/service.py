@@ -226,6 +226,73 @@ class PoolService:
 
             return await run_once(conn, self._idempotency, once, effect)
 
+    async def mark_for_removal(
+        self,
+        company_id: uuid.UUID,
+        office_id: uuid.UUID,
+        license_type: str,
+        quantity: int,
+        once: Once[list[Unit]],
+    ) -> bytes:
+        """SPARE units of the office become REMOVAL_SCHEDULED (terminated at cycle close)."""
+        office = await self.get_office(company_id, office_id)
+        async with self._db.acquire() as conn, conn.transaction():
+            now = await self._repo.lock(conn, company_id, office.currency, self._clock.sql_now())
+
+            async def effect() -> list[Unit]:
+                units = await self._repo.mark_for_removal(conn, office, license_type, quantity, now)
+                if len(units) != quantity:
+                    raise errors.not_enough_spare(office_id, license_type, quantity)
+                return units
+
+            return await run_once(conn, self._idempotency, once, effect)
+
+    async def restore_from_removal(
+        self,
+        company_id: uuid.UUID,
+        office_id: uuid.UUID,
+        license_type: str,
+        quantity: int,
+        once: Once[list[Unit]],
+    ) -> bytes:
+        """Up to `quantity` units scheduled for removal become SPARE again."""
+        office = await self.get_office(company_id, office_id)
+        async with self._db.acquire() as conn, conn.transaction():
+            now = await self._repo.lock(conn, company_id, office.currency, self._clock.sql_now())
+
+            async def effect() -> list[Unit]:
+                return await self._repo.restore_from_removal(
+                    conn, office, license_type, quantity, now
+                )
+
+            return await run_once(conn, self._idempotency, once, effect)
+
+    async def terminate_units(
+        self, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID], once: Once[list[Unit]]
+    ) -> bytes:
+        """Units not in use become TERMINATED; any unit in use refuses the whole call."""
+        async with self._db.acquire() as conn, conn.transaction():
+
+            async def effect() -> list[Unit]:
+                units = await self._repo.units_by_id(conn, company_id, unit_ids)
+                missing = set(unit_ids) - {u.unit_id for u in units}
+                if missing:
+                    raise errors.units_not_found(missing)
+                for unit in units:
+                    if unit.state in (UnitState.ASSIGNED, UnitState.HELD):
+                        raise errors.unit_in_use(unit.unit_id, unit.state)
+                now = None
+                for currency in sorted({u.currency for u in units}):
+                    now = await self._repo.lock(conn, company_id, currency, self._clock.sql_now())
+                assert now is not None
+                live = [u.unit_id for u in units if u.state is not UnitState.TERMINATED]
+                terminated = await self._repo.terminate(conn, company_id, live, now)
+                if len(terminated) != len(live):
+                    raise Aborted("CONCURRENT_CHANGE", "units changed meanwhile; retry")
+                return await self._repo.units_by_id(conn, company_id, unit_ids)
+
+            return await run_once(conn, self._idempotency, once, effect)
+
     async def get_unit(self, company_id: uuid.UUID, unit_id: uuid.UUID) -> Unit:
         async with self._db.acquire() as conn:
             units = await self._repo.units_by_id(conn, company_id, [unit_id])

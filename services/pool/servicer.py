@@ -439,12 +439,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         self, request: pb.ReturnUnitsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReturnUnitsResponse:
         company_id = uuid_field("company_id", request.company_id)
-        if not request.unit_ids:
-            raise invalid("unit_ids", "is required", "MISSING_FIELD")
-        quantity_field("unit_ids", len(request.unit_ids))
-        unit_ids = [uuid_field(f"unit_ids[{i}]", u) for i, u in enumerate(request.unit_ids)]
-        if len(set(unit_ids)) != len(unit_ids):
-            raise invalid("unit_ids", "lists a unit twice")
+        unit_ids = _unit_ids(request.unit_ids)
         once: Once[list[Unit]] = Once(
             key_for(_method("ReturnUnits"), company_id, request),
             lambda units: pb.ReturnUnitsResponse(
@@ -453,6 +448,54 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         )
         encoded = await self._service.return_units(company_id, unit_ids, once)
         return pb.ReturnUnitsResponse.FromString(encoded)
+
+    async def MarkForRemoval(
+        self, request: pb.MarkForRemovalRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MarkForRemovalResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        office_id = uuid_field("office_id", request.office_id)
+        code = license_type_field("license_type", request.license_type).code
+        quantity = quantity_field("quantity", request.quantity)
+        once: Once[list[Unit]] = Once(
+            key_for(_method("MarkForRemoval"), company_id, request),
+            lambda units: pb.MarkForRemovalResponse(
+                units=[unit_pb(u) for u in units]
+            ).SerializeToString(),
+        )
+        encoded = await self._service.mark_for_removal(company_id, office_id, code, quantity, once)
+        return pb.MarkForRemovalResponse.FromString(encoded)
+
+    async def RestoreFromRemoval(
+        self, request: pb.RestoreFromRemovalRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RestoreFromRemovalResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        office_id = uuid_field("office_id", request.office_id)
+        code = license_type_field("license_type", request.license_type).code
+        quantity = quantity_field("quantity", request.quantity)
+        once: Once[list[Unit]] = Once(
+            key_for(_method("RestoreFromRemoval"), company_id, request),
+            lambda units: pb.RestoreFromRemovalResponse(
+                units=[unit_pb(u) for u in units]
+            ).SerializeToString(),
+        )
+        encoded = await self._service.restore_from_removal(
+            company_id, office_id, code, quantity, once
+        )
+        return pb.RestoreFromRemovalResponse.FromString(encoded)
+
+    async def TerminateUnits(
+        self, request: pb.TerminateUnitsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TerminateUnitsResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        unit_ids = _unit_ids(request.unit_ids)
+        once: Once[list[Unit]] = Once(
+            key_for(_method("TerminateUnits"), company_id, request),
+            lambda units: pb.TerminateUnitsResponse(
+                units=[unit_pb(u) for u in units]
+            ).SerializeToString(),
+        )
+        encoded = await self._service.terminate_units(company_id, unit_ids, once)
+        return pb.TerminateUnitsResponse.FromString(encoded)
 
     async def GetSnapshot(
         self, request: pb.GetSnapshotRequest, context: grpc.aio.ServicerContext
@@ -520,6 +563,16 @@ def _plan_kind(value: pb.PlanKind.ValueType) -> PlanKind:
     if kind is None:
         raise invalid("office.plan_kind", "must be PLAN_KIND_BUNDLE or PLAN_KIND_LEGACY")
     return kind
+
+
+def _unit_ids(values: Iterable[str]) -> list[uuid.UUID]:
+    unit_ids = [uuid_field(f"unit_ids[{i}]", u) for i, u in enumerate(values)]
+    if not unit_ids:
+        raise invalid("unit_ids", "is required", "MISSING_FIELD")
+    quantity_field("unit_ids", len(unit_ids))
+    if len(set(unit_ids)) != len(unit_ids):
+        raise invalid("unit_ids", "lists a unit twice")
+    return unit_ids
 
 
 def _token_uuid(value: object) -> uuid.UUID:

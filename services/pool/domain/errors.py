@@ -112,3 +112,19 @@ def assignee_count(expected: int, got: int) -> InvalidArgument:
         f"assignees: give none or exactly {expected}, got {got}",
         {"field": "assignees"},
     )
+
+
+def not_enough_spare(office_id: uuid.UUID, license_type: str, quantity: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        "NOT_ENOUGH_SPARE",
+        f"office {office_id} has fewer than {quantity} spare {license_type} license(s)",
+        {"office_id": str(office_id), "license_type": license_type},
+    )
+
+
+def unit_in_use(unit_id: uuid.UUID, state: UnitState) -> FailedPrecondition:
+    return FailedPrecondition(
+        "UNIT_IN_USE",
+        f"unit {unit_id} is {state.value}: unassign or release it first",
+        {"unit_id": str(unit_id), "state": state.value},
+    )

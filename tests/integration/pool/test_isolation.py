@@ -93,6 +93,30 @@ async def test_every_rpc_refuses_another_companys_ids(
         ),
         (stub.GetUnit, pb.GetUnitRequest(company_id=other, unit_id=unit_id)),
         (
+            stub.TerminateUnits,
+            pb.TerminateUnitsRequest(request_id=rid(), company_id=other, unit_ids=[unit_id]),
+        ),
+        (
+            stub.MarkForRemoval,
+            pb.MarkForRemovalRequest(
+                request_id=rid(),
+                company_id=other,
+                office_id=office,
+                license_type="connect",
+                quantity=1,
+            ),
+        ),
+        (
+            stub.RestoreFromRemoval,
+            pb.RestoreFromRemovalRequest(
+                request_id=rid(),
+                company_id=other,
+                office_id=office,
+                license_type="connect",
+                quantity=1,
+            ),
+        ),
+        (
             stub.GetReceipt,
             pb.GetReceiptRequest(company_id=other, receipt_id=assigned.receipt.receipt_id),
         ),
