@@ -136,16 +136,13 @@ def receipt_json(receipt: Receipt) -> tuple[list[dict[str, Any]], list[dict[str,
 
 
 @dataclass(frozen=True, slots=True)
-class Take:
-    """One allocation: up to `quantity` units, all-or-nothing below `at_least`."""
+class Handout:
+    """One unit handed out: to an office (ASSIGNED, maybe to an assignee) or into a hold."""
 
-    office: Office
-    license_type: str
-    quantity: int
-    at_least: int
-    sources: tuple[Source, ...]
-    hold_id: uuid.UUID | None  # set: the units become HELD; None: ASSIGNED
-    assignees: Sequence[Assignee]
+    unit_id: uuid.UUID
+    office_id: uuid.UUID
+    hold_id: uuid.UUID | None
+    assignee: Assignee | None
 
 
 # --- statements -------------------------------------------------------------------------
@@ -160,50 +157,53 @@ SELECT {OFFICE_COLUMNS} FROM pool.offices WHERE company_id = $1 AND office_id = 
 """
 POOL_ENABLED = "SELECT enabled_at FROM pool.pools WHERE company_id = $1 AND currency = $2"
 
-# Sources of allocation/SPEC §8, ranked in allocation order; the predicates are those of
-# services.pool.domain.allocation (grace boundary: claimable iff claimable_at <= now).
-TAKE = f"""
+# Candidates for one allocation, in allocation order: the sources of SPEC §8, ranked, with
+# the predicates of services.pool.domain.allocation (claimable iff claimable_at <= now).
+# Rows are locked, not yet taken: `ASSIGN` takes the ones handed out.
+CANDIDATES = """
 WITH own_spare AS (
-    SELECT unit_id, 1 AS rank, NULL::timestamptz AS returned_at FROM pool.free_units
-    WHERE $7 AND company_id = $1 AND office_id = $2 AND license_type = $4 AND NOT pooled
-    LIMIT $5 FOR UPDATE SKIP LOCKED
+    SELECT unit_id, 1 AS rank, NULL::timestamptz AS ord FROM pool.free_units
+    WHERE $5 AND company_id = $1 AND office_id = $2 AND license_type = $4 AND NOT pooled
+    ORDER BY unit_id LIMIT $8 FOR UPDATE SKIP LOCKED
 ), own_in_grace AS (
-    SELECT unit_id, 2 AS rank, returned_at FROM pool.free_units
-    WHERE $8 AND company_id = $1 AND office_id = $2 AND license_type = $4 AND pooled
-      AND claimable_at > $11
-    ORDER BY returned_at LIMIT $5 FOR UPDATE SKIP LOCKED
+    SELECT unit_id, 2 AS rank, claimable_at AS ord FROM pool.free_units
+    WHERE $6 AND company_id = $1 AND office_id = $2 AND license_type = $4 AND pooled
+      AND claimable_at > $9
+    ORDER BY claimable_at LIMIT $8 FOR UPDATE SKIP LOCKED
 ), claimable AS (
-    SELECT unit_id, 3 AS rank, returned_at FROM pool.free_units
-    WHERE $9 AND company_id = $1 AND currency = $3 AND license_type = $4 AND pooled
-      AND claimable_at <= $11
-    ORDER BY returned_at, unit_id LIMIT $5 FOR UPDATE SKIP LOCKED
-), picked AS (
-    SELECT unit_id, rank, row_number() OVER (ORDER BY rank, returned_at, unit_id) AS n
-    FROM (SELECT * FROM own_spare UNION ALL SELECT * FROM own_in_grace
-          UNION ALL SELECT * FROM claimable) candidates
-    ORDER BY rank, returned_at, unit_id LIMIT $5
-), enough AS (
-    SELECT count(*) >= $6 AS ok FROM picked
+    SELECT unit_id, 3 AS rank, returned_at AS ord FROM pool.free_units
+    WHERE $7 AND company_id = $1 AND currency = $3 AND license_type = $4 AND pooled
+      AND claimable_at <= $9
+    ORDER BY returned_at, unit_id LIMIT $8 FOR UPDATE SKIP LOCKED
+)
+SELECT unit_id, rank FROM (
+    SELECT * FROM own_spare UNION ALL SELECT * FROM own_in_grace UNION ALL SELECT * FROM claimable
+) candidates
+ORDER BY rank, ord, unit_id LIMIT $8
+"""
+
+# Hands out units: removes them from the free-list (only one transaction can) and
+# makes them ASSIGNED to their new office, or HELD (remembering where they were).
+ASSIGN = f"""
+WITH a AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
+        AS a(unit_id, office_id, hold_id, kind, ident)
 ), gone AS (
-    DELETE FROM pool.free_units f USING picked, enough
-    WHERE enough.ok AND f.unit_id = picked.unit_id
-    RETURNING f.unit_id
+    DELETE FROM pool.free_units f USING a WHERE f.unit_id = a.unit_id RETURNING f.unit_id
 )
 UPDATE pool.units u SET
-    state = CASE WHEN $10::uuid IS NULL THEN 'ASSIGNED' ELSE 'HELD' END,
-    held_from = CASE WHEN $10::uuid IS NULL THEN NULL ELSE u.state END,
-    hold_id = $10,
-    office_id = CASE WHEN $10::uuid IS NULL THEN $2 ELSE u.office_id END,
+    state = CASE WHEN a.hold_id IS NULL THEN 'ASSIGNED' ELSE 'HELD' END,
+    held_from = CASE WHEN a.hold_id IS NULL THEN NULL ELSE u.state END,
+    hold_id = a.hold_id,
+    office_id = CASE WHEN a.hold_id IS NULL THEN a.office_id ELSE u.office_id END,
     assignee_kind = a.kind,
-    assignee_id = a.id,
-    returned_at = CASE WHEN $10::uuid IS NULL THEN NULL ELSE u.returned_at END,
-    claimable_at = CASE WHEN $10::uuid IS NULL THEN NULL ELSE u.claimable_at END,
-    updated_at = $11
-FROM picked p JOIN gone g USING (unit_id)
-    LEFT JOIN unnest($12::text[], $13::text[]) WITH ORDINALITY AS a(kind, id, n) ON a.n = p.n
-WHERE u.unit_id = p.unit_id AND u.state IN ('SPARE', 'POOLED')
-RETURNING {", ".join("u." + c.strip() for c in UNIT_COLUMNS.split(","))}, p.rank, p.n,
-    (SELECT count(*) FROM picked) AS found
+    assignee_id = a.ident,
+    returned_at = CASE WHEN a.hold_id IS NULL THEN NULL ELSE u.returned_at END,
+    claimable_at = CASE WHEN a.hold_id IS NULL THEN NULL ELSE u.claimable_at END,
+    updated_at = $6
+FROM a JOIN gone USING (unit_id)
+WHERE u.unit_id = a.unit_id AND u.state IN ('SPARE', 'POOLED')
+RETURNING {", ".join("u." + c.strip() for c in UNIT_COLUMNS.split(","))}
 """
 
 BYSTANDERS = """
@@ -581,56 +581,46 @@ class PoolRepository:
         )
         return [to_unit(r) for r in rows]
 
-    async def take(
-        self, conn: Conn, take: Take, now: datetime
-    ) -> tuple[list[Unit], list[SourceTake], int]:
-        """Takes units for one allocation; returns them, what came from each source (in
-        allocation order) and how many candidates were found (up to the quantity)."""
-        office = take.office
+    async def candidates(
+        self,
+        conn: Conn,
+        office: Office,
+        license_type: str,
+        sources: Sequence[Source],
+        limit: int,
+        now: datetime,
+    ) -> list[tuple[uuid.UUID, Source]]:
+        """Up to `limit` allocatable units for the office, in allocation order, locked."""
         rows = await conn.fetch(
-            TAKE,
+            CANDIDATES,
             office.company_id,
             office.office_id,
             office.currency,
-            take.license_type,
-            take.quantity,
-            take.at_least,
-            Source.OWN_SPARE in take.sources,
-            Source.OWN_RETURN_IN_GRACE in take.sources,
-            Source.POOL in take.sources,
-            take.hold_id,
+            license_type,
+            Source.OWN_SPARE in sources,
+            Source.OWN_RETURN_IN_GRACE in sources,
+            Source.POOL in sources,
+            limit,
             now,
-            [a.kind for a in take.assignees],
-            [a.id for a in take.assignees],
         )
-        rows = sorted(rows, key=lambda r: r["n"])
-        by_source: dict[Source, list[uuid.UUID]] = {}
-        for row in rows:
-            by_source.setdefault(RANK_SOURCE[row["rank"]], []).append(row["unit_id"])
-        found = rows[0]["found"] if rows else await self._count_found(conn, take, now)
-        taken = [SourceTake(source, tuple(ids)) for source, ids in by_source.items()]
-        return [to_unit(r) for r in rows], taken, min(found, take.quantity)
+        return [(r["unit_id"], RANK_SOURCE[r["rank"]]) for r in rows]
 
-    async def _count_found(self, conn: Conn, take: Take, now: datetime) -> int:
-        # Nothing was taken: count the candidates for the receipt (this path is rare).
-        office = take.office
-        found: int = await conn.fetchval(
-            """
-            SELECT count(*) FROM pool.free_units WHERE company_id = $1 AND license_type = $4 AND (
-                ($5 AND office_id = $2 AND NOT pooled)
-                OR ($6 AND office_id = $2 AND pooled AND claimable_at > $8)
-                OR ($7 AND currency = $3 AND pooled AND claimable_at <= $8))
-            """,
-            office.company_id,
-            office.office_id,
-            office.currency,
-            take.license_type,
-            Source.OWN_SPARE in take.sources,
-            Source.OWN_RETURN_IN_GRACE in take.sources,
-            Source.POOL in take.sources,
+    async def assign(
+        self, conn: Conn, handouts: Sequence[Handout], now: datetime
+    ) -> dict[uuid.UUID, Unit]:
+        """Takes the units of `handouts`; returns them as they are now, by id."""
+        if not handouts:
+            return {}
+        rows = await conn.fetch(
+            ASSIGN,
+            [h.unit_id for h in handouts],
+            [h.office_id for h in handouts],
+            [h.hold_id for h in handouts],
+            [h.assignee.kind if h.assignee else None for h in handouts],
+            [h.assignee.id if h.assignee else None for h in handouts],
             now,
         )
-        return found
+        return {r["unit_id"]: to_unit(r) for r in rows}
 
     async def bystanders(
         self,

@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 
@@ -23,7 +22,7 @@ from libs.common.clock import Clock
 from libs.common.coalescing import Coalescer
 from libs.common.errors import Aborted, DomainError, InvalidArgument
 from libs.common.idempotency import IdempotencyStore, Once, reused, run_once
-from libs.common.license_catalog import catalog, license_type
+from libs.common.license_catalog import catalog
 from services.pool.config import PoolSettings
 from services.pool.domain import allocation, errors
 from services.pool.domain.holds import hold_ttl
@@ -32,6 +31,7 @@ from services.pool.domain.model import (
     Hold,
     HoldState,
     Office,
+    PassedOver,
     PlanKind,
     Pool,
     Receipt,
@@ -39,7 +39,7 @@ from services.pool.domain.model import (
     Unit,
     UnitState,
 )
-from services.pool.repository import PoolRepository, Take
+from services.pool.repository import Handout, PoolRepository
 
 log = logging.getLogger(__name__)
 
@@ -413,6 +413,9 @@ class PoolService:
     async def _allocate_together(
         self, key: tuple[uuid.UUID, str], jobs: Sequence[_Job]
     ) -> list[bytes | BaseException]:
+        """One transaction for a batch of one (company, currency): claims the request ids,
+        hands out units group by group (same office, type and sources), stores receipts,
+        holds and responses."""
         company_id, currency = key
         results: list[bytes | BaseException | None] = [None] * len(jobs)
         leaders: dict[tuple[uuid.UUID, str], int] = {}
@@ -427,28 +430,36 @@ class PoolService:
             stored = await self._idempotency.claim(
                 conn, [jobs[i].once.key for i in leaders.values()]
             )
-            done, failed, receipts, holds = [], [], [], []
+            groups: dict[tuple[Office, str, frozenset[Source]], list[int]] = {}
+            failed = []
             for ident, index in leaders.items():
-                job = jobs[index]
+                command = jobs[index].command
+                office = offices.get(command.office_id)
                 if ident in stored:
                     results[index] = stored[ident]
-                    continue
-                office = offices.get(job.command.office_id)
-                try:
-                    if office is None or office.currency != currency:
-                        self._offices.pop((company_id, job.command.office_id), None)
-                        raise Aborted("OFFICE_CHANGED", "the office changed meanwhile; retry")
-                    allocated = await self._allocate_one(conn, job.command, office, pool, now)
-                except DomainError as error:
-                    results[index] = error
-                    failed.append(job.once.key)
-                    continue
-                encoded = job.once.encode(allocated)
-                results[index] = encoded
-                done.append((job.once.key, encoded))
-                receipts.append(allocated.receipt)
-                if allocated.hold is not None:
-                    holds.append(allocated.hold)
+                elif office is None or office.currency != currency:
+                    self._offices.pop((company_id, command.office_id), None)
+                    results[index] = Aborted("OFFICE_CHANGED", "the office changed; retry")
+                    failed.append(jobs[index].once.key)
+                else:
+                    group = (office, command.license_type, command.sources)
+                    groups.setdefault(group, []).append(index)
+            done, receipts, holds = [], [], []
+            for (office, code, requested), indexes in groups.items():
+                commands = [jobs[i].command for i in indexes]
+                outcomes = await self._hand_out(conn, office, code, requested, commands, pool, now)
+                for index, outcome in zip(indexes, outcomes, strict=True):
+                    job = jobs[index]
+                    if isinstance(outcome, DomainError):
+                        results[index] = outcome
+                        failed.append(job.once.key)
+                        continue
+                    encoded = job.once.encode(outcome)
+                    results[index] = encoded
+                    done.append((job.once.key, encoded))
+                    receipts.append(outcome.receipt)
+                    if outcome.hold is not None:
+                        holds.append(outcome.hold)
             await self._repo.insert_holds(conn, holds)
             await self._repo.insert_receipts(conn, receipts)
             await self._idempotency.complete(conn, done)
@@ -460,65 +471,79 @@ class PoolService:
                 results[index] = results[leader] if same else reused(job.once.key)
         return [r if r is not None else Aborted("NOT_RUN", "not run") for r in results]
 
-    async def _allocate_one(
-        self, conn: asyncpg.Connection, command: Allocate, office: Office, pool: Pool, now: datetime
-    ) -> Allocated:
-        found_type = license_type(command.license_type)
-        assert found_type is not None
-        sources = allocation.sources_to_try(command.sources, pool.enabled, found_type.poolable)
-        hold_id = uuid.uuid4() if command.hold_ttl is not None else None
-        at_least = 0 if command.allow_partial else command.quantity
-        take = Take(
-            office,
-            command.license_type,
-            command.quantity,
-            at_least,
-            sources,
-            hold_id,
-            command.assignees,
-        )
-        units, taken, found = await self._repo.take(conn, take, now)
-        if len(units) != (found if found >= at_least else 0):
+    async def _hand_out(
+        self,
+        conn: asyncpg.Connection,
+        office: Office,
+        code: str,
+        requested: frozenset[Source],
+        commands: Sequence[Allocate],
+        pool: Pool,
+        now: datetime,
+    ) -> list[Allocated | DomainError]:
+        """Allocations of one office and type, in arrival order: one candidate query,
+        one statement that takes what is handed out."""
+        poolable = catalog()[code].poolable
+        sources = allocation.sources_to_try(requested, pool.enabled, poolable)
+        total = sum(c.quantity for c in commands)
+        candidates = await self._repo.candidates(conn, office, code, sources, total, now)
+        needs = [allocation.Need(c.quantity, c.allow_partial) for c in commands]
+        shares = allocation.distribute(candidates, needs)
+        hold_ids = [
+            uuid.uuid4() if c.hold_ttl is not None and units else None
+            for c, (units, _) in zip(commands, shares, strict=True)
+        ]
+        handouts = [
+            Handout(unit_id, office.office_id, hold_id, c.assignees[n] if c.assignees else None)
+            for c, (units, _), hold_id in zip(commands, shares, hold_ids, strict=True)
+            for n, (unit_id, _) in enumerate(units)
+        ]
+        taken = await self._repo.assign(conn, handouts, now)
+        if len(taken) != len(handouts):
             raise Aborted("CONCURRENT_CHANGE", "units changed meanwhile; retry")
-        shortfall = command.quantity - found
-        passed_over: tuple[Any, ...] = ()
-        if allocation.needs_explanation(shortfall):
-            bystanders = await self._repo.bystanders(
-                conn, office, command.license_type, now, hold_id
-            )
-            passed_over = allocation.passed_over(bystanders, pool.enabled, found_type.poolable)
-        receipt = Receipt(
-            receipt_id=uuid.uuid4() if units else None,
-            company_id=office.company_id,
-            office_id=office.office_id,
-            currency=office.currency,
-            license_type=command.license_type,
-            requested=command.quantity,
-            taken=tuple(taken),
-            shortfall=shortfall,
-            passed_over=passed_over,
-            hold_id=hold_id if units else None,
-            created_at=now,
-        )
-        if shortfall and not command.allow_partial:
-            raise errors.NoLicenseAvailable(receipt)
-        hold = None
-        if hold_id is not None and command.hold_ttl is not None and units:
-            assert receipt.receipt_id is not None
-            hold = Hold(
-                hold_id=hold_id,
+        explained: tuple[PassedOver, ...] | None = None
+        outcomes: list[Allocated | DomainError] = []
+        for command, (units, shortfall), hold_id in zip(commands, shares, hold_ids, strict=True):
+            passed_over: tuple[PassedOver, ...] = ()
+            if allocation.needs_explanation(shortfall):
+                if explained is None:
+                    bystanders = await self._repo.bystanders(conn, office, code, now, None)
+                    explained = allocation.passed_over(bystanders, pool.enabled, poolable)
+                passed_over = explained
+            receipt = Receipt(
+                receipt_id=uuid.uuid4() if units else None,
                 company_id=office.company_id,
                 office_id=office.office_id,
                 currency=office.currency,
-                license_type=command.license_type,
-                state=HoldState.PENDING,
-                unit_ids=tuple(sorted(u.unit_id for u in units)),
-                expires_at=now + command.hold_ttl,
-                receipt_id=receipt.receipt_id,
+                license_type=code,
+                requested=command.quantity,
+                taken=allocation.by_source(units),
+                shortfall=shortfall,
+                passed_over=passed_over,
+                hold_id=hold_id,
                 created_at=now,
-                resolved_at=None,
             )
-        return Allocated(tuple(units), receipt, hold)
+            if shortfall and not command.allow_partial:
+                outcomes.append(errors.NoLicenseAvailable(receipt))
+                continue
+            hold = None
+            if hold_id is not None and command.hold_ttl is not None:
+                assert receipt.receipt_id is not None
+                hold = Hold(
+                    hold_id=hold_id,
+                    company_id=office.company_id,
+                    office_id=office.office_id,
+                    currency=office.currency,
+                    license_type=code,
+                    state=HoldState.PENDING,
+                    unit_ids=tuple(sorted(unit_id for unit_id, _ in units)),
+                    expires_at=now + command.hold_ttl,
+                    receipt_id=receipt.receipt_id,
+                    created_at=now,
+                    resolved_at=None,
+                )
+            outcomes.append(Allocated(tuple(taken[u] for u, _ in units), receipt, hold))
+        return outcomes
 
     # --- holds ----------------------------------------------------------------------------
 

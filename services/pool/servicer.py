@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
@@ -317,9 +318,14 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         currency = currency_field("currency", request.currency)
 
         def encode(result: EnableResult) -> bytes:
+            moved = Counter((u.office_id, u.license_type) for u in result.moved)
             return pb.EnablePoolResponse(
                 pool=pool_pb(result.pool),
-                moved_units=[unit_pb(u) for u in result.moved],
+                moved=[
+                    pb.MovedUnits(office_id=str(office), license_type=code, quantity=n)
+                    for (office, code), n in sorted(moved.items())
+                ],
+                moved_total=len(result.moved),
                 office_ids=[str(o) for o in result.office_ids],
             ).SerializeToString()
 

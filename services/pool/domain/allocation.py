@@ -14,11 +14,13 @@ with exactly these predicates; `is_claimable` is the grace boundary they share.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
-from services.pool.domain.model import PassedOver, PassOverReason, Source, UnitState
+from services.pool.domain.model import PassedOver, PassOverReason, Source, SourceTake, UnitState
 
 ALLOCATION_ORDER: tuple[Source, ...] = (Source.OWN_SPARE, Source.OWN_RETURN_IN_GRACE, Source.POOL)
 POOL_SOURCES = frozenset({Source.OWN_RETURN_IN_GRACE, Source.POOL})
@@ -100,3 +102,42 @@ def needs_explanation(shortfall: int) -> bool:
     caller needs to know why (pay for new units, wait for a grace period, free a hold).
     A satisfied allocation skips the lookup, which keeps the hot path one statement."""
     return shortfall > 0
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """One allocation request: how many units, and whether fewer will do."""
+
+    quantity: int
+    allow_partial: bool
+
+
+def distribute(candidates: Sequence[T], needs: Sequence[Need]) -> list[tuple[list[T], int]]:
+    """Hands candidates out in request order: per request, its units and its shortfall.
+
+    A request that cannot be met in full takes nothing, unless it allows partial, and
+    leaves the candidates to the requests after it.
+    """
+    handed: list[tuple[list[T], int]] = []
+    cursor = 0
+    for need in needs:
+        left = len(candidates) - cursor
+        take = need.quantity if left >= need.quantity else (left if need.allow_partial else 0)
+        handed.append(
+            (list(candidates[cursor : cursor + take]), need.quantity - min(left, need.quantity))
+        )
+        cursor += take
+    return handed
+
+
+def by_source(taken: Sequence[tuple[uuid.UUID, Source]]) -> tuple[SourceTake, ...]:
+    """Units grouped by source, in allocation order."""
+    groups: dict[Source, list[uuid.UUID]] = {}
+    for unit_id, source in taken:
+        groups.setdefault(source, []).append(unit_id)
+    return tuple(
+        SourceTake(source, tuple(groups[source])) for source in ALLOCATION_ORDER if source in groups
+    )

@@ -173,12 +173,15 @@ async def test_enable_pool_moves_spare_poolable_units_and_is_one_way(company: Co
         )
     )
     assert not preview.pool.enabled
-    assert sorted(u.unit_id for u in preview.moved_units) == sorted(connect)
+    assert [(m.office_id, m.license_type, m.quantity) for m in preview.moved] == [
+        (company.offices["a"], "connect", 2)
+    ]
+    assert preview.moved_total == 2
     assert len(await company.units(state=pb.UNIT_STATE_POOLED)) == 0  # nothing changed
 
     enabled = await company.enable("JPY")
     assert enabled.pool.enabled
-    assert sorted(u.unit_id for u in enabled.moved_units) == sorted(connect)
+    assert enabled.moved == preview.moved
     assert sorted(enabled.office_ids) == sorted(company.offices.values())
     pooled = await company.units(state=pb.UNIT_STATE_POOLED)
     assert sorted(u.unit_id for u in pooled) == sorted(connect)

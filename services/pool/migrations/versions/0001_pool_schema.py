@@ -94,9 +94,12 @@ def upgrade() -> None:
             WHERE NOT pooled;
         CREATE INDEX free_pooled ON pool.free_units
             (company_id, currency, license_type, returned_at, unit_id) WHERE pooled;
-        CREATE INDEX free_pooled_by_office ON pool.free_units
-            (company_id, office_id, license_type, returned_at) WHERE pooled;
+        CREATE INDEX free_pooled_in_grace ON pool.free_units
+            (company_id, office_id, license_type, claimable_at) WHERE pooled;
         CREATE INDEX free_by_type ON pool.free_units (company_id, license_type);
+        -- A queue-like table: vacuum it often so scans do not wade through dead rows.
+        ALTER TABLE pool.free_units SET (autovacuum_vacuum_scale_factor = 0,
+            autovacuum_vacuum_threshold = 2000, autovacuum_vacuum_cost_delay = 0);
 
         CREATE TABLE pool.receipts (
             receipt_id uuid PRIMARY KEY,
