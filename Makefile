@@ -49,14 +49,15 @@ $(GEN_STAMP): $(STAMP) $(PROTOS)
 	$(MAKE) --no-print-directory gen-code
 
 .PHONY: gen-code
-gen-code:
-	rm -rf gen && mkdir -p gen
-	$(PY) -m grpc_tools.protoc -Iproto --python_out=gen --grpc_python_out=gen \
-		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=gen \
-		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=gen \
+gen-code:  # into a fresh directory, then swapped in: running code never sees it half-built
+	rm -rf gen.new && mkdir -p gen.new
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=gen.new --grpc_python_out=gen.new \
+		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=gen.new \
+		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=gen.new \
 		$(PROTOS)
-	find gen/licensing -type d -exec touch {}/__init__.py \;
-	touch gen/licensing/py.typed $(GEN_STAMP)
+	find gen.new/licensing -type d -exec touch {}/__init__.py \;
+	touch gen.new/licensing/py.typed gen.new/.stamp
+	rm -rf gen.old && { [ ! -d gen ] || mv gen gen.old; } && mv gen.new gen && rm -rf gen.old
 
 bench: $(GEN_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)

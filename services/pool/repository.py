@@ -150,7 +150,7 @@ class Handout:
 # The first statement of a writer's transaction: the lock, and the transaction's instant.
 LOCK = """
 SELECT coalesce($3::timestamptz, now())
-FROM pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2::text, 0))
+FROM pg_advisory_xact_lock(hashtextextended('pool/' || $1::text || '/' || $2::text, 0))
 """
 OFFICES_BY_ID = f"""
 SELECT {OFFICE_COLUMNS} FROM pool.offices WHERE company_id = $1 AND office_id = ANY($2::uuid[])
