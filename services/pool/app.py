@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-from licensing.pool.v1 import pool_pb2_grpc
 
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
 from libs.common.server import Registration, RunningServer, start_server
+from licensing.pool.v1 import pool_pb2_grpc
 from services.pool.config import PoolSettings
 from services.pool.service import SCHEMA, PoolService
 from services.pool.servicer import SERVICE_NAME, PoolServicer

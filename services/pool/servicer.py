@@ -10,8 +10,6 @@ from datetime import datetime
 import grpc
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from licensing.pool.v1 import pool_pb2 as pb
-from licensing.pool.v1 import pool_pb2_grpc
 
 from libs.common import paging
 from libs.common.errors import invalid
@@ -25,6 +23,8 @@ from libs.common.validation import (
     text_field,
     uuid_field,
 )
+from licensing.pool.v1 import pool_pb2 as pb
+from licensing.pool.v1 import pool_pb2_grpc
 from services.pool.domain import errors
 from services.pool.domain.model import (
     Assignee,

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from licensing.pool.v1 import pool_pb2 as pb
-from licensing.pool.v1 import pool_pb2_grpc
 
 from libs.common.clock import Clock
+from licensing.pool.v1 import pool_pb2 as pb
+from licensing.pool.v1 import pool_pb2_grpc
 from services.pool.app import PoolApp, start
 from services.pool.config import PoolSettings
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import asyncpg
 import grpc
+
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
-
 from tests.support.pool import Company, reason_of, rid
 
 

@@ -5,8 +5,8 @@ from contextlib import AsyncExitStack
 import asyncpg
 import grpc
 import pytest
-from licensing.pool.v1 import pool_pb2_grpc
 
+from licensing.pool.v1 import pool_pb2_grpc
 from tests.support.processes import spawned
 from tests.support.races import assert_database_matches, pool_with_claimable_units, race_acquire
 

@@ -4,9 +4,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from licensing.pool.v1 import pool_pb2_grpc
 
 from libs.common.clock import FakeClock
+from licensing.pool.v1 import pool_pb2_grpc
 from services.pool.app import PoolApp
 from tests.support.pool import Company, new_company, running_pool
 

@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import grpc
 import pytest
-from licensing.pool.v1 import pool_pb2 as pb
 
 from libs.common.clock import FakeClock
+from licensing.pool.v1 import pool_pb2 as pb
 from tests.support.pool import Company, details_of, reason_of, rid
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

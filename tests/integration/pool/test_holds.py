@@ -4,9 +4,9 @@ import asyncio
 
 import grpc
 import pytest
-from licensing.pool.v1 import pool_pb2 as pb
 
 from libs.common.clock import FakeClock
+from licensing.pool.v1 import pool_pb2 as pb
 from services.pool.app import PoolApp
 from tests.support.pool import Company, reason_of, rid
 

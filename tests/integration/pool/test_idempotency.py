@@ -5,8 +5,8 @@ import asyncio
 import asyncpg
 import grpc
 import pytest
-from licensing.pool.v1 import pool_pb2 as pb
 
+from licensing.pool.v1 import pool_pb2 as pb
 from tests.support.pool import Company, reason_of, rid
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

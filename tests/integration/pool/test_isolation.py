@@ -2,9 +2,9 @@
 
 import grpc
 import pytest
+
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
-
 from tests.support.pool import Company, new_company, reason_of, rid
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

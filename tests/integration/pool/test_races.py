@@ -2,8 +2,8 @@
 
 import grpc
 import pytest
-from licensing.pool.v1 import pool_pb2_grpc
 
+from licensing.pool.v1 import pool_pb2_grpc
 from tests.support.races import assert_database_matches, pool_with_claimable_units, race_acquire
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
