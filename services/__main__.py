@@ -18,7 +18,12 @@ from pathlib import Path
 from libs.common import embedded_db
 
 # Service name -> default port. Peers find each other through <NAME>_ADDRESS.
-SERVICES: dict[str, int] = {"pool": 50051, "billing": 50052, "credits": 50053, "provisioning": 50054}
+SERVICES: dict[str, int] = {
+    "pool": 50051,
+    "billing": 50052,
+    "credits": 50053,
+    "provisioning": 50054,
+}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -49,7 +54,12 @@ async def run() -> int:
         env[f"{name.upper()}_HOST"] = host
     processes = {
         name: await asyncio.create_subprocess_exec(
-            sys.executable, "-m", f"services.{name}", "serve", env=env, stdout=asyncio.subprocess.PIPE
+            sys.executable,
+            "-m",
+            f"services.{name}",
+            "serve",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
         )
         for name in names
     }
