@@ -1,0 +1,71 @@
+"""Wiring of the provisioning service: database, pool client, use cases, gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from libs.common import migrations
+from libs.common.clock import Clock, DatabaseClock
+from libs.common.database import create_pool
+from libs.common.server import Registration, RunningServer, start_server
+from licensing.provisioning.v1 import provisioning_pb2_grpc
+from services.provisioning.billing import BillingGateway, BillingNotConfigured
+from services.provisioning.config import ProvisioningSettings
+from services.provisioning.imports import ImportService
+from services.provisioning.pool_client import PoolClient
+from services.provisioning.service import SCHEMA, ProvisioningService
+from services.provisioning.servicer import ERROR_DOMAIN, SERVICE_NAME, ProvisioningServicer
+
+
+def migrate(database_url: str) -> None:
+    """Applies the provisioning schema's migrations (blocking)."""
+    migrations.upgrade(database_url, Path(__file__).parent / "migrations", SCHEMA)
+
+
+@dataclass
+class ProvisioningApp:
+    server: RunningServer
+    service: ProvisioningService
+    imports: ImportService
+    pool: PoolClient
+    db: asyncpg.Pool
+    resumer: asyncio.Task[None]
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def stop(self, grace: float = 0) -> None:
+        await self.server.stop(grace)
+        self.resumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.resumer
+        await self.imports.close()
+        await self.pool.close()
+        await self.db.close()
+
+
+async def start(
+    settings: ProvisioningSettings,
+    clock: Clock | None = None,
+    billing: BillingGateway | None = None,
+) -> ProvisioningApp:
+    """Starts the service on `settings.host:settings.port` (0: a free port)."""
+    db = await create_pool(settings.database_url, settings.db_pool_size)
+    pool = PoolClient(settings.pool_address, settings.pool_timeout_seconds, settings.pool_attempts)
+    clock = clock or DatabaseClock()
+    service = ProvisioningService(db, pool, billing or BillingNotConfigured(), clock)
+    imports = ImportService(db, pool, clock, settings)
+    registration = Registration(
+        SERVICE_NAME,
+        ProvisioningServicer(service, imports),
+        provisioning_pb2_grpc.add_ProvisioningServiceServicer_to_server,
+    )
+    server = await start_server([registration], settings.host, settings.port, ERROR_DOMAIN)
+    resumer = asyncio.create_task(imports.resume_all())
+    return ProvisioningApp(server, service, imports, pool, db, resumer)

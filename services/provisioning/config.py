@@ -1,0 +1,32 @@
+"""Provisioning settings: environment variables prefixed PROVISIONING_ (DATABASE_URL and
+POOL_ADDRESS are shared with the other services)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from libs.common.settings import ServiceSettings
+
+
+class ProvisioningSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PROVISIONING_", frozen=True, extra="ignore")
+
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        validation_alias=AliasChoices("PROVISIONING_DATABASE_URL", "DATABASE_URL"),
+    )
+    pool_address: str = Field(
+        default="127.0.0.1:50051",
+        validation_alias=AliasChoices("PROVISIONING_POOL_ADDRESS", "POOL_ADDRESS"),
+        description="host:port of the pool service.",
+    )
+    pool_timeout_seconds: float = Field(default=30.0, gt=0, description="Deadline per pool call.")
+    pool_attempts: int = Field(default=4, ge=1, le=10, description="Tries of retryable calls.")
+    import_chunk_size: int = Field(
+        default=5000, ge=1, le=10000, description="Units per pool call when importing."
+    )
+    import_parallel_calls: int = Field(default=4, ge=1, le=32)
+    import_hold_seconds: int = Field(default=900, ge=60, le=900)
+    import_max_attempts: int = Field(default=3, ge=1, le=10)
+    import_max_rows: int = Field(default=20_000, ge=1, le=100_000)

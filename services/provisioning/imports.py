@@ -1,0 +1,555 @@
+"""Mass configuration: dry run, apply, progress (SPEC §11).
+
+Applying is all-or-nothing across two services, idempotent by import id, and safe
+against crashes:
+
+1. The import and its planned rows are stored first (one transaction). The same id
+   with the same file returns that import; another file fails IMPORT_ID_REUSED.
+2. RESERVING: one pool hold per license type and chunk of rows (new Phone System
+   licenses, then each add-on type). Each hold is recorded as it is made.
+3. COMMITTING: every hold is committed to its assignees (users for the Phone System
+   units, the base license for add-ons), in batches of thousands of units per call.
+4. FINALIZING: one local transaction writes every license, extension, number and
+   add-on, and marks the import SUCCEEDED.
+
+Every pool call carries a request_id derived from (company, import id, attempt, step),
+a pure function of what was stored in step 1, so a re-run after a crash replays what
+the pool already did instead of doing it again. If anything fails (a shortfall, the
+account changed meanwhile), the import rolls back: pending holds are released (units
+back exactly as they were), committed units are returned, and the import is FAILED
+with the reason. One runner per import at a time (a PostgreSQL advisory lock), and a
+restarted service resumes the imports that were running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
+
+import asyncpg
+
+from libs.common.clock import Clock
+from libs.common.errors import DomainError, FailedPrecondition
+from services.provisioning.config import ProvisioningSettings
+from services.provisioning.domain import catalog, csv_import, errors, import_steps
+from services.provisioning.domain.csv_import import PlannedRow
+from services.provisioning.domain.import_steps import Step, request_id
+from services.provisioning.domain.model import (
+    Failure,
+    ImportJob,
+    ImportStage,
+    ImportState,
+    Progress,
+    QuoteLine,
+    RowIssue,
+)
+from services.provisioning.pool_client import BASE_LICENSE, USER, PoolClient
+from services.provisioning.repository import (
+    ProvisioningRepository,
+    StoredImport,
+    StoredStep,
+    add_progress,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_LISTED_ERRORS = 1000
+_EXPIRED = ("HOLD_EXPIRED", "HOLD_NOT_PENDING")
+
+
+class _Retry(Exception):
+    """A hold expired before it was committed (a long pause): start a new attempt."""
+
+
+class _Fail(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def fingerprint(office_id: uuid.UUID, content: bytes) -> bytes:
+    return hashlib.sha256(str(office_id).encode() + b"\n" + content).digest()
+
+
+class ImportService:
+    def __init__(
+        self,
+        db: asyncpg.Pool,
+        pool: PoolClient,
+        clock: Clock,
+        settings: ProvisioningSettings,
+    ) -> None:
+        self._db = db
+        self._pool = pool
+        self._clock = clock
+        self._settings = settings
+        self._repo = ProvisioningRepository()
+        self._runners: dict[tuple[uuid.UUID, str], asyncio.Task[None]] = {}
+
+    # --- validation and the dry run ---------------------------------------------------
+
+    async def _check(
+        self, company_id: uuid.UUID, office_id: uuid.UUID, content: bytes
+    ) -> tuple[list[PlannedRow], list[RowIssue], list[RowIssue], int]:
+        """Planned rows, errors, warnings and the number of data rows."""
+        parsed = csv_import.parse(content, self._settings.import_max_rows)
+        rows_seen = len(parsed.rows) + len({i.row for i in parsed.errors if i.row > 1})
+        async with self._db.acquire() as conn:
+            account = await self._repo.account(conn, company_id, office_id)
+        planned, issues = csv_import.plan(parsed, account)
+        problems = csv_import.sorted_issues([*parsed.errors, *issues])
+        return planned, problems, parsed.warnings, rows_seen
+
+    async def _quote(
+        self, company_id: uuid.UUID, office_id: uuid.UUID, planned: Sequence[PlannedRow]
+    ) -> tuple[QuoteLine, ...]:
+        needs = csv_import.needs(planned)
+        if not needs:
+            return ()
+        found = await self._pool.availability(company_id, office_id, list(needs))
+        return tuple(
+            QuoteLine(
+                code,
+                needed,
+                found.own_spare.get(code, 0),
+                found.own_returns_in_grace.get(code, 0),
+                found.pool_claimable.get(code, 0),
+            )
+            for code, needed in needs.items()
+        )
+
+    async def dry_run(
+        self, company_id: uuid.UUID, office_id: uuid.UUID, import_id: str, content: bytes
+    ) -> ImportJob:
+        """The report and the allocation quote; nothing changes, nothing is stored."""
+        await self._pool.office_currency(company_id, office_id)  # NOT_FOUND for no office
+        planned, problems, warnings, rows = await self._check(company_id, office_id, content)
+        quote = await self._quote(company_id, office_id, planned) if not problems else ()
+        return ImportJob(
+            import_id=import_id,
+            company_id=company_id,
+            office_id=office_id,
+            state=ImportState.VALIDATED,
+            stage=ImportStage.NONE,
+            row_count=rows,
+            errors=tuple(problems[:MAX_LISTED_ERRORS]),
+            error_count=len(problems),
+            warnings=tuple(warnings[:MAX_LISTED_ERRORS]),
+            quote=quote,
+            progress=Progress(units_total=sum(q.needed for q in quote)),
+            failure=None,
+            rows_reconfiguring=sum(1 for r in planned if r.license_id is not None),
+            created_at=None,
+            updated_at=None,
+        )
+
+    # --- applying ---------------------------------------------------------------------
+
+    async def start(
+        self, company_id: uuid.UUID, office_id: uuid.UUID, import_id: str, content: bytes
+    ) -> ImportJob:
+        """Stores the import and starts applying it; an import already stored under the
+        id is returned (and resumed if it was interrupted)."""
+        print_ = fingerprint(office_id, content)
+        existing = await self._stored(company_id, import_id)
+        if existing is not None:
+            return self._resume(existing, print_)
+        await self._pool.office_currency(company_id, office_id)
+        planned, problems, warnings, rows = await self._check(company_id, office_id, content)
+        if problems:
+            raise errors.ImportRejected(tuple(problems[:MAX_LISTED_ERRORS]))
+        quote = await self._quote(company_id, office_id, planned)
+        async with self._db.acquire() as conn, conn.transaction():
+            now = await self._repo.now(conn, self._clock.sql_now())
+            job = ImportJob(
+                import_id=import_id,
+                company_id=company_id,
+                office_id=office_id,
+                state=ImportState.RUNNING,
+                stage=ImportStage.RESERVING,
+                row_count=rows,
+                errors=(),
+                error_count=0,
+                warnings=tuple(warnings[:MAX_LISTED_ERRORS]),
+                quote=quote,
+                progress=Progress(units_total=sum(q.needed for q in quote)),
+                failure=None,
+                rows_reconfiguring=sum(1 for r in planned if r.license_id is not None),
+                created_at=now,
+                updated_at=now,
+            )
+            inserted = await self._repo.insert_import(
+                conn, job, print_, self._settings.import_chunk_size, planned
+            )
+        if not inserted:  # a concurrent start with the same id won
+            existing = await self._stored(company_id, import_id)
+            assert existing is not None
+            return self._resume(existing, print_)
+        self._launch(company_id, import_id)
+        return job
+
+    def _resume(self, existing: StoredImport, print_: bytes) -> ImportJob:
+        if existing.fingerprint != print_:
+            raise errors.import_id_reused(existing.job.import_id)
+        if not existing.job.ended:
+            self._launch(existing.job.company_id, existing.job.import_id)
+        return existing.job
+
+    async def _stored(self, company_id: uuid.UUID, import_id: str) -> StoredImport | None:
+        async with self._db.acquire() as conn:
+            return await self._repo.get_import(conn, company_id, import_id)
+
+    async def get(self, company_id: uuid.UUID, import_id: str) -> ImportJob:
+        stored = await self._stored(company_id, import_id)
+        if stored is None:
+            raise errors.import_not_found(import_id)
+        return stored.job
+
+    async def watch(
+        self, company_id: uuid.UUID, import_id: str, interval: float = 0.2
+    ) -> AsyncIterator[ImportJob]:
+        """The import now, then on every change, until it ended."""
+        last = None
+        while True:
+            job = await self.get(company_id, import_id)
+            if job != last:
+                yield job
+                last = job
+            if job.ended:
+                return
+            await asyncio.sleep(interval)
+
+    async def wait(self, company_id: uuid.UUID, import_id: str) -> ImportJob:
+        """Waits for this process's runner of the import (tests, shutdown)."""
+        task = self._runners.get((company_id, import_id))
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+        return await self.get(company_id, import_id)
+
+    def _launch(self, company_id: uuid.UUID, import_id: str) -> None:
+        key = (company_id, import_id)
+        running = self._runners.get(key)
+        if running is not None and not running.done():
+            return
+        task = asyncio.create_task(self._run(company_id, import_id))
+        self._runners[key] = task
+        task.add_done_callback(lambda t: self._done(key, t))
+
+    def _done(self, key: tuple[uuid.UUID, str], task: asyncio.Task[None]) -> None:
+        if self._runners.get(key) is task:
+            del self._runners[key]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("import %s stopped", key[1], exc_info=task.exception())
+
+    async def resume_all(self) -> None:
+        """Resumes the imports that were running when a service stopped."""
+        try:
+            async with self._db.acquire() as conn:
+                running = await self._repo.running_imports(conn)
+        except (OSError, asyncpg.PostgresError):
+            log.warning("could not look for interrupted imports", exc_info=True)
+            return
+        for company_id, import_id in running:
+            self._launch(company_id, import_id)
+
+    async def close(self) -> None:
+        tasks = list(self._runners.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, company_id: uuid.UUID, import_id: str) -> None:
+        lock = f"provisioning-import/{company_id}/{import_id}"
+        async with self._db.acquire() as conn:
+            got = await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", lock)
+            if not got:
+                return  # another runner (maybe another replica) has it
+            try:
+                await self._drive(company_id, import_id)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", lock)
+
+    async def _update(self, company_id: uuid.UUID, import_id: str, **fields: object) -> None:
+        async with self._db.acquire() as conn:
+            await self._repo.update_import(conn, company_id, import_id, **fields)
+
+    async def _drive(self, company_id: uuid.UUID, import_id: str) -> None:
+        stored = await self._stored(company_id, import_id)
+        if stored is None or stored.job.ended:
+            return
+        async with self._db.acquire() as conn:
+            rows = await self._repo.import_rows(conn, company_id, import_id)
+        run = _Run(self, stored, rows)
+        while True:
+            job = run.stored.job
+            if job.stage is ImportStage.ROLLING_BACK:
+                await run.rollback()
+                await self._update(
+                    company_id, import_id, state="FAILED", stage=ImportStage.NONE.value
+                )
+                return
+            try:
+                await run.apply()
+                return
+            except _Retry:
+                attempt = run.stored.attempt + 1
+                await run.rollback()
+                if attempt > self._settings.import_max_attempts:
+                    await self._fail(
+                        run,
+                        Failure("IMPORT_INTERRUPTED", "holds kept expiring; start it again"),
+                    )
+                    return
+                await self._update(
+                    company_id,
+                    import_id,
+                    attempt=attempt,
+                    stage=ImportStage.RESERVING.value,
+                    units_reserved=0,
+                    units_committed=0,
+                )
+                run.stored = replace(run.stored, attempt=attempt)
+            except _Fail as failed:
+                await self._fail(run, failed.failure)
+                return
+
+    async def _fail(self, run: _Run, failure: Failure) -> None:
+        job = run.stored.job
+        log.info("import %s failed: %s", job.import_id, failure.reason)
+        await self._update(
+            job.company_id,
+            job.import_id,
+            stage=ImportStage.ROLLING_BACK.value,
+            failure=failure,
+        )
+        await run.rollback()
+        await self._update(
+            job.company_id, job.import_id, state="FAILED", stage=ImportStage.NONE.value
+        )
+
+
+class _Run:
+    """One runner's pass over an import."""
+
+    def __init__(
+        self, service: ImportService, stored: StoredImport, rows: list[PlannedRow]
+    ) -> None:
+        self.service = service
+        self.stored = stored
+        self.rows = {r.row: r for r in rows}
+        self.steps = import_steps.steps(rows, stored.chunk_size)
+        self.pool = service._pool
+        self.job = stored.job
+
+    def _rid(self, kind: str, step: Step) -> str:
+        return request_id(
+            self.job.company_id, self.job.import_id, f"a{self.stored.attempt}", kind, step.index
+        )
+
+    async def _recorded(self) -> dict[int, StoredStep]:
+        async with self.service._db.acquire() as conn:
+            return await self.service._repo.steps(
+                conn, self.job.company_id, self.job.import_id, self.stored.attempt
+            )
+
+    async def _save(self, step: StoredStep, reserved: int = 0, committed: int = 0) -> None:
+        async with self.service._db.acquire() as conn, conn.transaction():
+            await self.service._repo.save_step(
+                conn, self.job.company_id, self.job.import_id, self.stored.attempt, step
+            )
+            await add_progress(conn, self.job.company_id, self.job.import_id, reserved, committed)
+
+    async def _parallel(self, calls: Sequence[Callable[[], Awaitable[None]]]) -> None:
+        gate = asyncio.Semaphore(self.service._settings.import_parallel_calls)
+
+        async def one(call: Callable[[], Awaitable[None]]) -> None:
+            async with gate:
+                await call()
+
+        results = await asyncio.gather(*(one(c) for c in calls), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def apply(self) -> None:
+        company_id, import_id = self.job.company_id, self.job.import_id
+        await self.service._update(company_id, import_id, stage=ImportStage.RESERVING.value)
+        recorded = await self._recorded()
+
+        def reserve(step: Step) -> Callable[[], Awaitable[None]]:
+            async def call() -> None:
+                reserved = await self.pool.reserve(
+                    self._rid("reserve", step),
+                    company_id,
+                    self.job.office_id,
+                    step.license_type,
+                    len(step.rows),
+                    self.service._settings.import_hold_seconds,
+                )
+                done = StoredStep(
+                    step.index,
+                    step.license_type,
+                    reserved.hold_id,
+                    reserved.unit_ids,
+                    reserved.shortfall,
+                    False,
+                )
+                recorded[step.index] = done
+                await self._save(done, reserved=len(reserved.unit_ids))
+
+            return call
+
+        await self._parallel([reserve(s) for s in self.steps if s.index not in recorded])
+        shortfall: dict[str, int] = {}
+        for step in self.steps:
+            if recorded[step.index].shortfall:
+                code = step.license_type
+                shortfall[code] = shortfall.get(code, 0) + recorded[step.index].shortfall
+        if shortfall:
+            total = sum(shortfall.values())
+            listed = ", ".join(f"{n} {code}" for code, n in shortfall.items())
+            raise _Fail(
+                Failure(
+                    "NO_LICENSE_AVAILABLE",
+                    f"{total} license(s) missing: {listed}; purchase them or free some",
+                    {
+                        "shortfall": str(total),
+                        **{f"shortfall.{c}": str(n) for c, n in shortfall.items()},
+                    },
+                )
+            )
+        await self.service._update(company_id, import_id, stage=ImportStage.COMMITTING.value)
+        new = import_steps.new_bases(
+            [
+                (s, recorded[s.index].unit_ids)
+                for s in self.steps
+                if s.license_type == catalog.PHONE_SYSTEM
+            ]
+        )
+        expired = False
+
+        def commit(step: Step) -> Callable[[], Awaitable[None]]:
+            async def call() -> None:
+                nonlocal expired
+                held = recorded[step.index]
+                assert held.hold_id is not None
+                rows = [self.rows[n] for n in step.rows]
+                if step.license_type == catalog.PHONE_SYSTEM:
+                    assignees = [(USER, str(r.user_id)) for r in rows]
+                else:
+                    assignees = [(BASE_LICENSE, str(import_steps.base_of(r, new))) for r in rows]
+                try:
+                    await self.pool.commit(
+                        self._rid("commit", step),
+                        company_id,
+                        held.hold_id,
+                        assignees,
+                    )
+                except FailedPrecondition as error:
+                    if error.reason in _EXPIRED:
+                        expired = True
+                        return
+                    raise
+                done = replace(held, committed=True)
+                recorded[step.index] = done
+                await self._save(done, committed=len(held.unit_ids))
+
+            return call
+
+        await self._parallel([commit(s) for s in self.steps if not recorded[s.index].committed])
+        if expired:
+            raise _Retry()
+        await self._finalize(recorded, new)
+
+    async def _finalize(self, recorded: dict[int, StoredStep], new: dict[int, uuid.UUID]) -> None:
+        company_id, import_id = self.job.company_id, self.job.import_id
+        await self.service._update(company_id, import_id, stage=ImportStage.FINALIZING.value)
+        addons: list[tuple[uuid.UUID, uuid.UUID, str]] = []
+        for step in self.steps:
+            if step.license_type == catalog.PHONE_SYSTEM:
+                continue
+            units = sorted(recorded[step.index].unit_ids)
+            for row_number, unit_id in zip(step.rows, units, strict=True):
+                base = import_steps.base_of(self.rows[row_number], new)
+                addons.append((unit_id, base, step.license_type))
+        rows = list(self.rows.values())
+        repo = self.service._repo
+        try:
+            async with self.service._db.acquire() as conn, conn.transaction():
+                now = await repo.now(conn, self.service._clock.sql_now())
+                users = list({r.user_id for r in rows})
+                if await repo.users_exist(conn, company_id, self.job.office_id, users) != len(
+                    users
+                ):
+                    raise _Fail(
+                        Failure("ACCOUNT_CHANGED", "a user of the file was deleted meanwhile")
+                    )
+                existing = [r.license_id for r in rows if r.license_id is not None]
+                if await repo.licenses_exist(conn, company_id, existing) != len(existing):
+                    raise _Fail(
+                        Failure("ACCOUNT_CHANGED", "a license of the file was changed meanwhile")
+                    )
+                await repo.finalize_import(
+                    conn, company_id, self.job.office_id, rows, new, addons, now
+                )
+                await repo.update_import(
+                    conn,
+                    company_id,
+                    import_id,
+                    state="SUCCEEDED",
+                    stage=ImportStage.NONE.value,
+                    rows_applied=len(rows),
+                )
+        except asyncpg.IntegrityConstraintViolationError as error:
+            constraint = error.constraint_name or ""
+            reason = {
+                "licenses_ext_key": "DUPLICATE_EXT_KEY",
+                "licenses_number": "DUPLICATE_NUMBER",
+                "licenses_one_per_user_and_type": "DUPLICATE_USER",
+            }.get(constraint, "ACCOUNT_CHANGED")
+            raise _Fail(
+                Failure(
+                    reason,
+                    "the account changed while importing (an extension, number or license "
+                    "of the file was taken meanwhile); nothing was applied",
+                    {"constraint": constraint},
+                )
+            ) from None
+
+    async def rollback(self) -> None:
+        """Undoes this attempt's pool effects: pending holds are released, committed
+        units returned. Every call is idempotent, so a crash here is resumed safely."""
+        company_id = self.job.company_id
+        recorded = await self._recorded()
+        by_index = {s.index: s for s in self.steps}
+
+        def undo(held: StoredStep) -> Callable[[], Awaitable[None]]:
+            async def call() -> None:
+                step = by_index.get(held.step) or Step(held.step, held.license_type, ())
+                if held.hold_id is None:
+                    return
+                if not held.committed:
+                    try:
+                        await self.pool.release(
+                            self._rid("release", step), company_id, held.hold_id
+                        )
+                        return
+                    except FailedPrecondition as error:
+                        if error.reason != "HOLD_NOT_PENDING":
+                            raise
+                        # committed after all (a crash before it was recorded)
+                await self.pool.return_units(self._rid("undo", step), company_id, held.unit_ids)
+
+            return call
+
+        try:
+            await self._parallel([undo(s) for s in recorded.values()])
+        except DomainError:
+            log.exception("rolling back import %s failed; will retry", self.job.import_id)
+            raise
