@@ -10,11 +10,12 @@ import pytest
 import pytest_asyncio
 
 from libs.common.database import create_pool
+from services.billing.app import migrate as migrate_billing
 from services.credits.app import migrate as migrate_credits
 from services.pool.app import migrate as migrate_pool
 from tests.support.database import fresh_database, server_url
 
-MIGRATIONS = [migrate_pool, migrate_credits]
+MIGRATIONS = [migrate_pool, migrate_credits, migrate_billing]
 
 
 @pytest.fixture(scope="session")

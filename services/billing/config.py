@@ -1,0 +1,45 @@
+"""Billing service settings: environment variables prefixed BILLING_ (DATABASE_URL is
+shared; the pool service is found through POOL_ADDRESS, as `make run` sets it)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from libs.common.settings import ServiceSettings
+
+
+class BillingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BILLING_", frozen=True, extra="ignore")
+
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        validation_alias=AliasChoices("BILLING_DATABASE_URL", "DATABASE_URL"),
+    )
+    pool_address: str = Field(
+        default="127.0.0.1:50051",
+        validation_alias=AliasChoices("BILLING_POOL_ADDRESS", "POOL_ADDRESS"),
+        description="host:port of the pool service.",
+    )
+    pool_deadline_seconds: float = Field(default=5.0, gt=0, description="Per pool call.")
+    pool_attempts: int = Field(
+        default=4, ge=1, description="Tries of a pool call that carries a request_id."
+    )
+    pool_retry_max_wait_seconds: float = Field(default=1.0, ge=0)
+    quote_hold_seconds: int = Field(
+        default=120, ge=1, le=900, description="How long a held quote keeps its pool units."
+    )
+    purchase_hold_seconds: int = Field(
+        default=300, ge=1, le=900, description="Hold of pool units during a purchase."
+    )
+    purchase_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A purchase driver's lease; an interrupted purchase is recovered after it.",
+    )
+    recovery_interval_seconds: float = Field(
+        default=10.0, gt=0, description="How often interrupted purchases are looked for."
+    )
+    # Testing only: the process exits right after this purchase step (e.g. "reserve"),
+    # the way a crash would, so tests can interrupt a purchase between two pool calls.
+    crash_after_step: str = Field(default="")

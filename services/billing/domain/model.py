@@ -1,0 +1,207 @@
+"""What the billing service keeps: plans, quotes, purchases, invoices (SPEC §4, §9)."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class PlanKind(enum.StrEnum):
+    """Only bundle plans take part in pools."""
+
+    BUNDLE = "BUNDLE"
+    LEGACY = "LEGACY"
+
+
+class PurchaseState(enum.StrEnum):
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """An office's plan: a price book (minor units per license type per cycle) in one
+    currency, a monthly cycle anchored at `start_at`."""
+
+    plan_id: uuid.UUID
+    company_id: uuid.UUID
+    office_id: uuid.UUID
+    kind: PlanKind
+    currency: str
+    prices: Mapping[str, int]
+    contracted: bool
+    start_at: datetime
+    active: bool
+    primary: bool
+    created_at: datetime
+    updated_at: datetime
+
+    def price_of(self, license_type: str) -> int | None:
+        return self.prices.get(license_type)
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    """One monthly billing cycle: [start, end)."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def seconds(self) -> int:
+        return int((self.end - self.start).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Where the licenses of a checkout come from (SPEC §9), in that order."""
+
+    restored: int  # from the office's scheduled removals, free
+    from_pool: int  # from the company's pool, free
+    new: int  # created, charged
+
+    @property
+    def total(self) -> int:
+        return self.restored + self.from_pool + self.new
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    quote_id: uuid.UUID | None  # None: a preview that holds nothing
+    company_id: uuid.UUID
+    office_id: uuid.UUID
+    license_type: str
+    quantity: int
+    split: Split
+    plan_id: uuid.UUID
+    currency: str
+    unit_price: int
+    amount: int
+    cycle: Cycle
+    quoted_at: datetime
+    hold_id: uuid.UUID | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    purchase_id: uuid.UUID
+    company_id: uuid.UUID
+    request_id: str
+    office_id: uuid.UUID
+    license_type: str
+    quantity: int
+    state: PurchaseState
+    plan_id: uuid.UUID
+    currency: str
+    unit_price: int
+    cycle: Cycle
+    purchased_at: datetime
+    attempt: int
+    step: str
+    quote_id: uuid.UUID | None = None
+    split: Split | None = None
+    amount: int = 0
+    hold_id: uuid.UUID | None = None
+    reserve_quantity: int | None = None  # what step RESERVING asks the pool for
+    unit_ids: tuple[uuid.UUID, ...] = ()
+    resolved_at: datetime | None = None
+    failure_kind: str | None = None
+    failure_reason: str | None = None
+    failure_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OfficeCounts:
+    """Units of one type one office pays for, from a pool snapshot."""
+
+    office_id: uuid.UUID
+    currency: str
+    license_type: str
+    assigned: int = 0
+    spare: int = 0
+    held: int = 0
+    removal_scheduled: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolCounts:
+    """Units of one type resting in (or held from) a currency's pool."""
+
+    currency: str
+    license_type: str
+    pooled: int = 0
+    held: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    taken_at: datetime
+    offices: tuple[OfficeCounts, ...]
+    pools: tuple[PoolCounts, ...]
+    live_units: int
+
+
+class LineKind(enum.StrEnum):
+    OFFICE_UNITS = "OFFICE_UNITS"
+    POOLED_UNITS = "POOLED_UNITS"
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    kind: LineKind
+    office_id: uuid.UUID | None
+    plan_id: uuid.UUID | None
+    currency: str
+    license_type: str
+    assigned: int
+    spare: int
+    removal_scheduled: int
+    held: int
+    pooled: int
+    unit_price: int
+
+    @property
+    def units(self) -> int:
+        return self.assigned + self.spare + self.removal_scheduled + self.held + self.pooled
+
+    @property
+    def amount(self) -> int:
+        return self.units * self.unit_price
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseCharge:
+    purchase_id: uuid.UUID
+    office_id: uuid.UUID
+    plan_id: uuid.UUID
+    license_type: str
+    currency: str
+    new_units: int
+    amount: int
+    purchased_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    live_units: int
+    billed_units: int
+    balanced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    invoice_id: uuid.UUID
+    company_id: uuid.UUID
+    period: str
+    snapshot_at: datetime
+    lines: tuple[InvoiceLine, ...]
+    charges: tuple[PurchaseCharge, ...]
+    reconciliation: Reconciliation
+    created_at: datetime
+    terminated_units: int = 0
+    totals: dict[str, int] = field(default_factory=dict)

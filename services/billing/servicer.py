@@ -1,0 +1,520 @@
+"""BillingService over gRPC: proto ⇄ domain translation and field validation only."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Iterable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from libs.common import paging
+from libs.common.errors import InvalidArgument, invalid
+from libs.common.idempotency import Once, key_for
+from libs.common.validation import (
+    currency_field,
+    license_type_field,
+    optional_currency_field,
+    optional_uuid_field,
+    quantity_field,
+    uuid_field,
+)
+from licensing.billing.v1 import billing_pb2 as pb
+from licensing.billing.v1 import billing_pb2_grpc
+from services.billing.domain import checkout, cycles, errors, parity
+from services.billing.domain.model import (
+    Invoice,
+    InvoiceLine,
+    Plan,
+    PlanKind,
+    Purchase,
+    PurchaseCharge,
+    PurchaseState,
+    Quote,
+)
+from services.billing.service import (
+    BillingService,
+    NewPlan,
+    PlanChanges,
+    PurchaseCommand,
+    Removal,
+)
+
+T = TypeVar("T")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BillingService"].full_name
+MAX_PRICE_MINOR = 10**12
+
+_PLAN_KINDS: dict[int, PlanKind] = {
+    pb.PLAN_KIND_BUNDLE: PlanKind.BUNDLE,
+    pb.PLAN_KIND_LEGACY: PlanKind.LEGACY,
+}
+_PLAN_KIND_PB = {v: k for k, v in _PLAN_KINDS.items()}
+_PURCHASE_STATE_PB = {
+    PurchaseState.PENDING: pb.PURCHASE_STATE_PENDING,
+    PurchaseState.COMPLETED: pb.PURCHASE_STATE_COMPLETED,
+    PurchaseState.FAILED: pb.PURCHASE_STATE_FAILED,
+}
+_UPDATABLE = frozenset({"kind", "prices", "contracted", "active", "primary"})
+
+
+# --- domain -> proto ----------------------------------------------------------------------
+
+
+def _ts(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def money(amount: int, currency: str) -> pb.Money:
+    return pb.Money(currency_code=currency, amount_minor=amount)
+
+
+def plan_pb(plan: Plan) -> pb.Plan:
+    return pb.Plan(
+        plan_id=str(plan.plan_id),
+        company_id=str(plan.company_id),
+        office_id=str(plan.office_id),
+        kind=_PLAN_KIND_PB[plan.kind],  # type: ignore[arg-type]
+        currency=plan.currency,
+        prices=[
+            pb.Price(license_type=t, unit_price=money(p, plan.currency))
+            for t, p in sorted(plan.prices.items())
+        ],
+        contracted=plan.contracted,
+        start_time=_ts(plan.start_at),
+        active=plan.active,
+        primary=plan.primary,
+        create_time=_ts(plan.created_at),
+        update_time=_ts(plan.updated_at),
+    )
+
+
+def mismatch_pb(found: parity.Mismatch, currency: str) -> pb.PriceMismatch:
+    return pb.PriceMismatch(
+        license_type=found.license_type,
+        plan_prices=[
+            pb.PlanPrice(
+                plan_id=str(plan_id),
+                office_id=str(office_id),
+                unit_price=money(price, currency) if price is not None else None,
+            )
+            for plan_id, office_id, price in found.prices
+        ],
+    )
+
+
+def quote_pb(quote: Quote) -> pb.Quote:
+    return pb.Quote(
+        quote_id=str(quote.quote_id) if quote.quote_id else "",
+        company_id=str(quote.company_id),
+        office_id=str(quote.office_id),
+        license_type=quote.license_type,
+        quantity=quote.quantity,
+        restored=quote.split.restored,
+        from_pool=quote.split.from_pool,
+        new_units=quote.split.new,
+        unit_price=money(quote.unit_price, quote.currency),
+        amount=money(quote.amount, quote.currency),
+        message=checkout.message(quote.split),
+        cycle_start_time=_ts(quote.cycle.start),
+        cycle_end_time=_ts(quote.cycle.end),
+        quote_time=_ts(quote.quoted_at),
+        expire_time=_ts(quote.expires_at) if quote.quote_id else None,
+        plan_id=str(quote.plan_id),
+    )
+
+
+def purchase_pb(purchase: Purchase) -> pb.Purchase:
+    split = purchase.split
+    return pb.Purchase(
+        purchase_id=str(purchase.purchase_id),
+        company_id=str(purchase.company_id),
+        office_id=str(purchase.office_id),
+        license_type=purchase.license_type,
+        quantity=purchase.quantity,
+        state=_PURCHASE_STATE_PB[purchase.state],
+        restored=split.restored if split else 0,
+        from_pool=split.from_pool if split else 0,
+        new_units=split.new if split else 0,
+        unit_price=money(purchase.unit_price, purchase.currency),
+        amount=money(purchase.amount, purchase.currency),
+        message=checkout.message(split) if split else "",
+        quote_id=str(purchase.quote_id) if purchase.quote_id else "",
+        plan_id=str(purchase.plan_id),
+        period=cycles.period_of(purchase.cycle.start),
+        cycle_start_time=_ts(purchase.cycle.start),
+        cycle_end_time=_ts(purchase.cycle.end),
+        purchase_time=_ts(purchase.purchased_at),
+        resolve_time=_ts(purchase.resolved_at),
+        failure_reason=purchase.failure_reason or ""
+        if purchase.state is PurchaseState.FAILED
+        else "",
+        unit_ids=[str(u) for u in purchase.unit_ids],
+    )
+
+
+def _line_pb(line: InvoiceLine) -> pb.InvoiceLine:
+    return pb.InvoiceLine(
+        kind=pb.LineKind.Value(f"LINE_KIND_{line.kind.value}"),
+        office_id=str(line.office_id) if line.office_id else "",
+        plan_id=str(line.plan_id) if line.plan_id else "",
+        currency=line.currency,
+        license_type=line.license_type,
+        assigned=line.assigned,
+        spare=line.spare,
+        removal_scheduled=line.removal_scheduled,
+        held=line.held,
+        pooled=line.pooled,
+        units=line.units,
+        unit_price=money(line.unit_price, line.currency),
+        amount=money(line.amount, line.currency),
+    )
+
+
+def _charge_pb(charge: PurchaseCharge) -> pb.PurchaseCharge:
+    return pb.PurchaseCharge(
+        purchase_id=str(charge.purchase_id),
+        office_id=str(charge.office_id),
+        plan_id=str(charge.plan_id),
+        license_type=charge.license_type,
+        new_units=charge.new_units,
+        amount=money(charge.amount, charge.currency),
+        purchase_time=_ts(charge.purchased_at),
+    )
+
+
+def invoice_pb(invoice: Invoice) -> pb.Invoice:
+    return pb.Invoice(
+        invoice_id=str(invoice.invoice_id),
+        company_id=str(invoice.company_id),
+        period=invoice.period,
+        snapshot_time=_ts(invoice.snapshot_at),
+        lines=[_line_pb(line) for line in invoice.lines],
+        purchase_charges=[_charge_pb(c) for c in invoice.charges],
+        totals=[money(amount, currency) for currency, amount in sorted(invoice.totals.items())],
+        reconciliation=pb.Reconciliation(
+            live_units=invoice.reconciliation.live_units,
+            billed_units=invoice.reconciliation.billed_units,
+            balanced=invoice.reconciliation.balanced,
+        ),
+        terminated_units=invoice.terminated_units,
+        create_time=_ts(invoice.created_at),
+    )
+
+
+# --- proto -> domain ----------------------------------------------------------------------
+
+
+def _plan_kind(value: int) -> PlanKind:
+    kind = _PLAN_KINDS.get(value)
+    if kind is None:
+        raise invalid("plan.kind", "must be PLAN_KIND_BUNDLE or PLAN_KIND_LEGACY")
+    return kind
+
+
+def _prices(items: Iterable[pb.Price], currency: str) -> dict[str, int]:
+    prices: dict[str, int] = {}
+    for index, item in enumerate(items):
+        field = f"plan.prices[{index}]"
+        code = license_type_field(f"{field}.license_type", item.license_type).code
+        if code in prices:
+            raise invalid(f"{field}.license_type", f"{code} is priced twice")
+        if item.unit_price.currency_code != currency:
+            raise InvalidArgument(
+                "CURRENCY_MISMATCH",
+                f"{field}.unit_price.currency_code: must be the plan's currency {currency}",
+                {"field": f"{field}.unit_price.currency_code"},
+            )
+        amount = item.unit_price.amount_minor
+        if amount < 0 or amount > MAX_PRICE_MINOR:
+            raise invalid(f"{field}.unit_price.amount_minor", "must be 0 or more", "INVALID_PRICE")
+        prices[code] = amount
+    return prices
+
+
+def _period(value: str, field: str = "period") -> str:
+    if not value:
+        raise invalid(field, "is required", "MISSING_FIELD")
+    cycles.parse_period(value)
+    return value
+
+
+def _method(name: str) -> str:
+    return f"/{SERVICE_NAME}/{name}"
+
+
+def _token(token: str, size: int) -> list[object] | None:
+    found = paging.decode_token(token)
+    if found is not None and len(found) != size:
+        raise invalid("page_token", "is not a token this service issued")
+    return found
+
+
+class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
+    def __init__(self, service: BillingService) -> None:
+        self._service = service
+
+    async def CreatePlan(
+        self, request: pb.CreatePlanRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreatePlanResponse:
+        p = request.plan
+        company_id = uuid_field("plan.company_id", p.company_id)
+        currency = currency_field("plan.currency", p.currency)
+        new = NewPlan(
+            company_id=company_id,
+            office_id=uuid_field("plan.office_id", p.office_id),
+            kind=_plan_kind(p.kind),
+            currency=currency,
+            prices=_prices(p.prices, currency),
+            contracted=p.contracted,
+            start_at=p.start_time.ToDatetime(tzinfo=UTC) if p.HasField("start_time") else None,
+            primary=p.primary,
+        )
+        once: Once[Plan] = Once(
+            key_for(_method("CreatePlan"), company_id, request),
+            lambda plan: pb.CreatePlanResponse(plan=plan_pb(plan)).SerializeToString(),
+        )
+        return pb.CreatePlanResponse.FromString(await self._service.create_plan(new, once))
+
+    async def UpdatePlan(
+        self, request: pb.UpdatePlanRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdatePlanResponse:
+        p = request.plan
+        company_id = uuid_field("plan.company_id", p.company_id)
+        plan_id = uuid_field("plan.plan_id", p.plan_id)
+        paths = set(request.update_mask.paths)
+        if not paths:
+            raise invalid("update_mask", "is required", "MISSING_FIELD")
+        unknown = paths - _UPDATABLE
+        if unknown:
+            raise invalid("update_mask", f"cannot update {', '.join(sorted(unknown))}")
+        prices = None
+        if "prices" in paths:
+            current = await self._service.get_plan(company_id, plan_id)
+            prices = _prices(p.prices, current.currency)
+        changes = PlanChanges(
+            kind=_plan_kind(p.kind) if "kind" in paths else None,
+            prices=prices,
+            contracted=p.contracted if "contracted" in paths else None,
+            active=p.active if "active" in paths else None,
+            primary=p.primary if "primary" in paths else None,
+        )
+        once: Once[Plan] = Once(
+            key_for(_method("UpdatePlan"), company_id, request),
+            lambda plan: pb.UpdatePlanResponse(plan=plan_pb(plan)).SerializeToString(),
+        )
+        encoded = await self._service.update_plan(company_id, plan_id, changes, once)
+        return pb.UpdatePlanResponse.FromString(encoded)
+
+    async def GetPlan(
+        self, request: pb.GetPlanRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetPlanResponse:
+        plan = await self._service.get_plan(
+            uuid_field("company_id", request.company_id), uuid_field("plan_id", request.plan_id)
+        )
+        return pb.GetPlanResponse(plan=plan_pb(plan))
+
+    async def ListPlans(
+        self, request: pb.ListPlansRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListPlansResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        size = paging.page_size(request.page_size)
+        token = _token(request.page_token, 2)
+        after = None
+        if token:
+            try:
+                after = (datetime.fromisoformat(str(token[0])), str(uuid.UUID(str(token[1]))))
+            except ValueError:
+                raise invalid("page_token", "is not a token this service issued") from None
+        plans = await self._service.list_plans(
+            company_id,
+            optional_uuid_field("office_id", request.office_id),
+            optional_currency_field("currency", request.currency),
+            request.active_only,
+            after,
+            size + 1,
+        )
+        next_token = ""
+        if len(plans) > size:
+            last = plans[size - 1]
+            next_token = paging.encode_token([last.start_at.isoformat(), str(last.plan_id)])
+        return pb.ListPlansResponse(
+            plans=[plan_pb(p) for p in plans[:size]], next_page_token=next_token
+        )
+
+    async def CheckPricingParity(
+        self, request: pb.CheckPricingParityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CheckPricingParityResponse:
+        currency = currency_field("currency", request.currency)
+        found, enabled = await self._service.pricing_parity(
+            uuid_field("company_id", request.company_id), currency
+        )
+        return pb.CheckPricingParityResponse(
+            in_parity=not found,
+            mismatches=[mismatch_pb(m, currency) for m in found],
+            pool_enabled=enabled,
+        )
+
+    async def QuoteLicensePurchase(
+        self, request: pb.QuoteLicensePurchaseRequest, context: grpc.aio.ServicerContext
+    ) -> pb.QuoteLicensePurchaseResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        office_id = uuid_field("office_id", request.office_id)
+        code = license_type_field("license_type", request.license_type).code
+        quantity = quantity_field("quantity", request.quantity)
+        once: Once[Quote] | None = None
+        if request.hold:
+            once = Once(
+                key_for(_method("QuoteLicensePurchase"), company_id, request),
+                lambda q: pb.QuoteLicensePurchaseResponse(quote=quote_pb(q)).SerializeToString(),
+            )
+        result = await _with_details(
+            self._service.quote(company_id, office_id, code, quantity, once)
+        )
+        if isinstance(result, bytes):
+            return pb.QuoteLicensePurchaseResponse.FromString(result)
+        return pb.QuoteLicensePurchaseResponse(quote=quote_pb(result))
+
+    async def PurchaseLicenses(
+        self, request: pb.PurchaseLicensesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PurchaseLicensesResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        key = key_for(_method("PurchaseLicenses"), company_id, request)
+        quote_id = optional_uuid_field("quote_id", request.quote_id)
+        if quote_id is None:
+            office_id: uuid.UUID | None = uuid_field("office_id", request.office_id)
+            code: str | None = license_type_field("license_type", request.license_type).code
+            quantity: int | None = quantity_field("quantity", request.quantity)
+        else:
+            office_id = optional_uuid_field("office_id", request.office_id)
+            code = (
+                license_type_field("license_type", request.license_type).code
+                if request.license_type
+                else None
+            )
+            quantity = quantity_field("quantity", request.quantity) if request.quantity else None
+        command = PurchaseCommand(
+            company_id=company_id,
+            request_id=key.request_id,
+            fingerprint=key.fingerprint,
+            office_id=office_id,
+            license_type=code,
+            quantity=quantity,
+            quote_id=quote_id,
+        )
+        purchase = await _with_details(self._service.purchase(command))
+        return pb.PurchaseLicensesResponse(purchase=purchase_pb(purchase))
+
+    async def GetPurchase(
+        self, request: pb.GetPurchaseRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetPurchaseResponse:
+        purchase = await self._service.get_purchase(
+            uuid_field("company_id", request.company_id),
+            uuid_field("purchase_id", request.purchase_id),
+        )
+        return pb.GetPurchaseResponse(purchase=purchase_pb(purchase))
+
+    async def ListPurchases(
+        self, request: pb.ListPurchasesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListPurchasesResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        size = paging.page_size(request.page_size)
+        token = _token(request.page_token, 2)
+        before = None
+        if token:
+            try:
+                before = (datetime.fromisoformat(str(token[0])), uuid.UUID(str(token[1])))
+            except ValueError:
+                raise invalid("page_token", "is not a token this service issued") from None
+        purchases = await self._service.list_purchases(
+            company_id,
+            optional_uuid_field("office_id", request.office_id),
+            _period(request.period) if request.period else None,
+            before,
+            size + 1,
+        )
+        next_token = ""
+        if len(purchases) > size:
+            last = purchases[size - 1]
+            next_token = paging.encode_token([last.purchased_at.isoformat(), str(last.purchase_id)])
+        return pb.ListPurchasesResponse(
+            purchases=[purchase_pb(p) for p in purchases[:size]], next_page_token=next_token
+        )
+
+    async def ScheduleRemoval(
+        self, request: pb.ScheduleRemovalRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ScheduleRemovalResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        office_id = uuid_field("office_id", request.office_id)
+        code = license_type_field("license_type", request.license_type).code
+        quantity = quantity_field("quantity", request.quantity)
+        once: Once[Removal] = Once(
+            key_for(_method("ScheduleRemoval"), company_id, request),
+            lambda r: pb.ScheduleRemovalResponse(
+                unit_ids=list(r.unit_ids), removal_time=_ts(r.removal_at)
+            ).SerializeToString(),
+        )
+        encoded = await self._service.schedule_removal(company_id, office_id, code, quantity, once)
+        return pb.ScheduleRemovalResponse.FromString(encoded)
+
+    async def CloseCycle(
+        self, request: pb.CloseCycleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CloseCycleResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        period = _period(request.period)
+        once: Once[Invoice] = Once(
+            key_for(_method("CloseCycle"), company_id, request),
+            lambda inv: pb.CloseCycleResponse(invoice=invoice_pb(inv)).SerializeToString(),
+        )
+        return pb.CloseCycleResponse.FromString(
+            await self._service.close_cycle(company_id, period, once)
+        )
+
+    async def GetInvoice(
+        self, request: pb.GetInvoiceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetInvoiceResponse:
+        invoice = await self._service.get_invoice(
+            uuid_field("company_id", request.company_id),
+            uuid_field("invoice_id", request.invoice_id),
+        )
+        return pb.GetInvoiceResponse(invoice=invoice_pb(invoice))
+
+    async def ListInvoices(
+        self, request: pb.ListInvoicesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListInvoicesResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        size = paging.page_size(request.page_size)
+        token = _token(request.page_token, 1)
+        before = _period(str(token[0]), "page_token") if token else None
+        invoices = await self._service.list_invoices(company_id, before, size + 1)
+        next_token = ""
+        if len(invoices) > size:
+            next_token = paging.encode_token([invoices[size - 1].period])
+        return pb.ListInvoicesResponse(
+            invoices=[invoice_pb(i) for i in invoices[:size]], next_page_token=next_token
+        )
+
+
+async def _with_details(call: Awaitable[T]) -> T:
+    """Awaits a use case; a PRICING_MISMATCH gets the mismatches in its status details."""
+    try:
+        return await call
+    except errors.PricingMismatch as error:
+        error.details = (
+            pb.PricingMismatchDetail(
+                company_id=str(error.company_id),
+                currency=error.currency,
+                mismatches=[
+                    mismatch_pb(m, error.currency)
+                    for m in error.mismatches
+                    if isinstance(m, parity.Mismatch)
+                ],
+            ),
+        )
+        raise
