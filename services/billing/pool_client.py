@@ -99,6 +99,12 @@ class PoolClient:
     ) -> None:
         self._channel = grpc.aio.insecure_channel(
             address,
+            # A pool that comes back is found again within seconds, not minutes.
+            options=[
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.min_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 2000),
+            ],
             interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
         )
         self._stub = pool_pb2_grpc.PoolServiceStub(self._channel)

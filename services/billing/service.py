@@ -567,35 +567,39 @@ class BillingService:
                     return await self._drive(current, by_caller=True)
                 return await self._settled(current)
             raise _failure(purchase)
-        async with self._db.acquire() as conn:
-            leased = await self._repo.take_lease(
-                conn, purchase.purchase_id, self._settings.purchase_lease_seconds
-            )
-            current = await self._repo.get_purchase(conn, purchase.company_id, purchase.purchase_id)
-        assert current is not None
-        if leased:
-            return await self._drive(current, by_caller)
-        return await self._settled(current)
+        return await self._drive_when_free(purchase, by_caller)
 
-    async def _settled(self, purchase: Purchase) -> Purchase:
-        """Waits (briefly) for another driver of the same purchase to finish."""
+    async def _drive_when_free(self, purchase: Purchase, by_caller: bool) -> Purchase:
+        """Drives a PENDING purchase once no other driver holds it. A caller waits
+        (briefly) for another driver of the same purchase to finish or lose its lease."""
         for _ in range(100):
             if purchase.state is PurchaseState.COMPLETED:
                 return purchase
             if purchase.state is PurchaseState.FAILED:
                 raise _failure(purchase)
-            await asyncio.sleep(0.1)
             async with self._db.acquire() as conn:
-                found = await self._repo.get_purchase(
+                leased = await self._repo.take_lease(
+                    conn, purchase.purchase_id, self._settings.purchase_lease_seconds
+                )
+                current = await self._repo.get_purchase(
                     conn, purchase.company_id, purchase.purchase_id
                 )
-            assert found is not None
-            purchase = found
+            assert current is not None
+            if leased:
+                return await self._drive(current, by_caller)
+            if not by_caller:
+                raise Aborted("PURCHASE_IN_PROGRESS", "another driver holds the purchase")
+            purchase = current
+            if purchase.state is PurchaseState.PENDING:
+                await asyncio.sleep(0.1)
         raise Aborted(
             "PURCHASE_IN_PROGRESS",
             "this purchase is still under way; retry with the same request_id",
             {"purchase_id": str(purchase.purchase_id)},
         )
+
+    async def _settled(self, purchase: Purchase) -> Purchase:
+        return await self._drive_when_free(purchase, by_caller=True)
 
     def _rid(self, purchase: Purchase, step: str) -> str:
         return derived_request_id("purchase", purchase.purchase_id, purchase.attempt, step)
@@ -706,9 +710,15 @@ class BillingService:
                     hold_id, from_pool = None, 0
                     need = purchase.quantity - len(restored)
                     pooled = await self._pooled(purchase)
-                    wanted = 0
-                    if need and checkout.pool_takes_part(
-                        pooled, await self._plan_kind(purchase), purchase.license_type
+                    # A replay asks for what the interrupted attempt asked for: its hold
+                    # (if it got one) is what the pool replays, and holds no one else's.
+                    wanted = purchase.reserve_quantity or 0
+                    if (
+                        not wanted
+                        and need
+                        and checkout.pool_takes_part(
+                            pooled, await self._plan_kind(purchase), purchase.license_type
+                        )
                     ):
                         available = await self._pool_available(
                             purchase.company_id,
@@ -944,6 +954,7 @@ class BillingService:
         purge_every = 3600.0
         since_purge = purge_every
         while True:
+            await asyncio.sleep(self._settings.recovery_interval_seconds)
             try:
                 await self.recover_interrupted()
                 since_purge += self._settings.recovery_interval_seconds
@@ -957,7 +968,6 @@ class BillingService:
                 log.warning("purchase recovery failed; will retry", exc_info=True)
             except Exception:
                 log.exception("purchase recovery failed; will retry")
-            await asyncio.sleep(self._settings.recovery_interval_seconds)
 
     # --- removals -------------------------------------------------------------------------
 
