@@ -19,7 +19,7 @@ from services.billing.domain.proration import format_money, prorate
 
 
 def at(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[arg-type,misc]
 
 
 JAN_2026 = Cycle(at(2026, 1, 1), at(2026, 2, 1))  # 31 days = 2,678,400 s
