@@ -457,7 +457,8 @@ class PoolService:
                     encoded = job.once.encode(outcome)
                     results[index] = encoded
                     done.append((job.once.key, encoded))
-                    receipts.append(outcome.receipt)
+                    if outcome.receipt.receipt_id is not None:  # nothing taken: not stored
+                        receipts.append(outcome.receipt)
                     if outcome.hold is not None:
                         holds.append(outcome.hold)
             await self._repo.insert_holds(conn, holds)

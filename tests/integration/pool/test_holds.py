@@ -147,6 +147,16 @@ async def test_partial_reserve_reports_shortfall(company: Company, clock: FakeCl
     assert held.receipt.hold_id == held.hold.hold_id
 
 
+async def test_partial_reserve_that_finds_nothing_holds_nothing(
+    company: Company, clock: FakeClock
+) -> None:
+    await company.office("a", "USD")
+    held = await reserve(company, "a", 2, allow_partial=True)
+    assert not held.HasField("hold")
+    assert held.receipt.shortfall == 2
+    assert held.receipt.receipt_id == ""
+
+
 async def test_commit_racing_expiry_resolves_once(
     company: Company, clock: FakeClock, pool_service: tuple[PoolApp, object]
 ) -> None:
