@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from pythonjsonlogger.json import JsonFormatter
 
 
@@ -69,7 +70,12 @@ def configure_tracing(service: str, traces: str) -> None:
 
     Trace context is propagated across service hops in every mode.
     """
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    resource = Resource.create({"service.name": service})
+    if traces == "none":
+        # Nobody collects spans: skip recording them, keep propagating trace context.
+        trace.set_tracer_provider(TracerProvider(resource=resource, sampler=ALWAYS_OFF))
+        return
+    provider = TracerProvider(resource=resource)
     if traces == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     elif traces != "none":
