@@ -1,0 +1,1 @@
+"""`licensing`: the operators' command line for the licensing platform."""

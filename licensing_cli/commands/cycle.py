@@ -1,0 +1,191 @@
+"""`licensing cycle`: close a billing period and print its invoice."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from licensing.billing.v1 import billing_pb2
+from licensing_cli.options import (
+    AllPages,
+    Company,
+    Json,
+    PageSize,
+    PageToken,
+    RequestId,
+    request_id,
+)
+from licensing_cli.output import Output, enum_name, money_of, timestamp, to_dict
+from licensing_cli.pages import pages
+from licensing_cli.session import session_of
+
+app = typer.Typer(help="Close billing periods and read invoices.", no_args_is_help=True)
+
+PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def show_invoice(out: Output, invoice: billing_pb2.Invoice) -> None:
+    """The invoice as tables: unit lines, purchase charges, totals, reconciliation."""
+    out.console.print(
+        f"[bold]Invoice {invoice.invoice_id}[/bold] — period {invoice.period}, "
+        f"snapshot {timestamp(invoice.snapshot_time)}"
+    )
+    out.table(
+        "Licenses",
+        [
+            "office",
+            "type",
+            "billed as",
+            "assigned",
+            "spare",
+            "removal",
+            "held",
+            "pooled",
+            "units",
+            "unit price",
+            "amount",
+        ],
+        [
+            (
+                line.office_id,
+                line.license_type,
+                enum_name(line.kind, billing_pb2.LineKind.Name, "LINE_KIND_")
+                .replace("_UNITS", "")
+                .lower(),
+                line.assigned,
+                line.spare,
+                line.removal_scheduled,
+                line.held,
+                line.pooled,
+                line.units,
+                money_of(line.unit_price),
+                money_of(line.amount),
+            )
+            for line in invoice.lines
+        ],
+    )
+    out.table(
+        "Purchases this period (prorated)",
+        ["purchase", "office", "type", "#new", "amount", "when"],
+        [
+            (
+                c.purchase_id,
+                c.office_id,
+                c.license_type,
+                c.new_units,
+                money_of(c.amount),
+                timestamp(c.purchase_time),
+            )
+            for c in invoice.purchase_charges
+        ],
+    )
+    out.table(
+        "Totals", ["currency", "total"], [(t.currency_code, money_of(t)) for t in invoice.totals]
+    )
+    r = invoice.reconciliation
+    mark = (
+        "[green]✓ every live unit billed exactly once[/green]"
+        if r.balanced
+        else "[red]✗ NOT BALANCED[/red]"
+    )
+    out.console.print(f"{r.live_units} live units, {r.billed_units} billed: {mark}")
+    if invoice.terminated_units:
+        out.console.print(
+            f"{invoice.terminated_units} license(s) scheduled for removal terminated."
+        )
+
+
+@app.command("close")
+def close(
+    ctx: typer.Context,
+    company: Company,
+    period: Annotated[
+        str | None,
+        typer.Argument(help="YYYY-MM (default: the current month, UTC)."),
+    ] = None,
+    given_request_id: RequestId = None,
+    json_flag: Json = False,
+) -> None:
+    """Close a period: one invoice from one pool snapshot; closing twice gives the same."""
+    chosen = period or datetime.now(UTC).strftime("%Y-%m")
+    if not PERIOD.match(chosen):
+        raise typer.BadParameter(f"{chosen!r}: expected YYYY-MM", param_hint="PERIOD")
+    session = session_of(ctx)
+    out = session.output(json_flag)
+    billing = session.clients.billing
+    response: billing_pb2.CloseCycleResponse = billing.call(
+        billing.stub.CloseCycle,
+        billing_pb2.CloseCycleRequest(
+            request_id=request_id(given_request_id), company_id=company, period=chosen
+        ),
+    )
+    out.result(response, lambda: show_invoice(out, response.invoice))
+
+
+@app.command("invoice")
+def invoice(
+    ctx: typer.Context,
+    invoice_id: Annotated[str, typer.Argument(help="The invoice (UUID).")],
+    company: Company,
+    json_flag: Json = False,
+) -> None:
+    """Print one invoice."""
+    session = session_of(ctx)
+    out = session.output(json_flag)
+    billing = session.clients.billing
+    response: billing_pb2.GetInvoiceResponse = billing.call(
+        billing.stub.GetInvoice,
+        billing_pb2.GetInvoiceRequest(company_id=company, invoice_id=invoice_id),
+    )
+    out.result(response, lambda: show_invoice(out, response.invoice))
+
+
+@app.command("invoices")
+def invoices(
+    ctx: typer.Context,
+    company: Company,
+    page_size: PageSize = 100,
+    page_token: PageToken = "",
+    follow: AllPages = False,
+    json_flag: Json = False,
+) -> None:
+    """List invoices, newest period first."""
+    session = session_of(ctx)
+    out = session.output(json_flag)
+    billing = session.clients.billing
+
+    def fetch(token: str) -> Any:
+        return billing.call(
+            billing.stub.ListInvoices,
+            billing_pb2.ListInvoicesRequest(
+                company_id=company, page_size=page_size, page_token=token
+            ),
+        )
+
+    found: list[billing_pb2.Invoice] = []
+    next_token = ""
+    for page in pages(fetch, page_token, follow):
+        found.extend(page.invoices)
+        next_token = page.next_page_token
+
+    def show() -> None:
+        out.table(
+            "Invoices",
+            ["invoice", "period", "totals", "balanced"],
+            [
+                (
+                    i.invoice_id,
+                    i.period,
+                    ", ".join(money_of(t) for t in i.totals),
+                    "yes" if i.reconciliation.balanced else "NO",
+                )
+                for i in found
+            ],
+        )
+        if next_token:
+            out.note(f"More: --page-token {next_token}  (or --all)")
+
+    out.result({"invoices": [to_dict(i) for i in found], "next_page_token": next_token}, show)

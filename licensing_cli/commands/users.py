@@ -1,0 +1,177 @@
+"""`licensing user`: create and delete users, change their license (provisioning)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from licensing.provisioning.v1 import provisioning_pb2
+from licensing_cli.options import (
+    AllPages,
+    Company,
+    Json,
+    PageSize,
+    PageToken,
+    RequestId,
+    request_id,
+)
+from licensing_cli.output import timestamp, to_dict
+from licensing_cli.pages import pages
+from licensing_cli.session import session_of
+
+app = typer.Typer(help="Users and their user licenses (provisioning).", no_args_is_help=True)
+
+UserId = Annotated[str, typer.Argument(help="The user (UUID).")]
+
+
+def _user_fields(user: provisioning_pb2.User) -> list[tuple[str, object]]:
+    return [
+        ("user", user.user_id),
+        ("name", user.display_name),
+        ("e-mail", user.email or "—"),
+        ("office", user.office_id),
+        ("license", user.license_type),
+        ("license unit", user.license_unit_id),
+        ("created", timestamp(user.create_time)),
+    ]
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    office: Annotated[str, typer.Argument(help="The user's office (UUID).")],
+    name: Annotated[str, typer.Argument(help="Display name.")],
+    company: Company,
+    license_type: Annotated[
+        str, typer.Option("--license", help="User license type, e.g. connect, sell, support.")
+    ] = "connect",
+    email: Annotated[str, typer.Option("--email", help="E-mail (unique in the company).")] = "",
+    purchase: Annotated[
+        bool,
+        typer.Option("--purchase", help="Buy the license through billing when none is free."),
+    ] = False,
+    given_request_id: RequestId = None,
+    json_flag: Json = False,
+) -> None:
+    """Create a user; their license comes from own spare, own returns, then the pool."""
+    session = session_of(ctx)
+    out = session.output(json_flag)
+    provisioning = session.clients.provisioning
+    response: provisioning_pb2.CreateUserResponse = provisioning.call(
+        provisioning.stub.CreateUser,
+        provisioning_pb2.CreateUserRequest(
+            request_id=request_id(given_request_id),
+            company_id=company,
+            office_id=office,
+            display_name=name,
+            email=email,
+            license_type=license_type,
+            purchase_if_needed=purchase,
+        ),
+    )
+    out.result(response, lambda: out.fields("User created", _user_fields(response.user)))
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    user_id: UserId,
+    company: Company,
+    given_request_id: RequestId = None,
+    json_flag: Json = False,
+) -> None:
+    """Delete a user; their licenses go back (to the pool when pooled)."""
+    session = session_of(ctx)
+    out = session.output(json_flag)
+    provisioning = session.clients.provisioning
+    response: provisioning_pb2.DeleteUserResponse = provisioning.call(
+        provisioning.stub.DeleteUser,
+        provisioning_pb2.DeleteUserRequest(
+            request_id=request_id(given_request_id), company_id=company, user_id=user_id
+        ),
+    )
+    out.result(
+        response,
+        lambda: out.console.print(
+            f"User {user_id} deleted; {len(response.returned_unit_ids)} license unit(s) "
+            "returned: " + ", ".join(response.returned_unit_ids)
+        ),
+    )
+
+
+@app.command("change-license")
+def change_license(
+    ctx: typer.Context,
+    user_id: UserId,
+    license_type: Annotated[str, typer.Argument(help="The new user license type.")],
+    company: Company,
+    given_request_id: RequestId = None,
+    json_flag: Json = False,
+) -> None:
+    """Give a user another user license type; the old unit is returned."""
+    session = session_of(ctx)
+    out = session.output(json_flag)
+    provisioning = session.clients.provisioning
+    response: provisioning_pb2.ChangeUserLicenseResponse = provisioning.call(
+        provisioning.stub.ChangeUserLicense,
+        provisioning_pb2.ChangeUserLicenseRequest(
+            request_id=request_id(given_request_id),
+            company_id=company,
+            user_id=user_id,
+            license_type=license_type,
+        ),
+    )
+
+    def show() -> None:
+        pairs = _user_fields(response.user)
+        pairs.append(("returned unit", response.returned_unit_id or "(type unchanged)"))
+        out.fields("License changed", pairs)
+
+    out.result(response, show)
+
+
+@app.command("list")
+def list_users(
+    ctx: typer.Context,
+    company: Company,
+    office: Annotated[str, typer.Option("--office", help="Only this office's users.")] = "",
+    query: Annotated[str, typer.Option("--query", help="Name or e-mail contains.")] = "",
+    page_size: PageSize = 100,
+    page_token: PageToken = "",
+    follow: AllPages = False,
+    json_flag: Json = False,
+) -> None:
+    """List users, oldest first."""
+    session = session_of(ctx)
+    out = session.output(json_flag)
+    provisioning = session.clients.provisioning
+
+    def fetch(token: str) -> Any:
+        return provisioning.call(
+            provisioning.stub.ListUsers,
+            provisioning_pb2.ListUsersRequest(
+                company_id=company,
+                office_id=office,
+                query=query,
+                page_size=page_size,
+                page_token=token,
+            ),
+        )
+
+    found: list[provisioning_pb2.User] = []
+    next_token = ""
+    for page in pages(fetch, page_token, follow):
+        found.extend(page.users)
+        next_token = page.next_page_token
+
+    def show() -> None:
+        out.table(
+            "Users",
+            ["user", "name", "e-mail", "office", "license"],
+            [(u.user_id, u.display_name, u.email, u.office_id, u.license_type) for u in found],
+        )
+        if next_token:
+            out.note(f"More: --page-token {next_token}  (or --all)")
+
+    out.result({"users": [to_dict(u) for u in found], "next_page_token": next_token}, show)

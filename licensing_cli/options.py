@@ -1,0 +1,61 @@
+"""Options that many commands share, and the request ids of mutations."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import typer
+
+Company = Annotated[
+    str,
+    typer.Option(
+        "--company",
+        envvar="LICENSING_COMPANY",
+        help="The company (UUID) the command acts for.",
+        show_envvar=True,
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+RequestId = Annotated[
+    str | None,
+    typer.Option(
+        "--request-id",
+        help="Idempotency key of the mutation (default: a new UUID). Re-running with the "
+        "same id and the same arguments has no second effect.",
+    ),
+]
+PageSize = Annotated[int, typer.Option("--page-size", min=1, max=1000, help="Items per page.")]
+PageToken = Annotated[
+    str, typer.Option("--page-token", help="Continue from a previous page's next_page_token.")
+]
+AllPages = Annotated[bool, typer.Option("--all", help="Follow next_page_token to the end.")]
+
+MAX_REQUEST_ID = 100  # the services accept 128; derived ids add a suffix
+
+
+def request_id(given: str | None) -> str:
+    """The request id of a mutation: the one given, or a fresh UUID."""
+    if given is None:
+        return str(uuid.uuid4())
+    if not given or len(given) > MAX_REQUEST_ID:
+        raise typer.BadParameter(f"1 to {MAX_REQUEST_ID} characters", param_hint="--request-id")
+    return given
+
+
+def derived(base: str, step: str) -> str:
+    """The request id of one step of a command that makes several mutations."""
+    return f"{base}:{step}"
+
+
+def uuid_text(value: str, what: str) -> str:
+    """Checks that `value` is a UUID, for a clear message before any call."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a UUID", param_hint=what) from None
+
+
+def currency_code(value: str) -> str:
+    """`usd` -> `USD`; the services say which codes they accept."""
+    return value.strip().upper()
