@@ -9,8 +9,9 @@ even across replicas.
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -152,8 +153,12 @@ LOCK = """
 SELECT coalesce($3::timestamptz, now())
 FROM pg_advisory_xact_lock(hashtextextended('pool/' || $1::text || '/' || $2::text, 0))
 """
-OFFICES_BY_ID = f"""
-SELECT {OFFICE_COLUMNS} FROM pool.offices WHERE company_id = $1 AND office_id = ANY($2::uuid[])
+POOL_AND_OFFICES = f"""
+SELECT p.enabled_at, o.*
+FROM (SELECT 1) one
+LEFT JOIN pool.pools p ON p.company_id = $1 AND p.currency = $2
+LEFT JOIN (SELECT {OFFICE_COLUMNS} FROM pool.offices
+           WHERE company_id = $1 AND office_id = ANY($3::uuid[])) o ON true
 """
 POOL_ENABLED = "SELECT enabled_at FROM pool.pools WHERE company_id = $1 AND currency = $2"
 
@@ -220,15 +225,22 @@ SELECT
 FROM pool.free_units WHERE company_id = $1 AND license_type = $4
 """
 
-INSERT_HOLD = """
-INSERT INTO pool.holds (hold_id, company_id, office_id, currency, license_type, state,
-    quantity, expires_at, receipt_id, created_at)
-VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9)
-"""
-
-INSERT_RECEIPT = f"""
-INSERT INTO pool.receipts ({RECEIPT_COLUMNS})
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+# The records of one allocation batch, in one statement: its holds and its receipts.
+INSERT_RECORDS = """
+WITH holds AS (
+    INSERT INTO pool.holds (hold_id, company_id, office_id, currency, license_type, state,
+        quantity, expires_at, receipt_id, created_at)
+    SELECT h.id, $1, h.office, $2, h.type, 'PENDING', h.quantity, h.expires, h.receipt, $3
+    FROM unnest($4::uuid[], $5::uuid[], $6::text[], $7::int[], $8::timestamptz[], $9::uuid[])
+        AS h(id, office, type, quantity, expires, receipt)
+)
+INSERT INTO pool.receipts (receipt_id, company_id, office_id, currency, license_type,
+    requested, taken, shortfall, passed_over, hold_id, created_at)
+SELECT r.id, $1, r.office, $2, r.type, r.requested, r.taken::jsonb, r.shortfall,
+    r.passed::jsonb, r.hold, $3
+FROM unnest($10::uuid[], $11::uuid[], $12::text[], $13::int[], $14::text[], $15::int[],
+            $16::text[], $17::uuid[]) AS r(id, office, type, requested, taken, shortfall,
+                                           passed, hold)
 """
 
 # Puts held units back exactly as they were (pool units keep claimable_at).
@@ -443,11 +455,13 @@ class PoolRepository:
         )
         return to_office(row) if row else None
 
-    async def offices_by_id(
-        self, conn: Conn, company_id: uuid.UUID, office_ids: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, Office]:
-        rows = await conn.fetch(OFFICES_BY_ID, company_id, list(office_ids))
-        return {r["office_id"]: to_office(r) for r in rows}
+    async def pool_and_offices(
+        self, conn: Conn, company_id: uuid.UUID, currency: str, office_ids: Sequence[uuid.UUID]
+    ) -> tuple[Pool, dict[uuid.UUID, Office]]:
+        """The pool of the currency and the named offices of the company, in one read."""
+        rows = await conn.fetch(POOL_AND_OFFICES, company_id, currency, list(office_ids))
+        offices = {r["office_id"]: to_office(r) for r in rows if r["office_id"] is not None}
+        return Pool(company_id, currency, rows[0]["enabled_at"]), offices
 
     async def office_owner(self, conn: Conn, office_id: uuid.UUID) -> uuid.UUID | None:
         value: uuid.UUID | None = await conn.fetchval(
@@ -737,46 +751,39 @@ class PoolRepository:
 
     # --- holds and receipts ---------------------------------------------------------------
 
-    async def insert_holds(self, conn: Conn, holds: Iterable[Hold]) -> None:
-        await conn.executemany(
-            INSERT_HOLD,
-            [
-                (
-                    h.hold_id,
-                    h.company_id,
-                    h.office_id,
-                    h.currency,
-                    h.license_type,
-                    len(h.unit_ids),
-                    h.expires_at,
-                    h.receipt_id,
-                    h.created_at,
-                )
-                for h in holds
-            ],
+    async def insert_records(
+        self,
+        conn: Conn,
+        company_id: uuid.UUID,
+        currency: str,
+        now: datetime,
+        holds: Sequence[Hold],
+        receipts: Sequence[Receipt],
+    ) -> None:
+        """Stores the holds and receipts of one allocation batch (all made at `now`)."""
+        if not holds and not receipts:
+            return
+        jsons = [receipt_json(r) for r in receipts]
+        await conn.execute(
+            INSERT_RECORDS,
+            company_id,
+            currency,
+            now,
+            [h.hold_id for h in holds],
+            [h.office_id for h in holds],
+            [h.license_type for h in holds],
+            [len(h.unit_ids) for h in holds],
+            [h.expires_at for h in holds],
+            [h.receipt_id for h in holds],
+            [r.receipt_id for r in receipts],
+            [r.office_id for r in receipts],
+            [r.license_type for r in receipts],
+            [r.requested for r in receipts],
+            [json.dumps(taken) for taken, _ in jsons],
+            [r.shortfall for r in receipts],
+            [json.dumps(passed) for _, passed in jsons],
+            [r.hold_id for r in receipts],
         )
-
-    async def insert_receipts(self, conn: Conn, receipts: Iterable[Receipt]) -> None:
-        args = []
-        for r in receipts:
-            taken, passed = receipt_json(r)
-            args.append(
-                (
-                    r.receipt_id,
-                    r.company_id,
-                    r.office_id,
-                    r.currency,
-                    r.license_type,
-                    r.requested,
-                    taken,
-                    r.shortfall,
-                    passed,
-                    r.hold_id,
-                    r.created_at,
-                )
-            )
-        if args:
-            await conn.executemany(INSERT_RECEIPT, args)
 
     async def get_receipt(
         self, conn: Conn, company_id: uuid.UUID, receipt_id: uuid.UUID

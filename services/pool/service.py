@@ -423,10 +423,9 @@ class PoolService:
             leaders.setdefault(job.once.key.ident, index)
         async with self._db.acquire() as conn, conn.transaction():
             now = await self._repo.lock(conn, company_id, currency, self._clock.sql_now())
-            offices = await self._repo.offices_by_id(
-                conn, company_id, list({job.command.office_id for job in jobs})
+            pool, offices = await self._repo.pool_and_offices(
+                conn, company_id, currency, list({job.command.office_id for job in jobs})
             )
-            pool = await self._repo.get_pool(conn, company_id, currency)
             stored = await self._idempotency.claim(
                 conn, [jobs[i].once.key for i in leaders.values()]
             )
@@ -461,8 +460,7 @@ class PoolService:
                         receipts.append(outcome.receipt)
                     if outcome.hold is not None:
                         holds.append(outcome.hold)
-            await self._repo.insert_holds(conn, holds)
-            await self._repo.insert_receipts(conn, receipts)
+            await self._repo.insert_records(conn, company_id, currency, now, holds, receipts)
             await self._idempotency.complete(conn, done)
             await self._idempotency.abandon(conn, failed)
         for index, job in enumerate(jobs):
