@@ -18,7 +18,13 @@ from bench.results import Outcome
 ScenarioFn = Callable[[BenchContext], Outcome]
 
 # Imported in this order; each registers its scenarios.
-SCENARIO_MODULES = ("bench.echo", "bench.naive", "bench.pool_scenarios")
+SCENARIO_MODULES = (
+    "bench.echo",
+    "bench.naive",
+    "bench.hot_row",
+    "bench.pool_scenarios",
+    "bench.credits_scenarios",
+)
 
 
 @dataclass(frozen=True)
