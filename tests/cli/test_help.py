@@ -1,0 +1,53 @@
+"""`--help` works for every group and command, without any service running."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.cli.conftest import Cli, free_address
+
+COMMANDS = {
+    "services": [],
+    "company": ["new", "show"],
+    "office": ["create", "list"],
+    "pool": ["enable", "show", "units", "add-units", "acquire", "return"],
+    "checkout": ["quote", "purchase", "remove"],
+    "user": ["create", "delete", "change-license", "list"],
+    "import": ["template", "check", "apply", "status"],
+    "usage": ["record", "balances", "totals", "list", "pooling", "grant"],
+    "cycle": ["close", "invoice", "invoices"],
+}
+
+
+def test_help_everywhere_needs_no_service() -> None:
+    nowhere = {
+        f"LICENSING_{name}": free_address()
+        for name in ("POOL", "BILLING", "CREDITS", "PROVISIONING")
+    }
+    cli = Cli(nowhere)
+    invocations = [["--help"]]
+    for group, commands in COMMANDS.items():
+        invocations.append([group, "--help"])
+        invocations.extend([group, command, "--help"] for command in commands)
+    with ThreadPoolExecutor(8) as workers:
+        results = list(workers.map(lambda args: (args, cli(*args)), invocations))
+    for args, result in results:
+        assert result.code == 0, (args, result.stderr)
+        assert "Usage: licensing" in result.stdout, args
+    root = results[0][1].stdout
+    for group in COMMANDS:
+        assert group in root
+    # The addresses and their environment variables are documented.
+    assert "LICENSING_POOL" in root
+    assert "50051" in root
+
+
+def test_no_arguments_shows_help() -> None:
+    result = Cli({})()
+    assert "Usage: licensing" in result.stdout + result.stderr
+
+
+def test_a_missing_company_is_a_usage_error() -> None:
+    result = Cli({"LICENSING_COMPANY": ""})("pool", "show", "USD")
+    assert result.code == 2
+    assert "--company" in result.stderr
