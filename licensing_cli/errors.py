@@ -91,6 +91,9 @@ REASONS: dict[str, str] = {
     "UNIT_IN_USE": "the license is in use: unassign it first",
     "IMPORT_ID_REUSED": "this import id was used for another file; choose a new import id",
     "POOL_UNAVAILABLE": "the pool service could not be reached by the service you called",
+    "IMPORT_HAS_ERRORS": (
+        "the file has problems and nothing was applied; `licensing import check` lists them"
+    ),
     "MISSING_FIELD": "a required value is missing",
     "INVALID_FIELD": "a value is not valid",
 }
@@ -244,5 +247,10 @@ def _summary(detail: dict[str, Any]) -> str:
                 line += f" (claimable from {passed['earliest_claimable_at']})"
             parts.append(line)
         return "allocation: " + "; ".join(parts)
+    if kind.endswith(".BadRequest"):
+        return "\n  ".join(
+            f"{v.get('field', '')}: {v.get('description', '')}"
+            for v in detail.get("field_violations", [])
+        )
     body = {k: v for k, v in detail.items() if k != "type"}
     return f"{kind.rsplit('.', 1)[-1]}: {json.dumps(body, sort_keys=True)}"
