@@ -24,10 +24,21 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Released connections skip the full session reset (a round trip per use): the
+    services keep no session state (no LISTEN, no session locks or settings); an open
+    transaction is still rolled back by asyncpg."""
+
+
 async def create_pool(url: str, size: int, **kwargs: Any) -> asyncpg.Pool:
     """An asyncpg pool; statements are prepared and cached per connection."""
     pool = await asyncpg.create_pool(
-        plain_url(url), min_size=1, max_size=size, init=_init_connection, **kwargs
+        plain_url(url),
+        min_size=1,
+        max_size=size,
+        init=_init_connection,
+        reset=_keep_session,
+        **kwargs,
     )
     assert pool is not None
     return pool

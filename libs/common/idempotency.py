@@ -11,6 +11,10 @@ protocol, inside the caller's transaction:
    (a failed request has no effect, so it may be retried with the same id).
 
 Same id, same payload: the stored response. Same id, another payload: REQUEST_ID_REUSED.
+
+Writers that already serialize every request that could carry a key (the pool's
+allocation batches hold the (company, currency) lock) use the lighter `lookup` + `record`
+instead: one write per request, none for a failed one.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Generic, TypeVar
 import asyncpg
 from google.protobuf.message import Message
 
-from libs.common.errors import InvalidArgument, invalid
+from libs.common.errors import Aborted, InvalidArgument, invalid
 
 MAX_REQUEST_ID_LENGTH = 128
 R = TypeVar("R")
@@ -98,6 +102,12 @@ class IdempotencyStore:
             FROM {table} k JOIN unnest($1::uuid[], $2::text[]) AS w(c, r)
                 ON k.company_id = w.c AND k.request_id = w.r
         """
+        self._record = f"""
+            INSERT INTO {table} (company_id, request_id, fingerprint, response)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[])
+            ON CONFLICT DO NOTHING
+            RETURNING request_id
+        """
         self._complete = f"""
             UPDATE {table} k SET response = d.response
             FROM unnest($1::uuid[], $2::text[], $3::bytea[]) AS d(c, r, response)
@@ -133,16 +143,53 @@ class IdempotencyStore:
         rows = await conn.fetch(
             self._stored, [k.company_id for k in taken], [k.request_id for k in taken]
         )
-        by_ident = {k.ident: k for k in taken}
+        return self._answers(taken, rows)
+
+    @staticmethod
+    def _answers(
+        keys: Sequence[IdempotencyKey], rows: Sequence[asyncpg.Record]
+    ) -> dict[tuple[uuid.UUID, str], bytes | InvalidArgument]:
+        by_ident = {k.ident: k for k in keys}
         stored: dict[tuple[uuid.UUID, str], bytes | InvalidArgument] = {}
         for row in rows:
             key = by_ident[(row["company_id"], row["request_id"])]
             if bytes(row["fingerprint"]) != key.fingerprint:
                 stored[key.ident] = reused(key)
             else:
-                # A committed claim always has its response: failed requests are abandoned.
+                # A committed key always has its response: failed requests are abandoned.
                 stored[key.ident] = bytes(row["response"])
         return stored
+
+    async def lookup(
+        self, conn: asyncpg.Connection, keys: Sequence[IdempotencyKey]
+    ) -> dict[tuple[uuid.UUID, str], bytes | InvalidArgument]:
+        """The stored responses of keys already used (REQUEST_ID_REUSED for another
+        payload). Claims nothing: for writers that hold a lock serializing every request
+        that could carry these keys, and then `record` their responses (one write)."""
+        if not keys:
+            return {}
+        rows = await conn.fetch(
+            self._stored, [k.company_id for k in keys], [k.request_id for k in keys]
+        )
+        return self._answers(keys, rows)
+
+    async def record(
+        self, conn: asyncpg.Connection, done: Sequence[tuple[IdempotencyKey, bytes]]
+    ) -> None:
+        """Stores responses after `lookup`. A key stored meanwhile by a writer the lock
+        did not serialize (same request_id, another payload) raises ABORTED: the
+        caller's transaction must roll back; the retry finds the stored key."""
+        if not done:
+            return
+        inserted = await conn.fetch(
+            self._record,
+            [k.company_id for k, _ in done],
+            [k.request_id for k, _ in done],
+            [k.fingerprint for k, _ in done],
+            [r for _, r in done],
+        )
+        if len(inserted) != len(done):
+            raise Aborted("REQUEST_ID_RACE", "a request with the same request_id ran meanwhile")
 
     async def complete(
         self, conn: asyncpg.Connection, done: Iterable[tuple[IdempotencyKey, bytes]]

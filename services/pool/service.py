@@ -426,11 +426,10 @@ class PoolService:
             pool, offices = await self._repo.pool_and_offices(
                 conn, company_id, currency, list({job.command.office_id for job in jobs})
             )
-            stored = await self._idempotency.claim(
+            stored = await self._idempotency.lookup(
                 conn, [jobs[i].once.key for i in leaders.values()]
             )
             groups: dict[tuple[Office, str, frozenset[Source]], list[int]] = {}
-            failed = []
             for ident, index in leaders.items():
                 command = jobs[index].command
                 office = offices.get(command.office_id)
@@ -439,7 +438,6 @@ class PoolService:
                 elif office is None or office.currency != currency:
                     self._offices.pop((company_id, command.office_id), None)
                     results[index] = Aborted("OFFICE_CHANGED", "the office changed; retry")
-                    failed.append(jobs[index].once.key)
                 else:
                     group = (office, command.license_type, command.sources)
                     groups.setdefault(group, []).append(index)
@@ -451,7 +449,6 @@ class PoolService:
                     job = jobs[index]
                     if isinstance(outcome, DomainError):
                         results[index] = outcome
-                        failed.append(job.once.key)
                         continue
                     encoded = job.once.encode(outcome)
                     results[index] = encoded
@@ -461,8 +458,7 @@ class PoolService:
                     if outcome.hold is not None:
                         holds.append(outcome.hold)
             await self._repo.insert_records(conn, company_id, currency, now, holds, receipts)
-            await self._idempotency.complete(conn, done)
-            await self._idempotency.abandon(conn, failed)
+            await self._idempotency.record(conn, done)
         for index, job in enumerate(jobs):
             leader = leaders[job.once.key.ident]
             if leader != index:
