@@ -24,7 +24,7 @@ class ProvisioningSettings(ServiceSettings):
     pool_timeout_seconds: float = Field(default=30.0, gt=0, description="Deadline per pool call.")
     pool_attempts: int = Field(default=4, ge=1, le=10, description="Tries of retryable calls.")
     import_chunk_size: int = Field(
-        default=5000, ge=1, le=10000, description="Units per pool call when importing."
+        default=1000, ge=1, le=10000, description="Units per pool call when importing."
     )
     import_parallel_calls: int = Field(default=4, ge=1, le=32)
     import_hold_seconds: int = Field(default=900, ge=60, le=900)

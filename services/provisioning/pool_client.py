@@ -138,7 +138,7 @@ class PoolClient:
         """A call that carries a request_id: safe to repeat, so retried."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(initial=0.05, max=1.0),
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
             retry=retry_if_exception(
                 lambda e: isinstance(e, grpc.aio.AioRpcError) and e.code() in _RETRYABLE
             ),

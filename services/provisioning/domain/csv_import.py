@@ -64,6 +64,9 @@ class ParsedFile:
     errors: list[RowIssue] = field(default_factory=list)
     warnings: list[RowIssue] = field(default_factory=list)
     columns: dict[str, str] = field(default_factory=dict)  # role -> header as written
+    # (row, ext key, number) of every row, even rows with other problems: duplicates
+    # are reported against the first row that has the value.
+    keys: list[tuple[int, str, str]] = field(default_factory=list)
 
     def column(self, role: str) -> str:
         return self.columns.get(role, role)
@@ -286,6 +289,7 @@ def _row(
             parsed.errors.append(RowIssue(row, column[role], "MISSING_FIELD", f"{role} is empty"))
             ok = False
     ext_key, number = values.get(EXT_KEY, ""), values.get(NUMBER, "")
+    parsed.keys.append((row, ext_key, number))
     if ext_key and (problem := ext_key_problem(ext_key)):
         parsed.errors.append(RowIssue(row, column[EXT_KEY], "MALFORMED_EXT_KEY", problem))
         ok = False
@@ -327,9 +331,14 @@ def _duplicates_in_file(parsed: ParsedFile) -> None:
     kept: list[CsvRow] = []
     ext_keys: dict[str, int] = {}
     numbers: dict[str, int] = {}
+    for row_number, ext_key, number in parsed.keys:
+        if ext_key:
+            ext_keys.setdefault(ext_key, row_number)
+        if number and number_problem(number) is None:
+            numbers.setdefault(number_key(number), row_number)
     for row in parsed.rows:
         ok = True
-        first = ext_keys.setdefault(row.ext_key, row.row)
+        first = ext_keys.get(row.ext_key, row.row)
         if first != row.row:
             parsed.errors.append(
                 RowIssue(
@@ -341,7 +350,7 @@ def _duplicates_in_file(parsed: ParsedFile) -> None:
             )
             ok = False
         if row.number:
-            first = numbers.setdefault(number_key(row.number), row.row)
+            first = numbers.get(number_key(row.number), row.row)
             if first != row.row:
                 parsed.errors.append(
                     RowIssue(

@@ -1,0 +1,144 @@
+"""Helpers for talking to the provisioning service in tests (pool in-process too)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import grpc
+
+from libs.common.clock import Clock
+from licensing.pool.v1 import pool_pb2_grpc
+from licensing.provisioning.v1 import provisioning_pb2 as pb
+from licensing.provisioning.v1 import provisioning_pb2_grpc
+from services.provisioning.app import ProvisioningApp, start
+from services.provisioning.config import ProvisioningSettings
+from tests.support.pool import Company, new_company, rid, running_pool
+
+
+@dataclass
+class Platform:
+    """The pool and provisioning services, running in this process."""
+
+    provisioning: ProvisioningApp
+    stub: provisioning_pb2_grpc.ProvisioningServiceStub
+    pool: pool_pb2_grpc.PoolServiceStub
+
+
+@asynccontextmanager
+async def running_provisioning(
+    database_url: str, clock: Clock | None = None, **overrides: object
+) -> AsyncIterator[Platform]:
+    async with running_pool(database_url, clock, sweep_interval_seconds=3600) as (pool, stub):  # noqa: SIM117
+        async with running_provisioning_only(
+            database_url, stub, f"127.0.0.1:{pool.port}", clock, **overrides
+        ) as platform:
+            yield platform
+
+
+@asynccontextmanager
+async def running_provisioning_only(
+    database_url: str,
+    pool_stub: pool_pb2_grpc.PoolServiceStub,
+    pool_address: str,
+    clock: Clock | None = None,
+    **overrides: object,
+) -> AsyncIterator[Platform]:
+    settings = ProvisioningSettings(
+        database_url=database_url,
+        port=0,
+        pool_address=pool_address,
+        **overrides,  # type: ignore[arg-type]
+    )
+    app = await start(settings, clock)
+    channel = grpc.aio.insecure_channel(
+        f"127.0.0.1:{app.port}", options=[("grpc.max_receive_message_length", 64 << 20)]
+    )
+    try:
+        yield Platform(app, provisioning_pb2_grpc.ProvisioningServiceStub(channel), pool_stub)
+    finally:
+        await channel.close()
+        await app.stop()
+
+
+@dataclass
+class Tenant:
+    """A company with offices in the pool and users/licenses in provisioning."""
+
+    platform: Platform
+    company: Company
+
+    @property
+    def company_id(self) -> str:
+        return self.company.company_id
+
+    @property
+    def stub(self) -> provisioning_pb2_grpc.ProvisioningServiceStub:
+        return self.platform.stub
+
+    async def user(
+        self, office: str, name: str, license_type: str = "connect", email: str = ""
+    ) -> pb.User:
+        response: pb.CreateUserResponse = await self.stub.CreateUser(
+            pb.CreateUserRequest(
+                request_id=rid(),
+                company_id=self.company_id,
+                office_id=self.company.offices[office],
+                display_name=name,
+                email=email,
+                license_type=license_type,
+            )
+        )
+        return response.user
+
+    async def assign(self, user: pb.User, license_type: str = "phone_system") -> pb.License:
+        response: pb.AssignLicenseResponse = await self.stub.AssignLicense(
+            pb.AssignLicenseRequest(
+                request_id=rid(),
+                company_id=self.company_id,
+                user_id=user.user_id,
+                license_type=license_type,
+            )
+        )
+        return response.license
+
+    async def configure(
+        self, office: str, content: bytes, import_id: str | None = None, validate_only: bool = False
+    ) -> pb.Import:
+        response: pb.MassConfigureResponse = await self.stub.MassConfigure(
+            pb.MassConfigureRequest(
+                import_id=import_id or ("" if validate_only else f"imp-{uuid.uuid4()}"),
+                company_id=self.company_id,
+                office_id=self.company.offices[office],
+                content=content,
+                validate_only=validate_only,
+            )
+        )
+        return response.import_job
+
+    async def finished(self, import_id: str) -> pb.Import:
+        last: pb.Import | None = None
+        async for message in self.stub.WatchImport(
+            pb.WatchImportRequest(company_id=self.company_id, import_id=import_id)
+        ):
+            last = message.import_job
+        assert last is not None
+        return last
+
+    async def licenses(self, **filters: object) -> list[pb.License]:
+        found: list[pb.License] = []
+        token = ""
+        while True:
+            page = await self.stub.SearchLicenses(
+                pb.SearchLicensesRequest(company_id=self.company_id, page_token=token, **filters)  # type: ignore[arg-type]
+            )
+            found.extend(page.licenses)
+            token = page.next_page_token
+            if not token:
+                return found
+
+
+def new_tenant(platform: Platform) -> Tenant:
+    return Tenant(platform, new_company(platform.pool))
