@@ -13,9 +13,10 @@ from libs.common.database import create_pool
 from services.billing.app import migrate as migrate_billing
 from services.credits.app import migrate as migrate_credits
 from services.pool.app import migrate as migrate_pool
+from services.provisioning.app import migrate as migrate_provisioning
 from tests.support.database import fresh_database, server_url
 
-MIGRATIONS = [migrate_pool, migrate_credits, migrate_billing]
+MIGRATIONS = [migrate_pool, migrate_credits, migrate_billing, migrate_provisioning]
 
 
 @pytest.fixture(scope="session")
