@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from licensing.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc
-from licensing_cli.clients import Endpoint
+from licensing_cli.clients import CallFailed, Endpoint
 from licensing_cli.options import Company, Json
 from licensing_cli.output import Output, enum_name, to_dict
 from licensing_cli.session import session_of
@@ -179,7 +179,15 @@ def apply(
     )
     job = started.import_job
     if job.state == provisioning_pb2.IMPORT_STATE_RUNNING:
-        job = _follow(provisioning, company, chosen, job, show_bar=not out.json)
+        resume = f"it goes on in the service: `licensing import status {chosen}`"
+        try:
+            job = _follow(provisioning, company, chosen, job, show_bar=not out.json)
+        except KeyboardInterrupt:
+            out.warn(f"stopped following import {chosen}; {resume}")
+            raise typer.Exit(130) from None
+        except CallFailed:
+            out.warn(f"lost track of import {chosen}; {resume}")
+            raise
     out.result(provisioning_pb2.GetImportResponse(import_job=job), lambda: show_report(out, job))
     if job.state != provisioning_pb2.IMPORT_STATE_SUCCEEDED:
         raise typer.Exit(2)

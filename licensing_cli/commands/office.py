@@ -28,6 +28,8 @@ from licensing_cli.session import Session, session_of
 
 app = typer.Typer(help="Create and list the offices of a company.", no_args_is_help=True)
 
+OFFICE_IDS = uuid.UUID("6f1d8e5a-3c0b-4f5e-9a57-0c8d2b1e7a44")  # namespace of derived office ids
+
 
 def parse_prices(values: list[str], currency: str) -> list[billing_pb2.Price]:
     """`connect=1500` (minor units) -> a Price."""
@@ -129,8 +131,13 @@ def create(
     out = session.output(json_flag)
     clients = session.clients
     code = currency_code(currency)
-    office = uuid_text(office_id, "--office-id") if office_id else str(uuid.uuid4())
     base = request_id(given_request_id)
+    # Derived from the request id, so that re-running with --request-id names the same office.
+    office = (
+        uuid_text(office_id, "--office-id")
+        if office_id
+        else str(uuid.uuid5(OFFICE_IDS, f"{company}/{base}"))
+    )
     prices = parse_prices(price or [], code)
     started = parse_time(start, "--start")
     kind = pool_pb2.PLAN_KIND_LEGACY if legacy else pool_pb2.PLAN_KIND_BUNDLE

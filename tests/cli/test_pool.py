@@ -135,3 +135,11 @@ async def test_a_request_id_makes_a_mutation_idempotent(cli: Cli) -> None:
     assert reused.code == 2
     assert "REQUEST_ID_REUSED" in reused.stderr
     assert "already used for a different request" in reused.stderr
+
+
+async def test_office_create_with_a_request_id_can_be_rerun(cli: Cli) -> None:
+    args = ("office", "create", "--currency", "CAD", "--request-id", "office-1", "--json")
+    first = cli.ok(*args).json()
+    again = cli.ok(*args).json()
+    assert again == first
+    assert len(cli.ok("office", "list", "--json").json()["offices"]) == 1
