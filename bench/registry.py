@@ -24,6 +24,7 @@ SCENARIO_MODULES = (
     "bench.hot_row",
     "bench.pool_scenarios",
     "bench.credits_scenarios",
+    "bench.snapshot_scenarios",
 )
 
 
