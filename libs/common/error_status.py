@@ -8,7 +8,7 @@ never leak to callers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -51,25 +51,51 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
-        behavior: Handler = handler.unary_unary
         method = handler_call_details.method
 
-        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            try:
-                return await behavior(request, context)
-            except DomainError as error:
+        async def abort(error: Exception, context: grpc.aio.ServicerContext) -> None:
+            if isinstance(error, DomainError):
                 status = status_of(error, self._domain)
                 await context.abort(status.code, status.details, status.trailing_metadata)
-            except grpc.aio.AbortError:
-                raise
-            except Exception:
-                log.exception("unexpected error in %s", method)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            log.error("unexpected error in %s", method, exc_info=error)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        if handler.unary_unary is not None:
+            unary: Handler = handler.unary_unary
+
+            async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    return await unary(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as error:
+                    await abort(error, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                guarded,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            stream: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+            stream = handler.unary_stream
+
+            async def guarded_stream(
+                request: Any, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[Any]:
+                try:
+                    async for item in stream(request, context):
+                        yield item
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as error:
+                    await abort(error, context)
+
+            return grpc.unary_stream_rpc_method_handler(
+                guarded_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler

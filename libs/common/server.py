@@ -15,6 +15,8 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from libs.common.error_status import ErrorMappingInterceptor
 
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -47,7 +49,12 @@ async def start_server(
     """Builds and starts the server; port 0 picks a free port (tests)."""
     server = grpc.aio.server(
         interceptors=[aio_server_interceptor(), ErrorMappingInterceptor(error_domain)],  # type: ignore[no-untyped-call]
-        options=[("grpc.so_reuseport", 0)],
+        options=[
+            ("grpc.so_reuseport", 0),
+            # CSV uploads and bulk responses (10,000 units) exceed gRPC's 4 MB default.
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
     )
     for registration in registrations:
         registration.add(registration.servicer, server)

@@ -12,8 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 
 from libs.common import paging
-from libs.common.error_status import status_of
-from libs.common.errors import DomainError, invalid
+from libs.common.errors import invalid
 from libs.common.idempotency import Once, key_for
 from libs.common.license_catalog import catalog as license_catalog
 from libs.common.validation import optional_uuid_field, text_field, uuid_field
@@ -517,12 +516,7 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
     async def WatchImport(
         self, request: pb.WatchImportRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchImportResponse]:
-        # Server streaming: the shared interceptor maps errors of unary calls only.
-        try:
-            company_id = uuid_field("company_id", request.company_id)
-            import_id = _import_id(request.import_id, True)
-            async for job in self._imports.watch(company_id, import_id):
-                yield pb.WatchImportResponse(import_job=import_pb(job))
-        except DomainError as error:
-            status = status_of(error, ERROR_DOMAIN)
-            await context.abort(status.code, status.details, status.trailing_metadata)
+        company_id = uuid_field("company_id", request.company_id)
+        import_id = _import_id(request.import_id, True)
+        async for job in self._imports.watch(company_id, import_id):
+            yield pb.WatchImportResponse(import_job=import_pb(job))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import os
 import time
+import uuid
 
 import grpc
 import pytest
@@ -214,3 +215,14 @@ async def test_ten_thousand_rows_apply_in_seconds(tenant: Tenant, db: object) ->
     assert await assigned(tenant, "phone_system") == rows
     assert await assigned(tenant, "call_recording") == rows
     assert took < 60, took
+
+
+async def test_watching_an_unknown_import_is_not_found(tenant: Tenant) -> None:
+    # Streaming calls get the same error mapping as unary ones.
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in tenant.stub.WatchImport(
+            pb.WatchImportRequest(company_id=tenant.company_id, import_id=str(uuid.uuid4()))
+        ):
+            pass
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert reason_of(caught.value).endswith("NOT_FOUND")
