@@ -322,6 +322,13 @@ ON CONFLICT (unit_id) DO UPDATE
 RETURNING unit_id
 """
 
+REASSIGN = """
+UPDATE pool.units u SET assignee_kind = a.kind, assignee_id = a.ident, updated_at = $5
+FROM unnest($2::uuid[], $3::text[], $4::text[]) AS a(unit_id, kind, ident)
+WHERE u.company_id = $1 AND u.unit_id = a.unit_id AND u.state = 'ASSIGNED'
+RETURNING u.unit_id
+"""
+
 RETURN_TO_SPARE = """
 WITH moved AS (
     UPDATE pool.units SET state = 'SPARE', assignee_kind = NULL, assignee_id = NULL,
@@ -712,6 +719,23 @@ class PoolRepository:
         claimable_at: datetime,
     ) -> int:
         rows = await conn.fetch(RETURN_TO_POOL, company_id, list(unit_ids), now, claimable_at)
+        return len(rows)
+
+    async def reassign(
+        self,
+        conn: Conn,
+        company_id: uuid.UUID,
+        reassignments: Sequence[tuple[uuid.UUID, Assignee]],
+        now: datetime,
+    ) -> int:
+        rows = await conn.fetch(
+            REASSIGN,
+            company_id,
+            [unit_id for unit_id, _ in reassignments],
+            [a.kind for _, a in reassignments],
+            [a.id for _, a in reassignments],
+            now,
+        )
         return len(rows)
 
     async def return_to_spare(

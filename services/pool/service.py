@@ -186,6 +186,34 @@ class PoolService:
 
             return await run_once(conn, self._idempotency, once, effect)
 
+    async def reassign_units(
+        self,
+        company_id: uuid.UUID,
+        reassignments: Sequence[tuple[uuid.UUID, Assignee]],
+        once: Once[list[Unit]],
+    ) -> bytes:
+        """ASSIGNED units change hands within their office: no allocation, no return."""
+        unit_ids = [unit_id for unit_id, _ in reassignments]
+        async with self._db.acquire() as conn, conn.transaction():
+
+            async def effect() -> list[Unit]:
+                units = await self._repo.units_by_id(conn, company_id, unit_ids)
+                missing = set(unit_ids) - {u.unit_id for u in units}
+                if missing:
+                    raise errors.units_not_found(missing)
+                for unit in units:
+                    if unit.state is not UnitState.ASSIGNED:
+                        raise errors.not_assigned(unit.unit_id, unit.state)
+                now = self._clock.sql_now()
+                for currency in sorted({u.currency for u in units}):
+                    now = await self._repo.lock(conn, company_id, currency, self._clock.sql_now())
+                assert now is not None
+                if await self._repo.reassign(conn, company_id, reassignments, now) != len(units):
+                    raise Aborted("CONCURRENT_CHANGE", "units changed meanwhile; retry")
+                return await self._repo.units_by_id(conn, company_id, unit_ids)
+
+            return await run_once(conn, self._idempotency, once, effect)
+
     async def return_units(
         self, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID], once: Once[list[Unit]]
     ) -> bytes:

@@ -441,6 +441,23 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         )
         return pb.GetHoldResponse(hold=hold_pb(hold))
 
+    async def ReassignUnits(
+        self, request: pb.ReassignUnitsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReassignUnitsResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        unit_ids = _unit_ids(r.unit_id for r in request.reassignments)
+        assignees = _assignees(r.assignee for r in request.reassignments)
+        once: Once[list[Unit]] = Once(
+            key_for(_method("ReassignUnits"), company_id, request),
+            lambda units: pb.ReassignUnitsResponse(
+                units=[unit_pb(u) for u in units]
+            ).SerializeToString(),
+        )
+        encoded = await self._service.reassign_units(
+            company_id, list(zip(unit_ids, assignees, strict=True)), once
+        )
+        return pb.ReassignUnitsResponse.FromString(encoded)
+
     async def ReturnUnits(
         self, request: pb.ReturnUnitsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReturnUnitsResponse:

@@ -128,3 +128,11 @@ def unit_in_use(unit_id: uuid.UUID, state: UnitState) -> FailedPrecondition:
         f"unit {unit_id} is {state.value}: unassign or release it first",
         {"unit_id": str(unit_id), "state": state.value},
     )
+
+
+def not_assigned(unit_id: uuid.UUID, state: UnitState) -> FailedPrecondition:
+    return FailedPrecondition(
+        "UNIT_NOT_ASSIGNED",
+        f"unit {unit_id} is {state.value}; only ASSIGNED units can be reassigned",
+        {"unit_id": str(unit_id), "state": state.value},
+    )

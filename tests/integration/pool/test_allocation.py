@@ -296,3 +296,42 @@ async def test_list_units_paginates_without_gaps(company: Company) -> None:
             break
     assert sorted(seen) == sorted(created)
     assert len(seen) == 25
+
+
+async def test_reassign_changes_the_assignee_only(company: Company) -> None:
+    await company.office("a", "USD")
+    await company.add("a", "connect", 2)
+    got = await company.acquire("a", "connect", 1, assignees=["alice"])
+    unit = got.units[0]
+    moved = await company.stub.ReassignUnits(
+        pb.ReassignUnitsRequest(
+            request_id=rid(),
+            company_id=company.company_id,
+            reassignments=[
+                pb.Reassignment(
+                    unit_id=unit.unit_id, assignee=pb.Assignee(kind=pb.ASSIGNEE_KIND_USER, id="bob")
+                )
+            ],
+        )
+    )
+    (after,) = moved.units
+    assert (after.state, after.office_id, after.assignee.id) == (
+        pb.UNIT_STATE_ASSIGNED,
+        unit.office_id,
+        "bob",
+    )
+    spare = (await company.units(state=pb.UNIT_STATE_SPARE))[0]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await company.stub.ReassignUnits(
+            pb.ReassignUnitsRequest(
+                request_id=rid(),
+                company_id=company.company_id,
+                reassignments=[
+                    pb.Reassignment(
+                        unit_id=spare.unit_id,
+                        assignee=pb.Assignee(kind=pb.ASSIGNEE_KIND_USER, id="carol"),
+                    )
+                ],
+            )
+        )
+    assert reason_of(caught.value) == "UNIT_NOT_ASSIGNED"
