@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from libs.common import paging
 from libs.common.errors import InvalidArgument, invalid
 from libs.common.idempotency import Once, key_for
+from libs.common.timestamps import timestamp
 from libs.common.validation import (
     currency_field,
     license_type_field,
@@ -63,14 +63,6 @@ _UPDATABLE = frozenset({"kind", "prices", "contracted", "active", "primary"})
 # --- domain -> proto ----------------------------------------------------------------------
 
 
-def _ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def money(amount: int, currency: str) -> pb.Money:
     return pb.Money(currency_code=currency, amount_minor=amount)
 
@@ -87,11 +79,11 @@ def plan_pb(plan: Plan) -> pb.Plan:
             for t, p in sorted(plan.prices.items())
         ],
         contracted=plan.contracted,
-        start_time=_ts(plan.start_at),
+        start_time=timestamp(plan.start_at),
         active=plan.active,
         primary=plan.primary,
-        create_time=_ts(plan.created_at),
-        update_time=_ts(plan.updated_at),
+        create_time=timestamp(plan.created_at),
+        update_time=timestamp(plan.updated_at),
     )
 
 
@@ -122,10 +114,10 @@ def quote_pb(quote: Quote) -> pb.Quote:
         unit_price=money(quote.unit_price, quote.currency),
         amount=money(quote.amount, quote.currency),
         message=checkout.message(quote.split),
-        cycle_start_time=_ts(quote.cycle.start),
-        cycle_end_time=_ts(quote.cycle.end),
-        quote_time=_ts(quote.quoted_at),
-        expire_time=_ts(quote.expires_at) if quote.quote_id else None,
+        cycle_start_time=timestamp(quote.cycle.start),
+        cycle_end_time=timestamp(quote.cycle.end),
+        quote_time=timestamp(quote.quoted_at),
+        expire_time=timestamp(quote.expires_at) if quote.quote_id else None,
         plan_id=str(quote.plan_id),
     )
 
@@ -148,10 +140,10 @@ def purchase_pb(purchase: Purchase) -> pb.Purchase:
         quote_id=str(purchase.quote_id) if purchase.quote_id else "",
         plan_id=str(purchase.plan_id),
         period=cycles.period_of(purchase.cycle.start),
-        cycle_start_time=_ts(purchase.cycle.start),
-        cycle_end_time=_ts(purchase.cycle.end),
-        purchase_time=_ts(purchase.purchased_at),
-        resolve_time=_ts(purchase.resolved_at),
+        cycle_start_time=timestamp(purchase.cycle.start),
+        cycle_end_time=timestamp(purchase.cycle.end),
+        purchase_time=timestamp(purchase.purchased_at),
+        resolve_time=timestamp(purchase.resolved_at),
         failure_reason=purchase.failure_reason or ""
         if purchase.state is PurchaseState.FAILED
         else "",
@@ -185,7 +177,7 @@ def _charge_pb(charge: PurchaseCharge) -> pb.PurchaseCharge:
         license_type=charge.license_type,
         new_units=charge.new_units,
         amount=money(charge.amount, charge.currency),
-        purchase_time=_ts(charge.purchased_at),
+        purchase_time=timestamp(charge.purchased_at),
     )
 
 
@@ -194,7 +186,7 @@ def invoice_pb(invoice: Invoice) -> pb.Invoice:
         invoice_id=str(invoice.invoice_id),
         company_id=str(invoice.company_id),
         period=invoice.period,
-        snapshot_time=_ts(invoice.snapshot_at),
+        snapshot_time=timestamp(invoice.snapshot_at),
         lines=[_line_pb(line) for line in invoice.lines],
         purchase_charges=[_charge_pb(c) for c in invoice.charges],
         totals=[money(amount, currency) for currency, amount in sorted(invoice.totals.items())],
@@ -204,7 +196,7 @@ def invoice_pb(invoice: Invoice) -> pb.Invoice:
             balanced=invoice.reconciliation.balanced,
         ),
         terminated_units=invoice.terminated_units,
-        create_time=_ts(invoice.created_at),
+        create_time=timestamp(invoice.created_at),
     )
 
 
@@ -457,7 +449,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         once: Once[Removal] = Once(
             key_for(_method("ScheduleRemoval"), company_id, request),
             lambda r: pb.ScheduleRemovalResponse(
-                unit_ids=list(r.unit_ids), removal_time=_ts(r.removal_at)
+                unit_ids=list(r.unit_ids), removal_time=timestamp(r.removal_at)
             ).SerializeToString(),
         )
         encoded = await self._service.schedule_removal(company_id, office_id, code, quantity, once)

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-from licensing.credits.v1 import credits_pb2_grpc
 
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
 from libs.common.server import Registration, RunningServer, start_server
+from licensing.credits.v1 import credits_pb2_grpc
 from services.credits.config import CreditsSettings
 from services.credits.service import SCHEMA, CreditsService
 from services.credits.servicer import SERVICE_NAME, CreditsServicer

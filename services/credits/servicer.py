@@ -7,12 +7,11 @@ from datetime import UTC, datetime
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from licensing.credits.v1 import credits_pb2 as pb
-from licensing.credits.v1 import credits_pb2_grpc
 
 from libs.common import paging
 from libs.common.errors import DomainError, invalid
 from libs.common.idempotency import IdempotencyKey, Once, key_for
+from libs.common.timestamps import timestamp
 from libs.common.validation import (
     currency_field,
     optional_currency_field,
@@ -20,6 +19,8 @@ from libs.common.validation import (
     text_field,
     uuid_field,
 )
+from licensing.credits.v1 import credits_pb2 as pb
+from licensing.credits.v1 import credits_pb2_grpc
 from services.credits.domain.model import (
     DEFAULT_PERIOD_ANCHOR,
     MAX_AMOUNT,
@@ -77,14 +78,6 @@ MAX_NOTE = 256
 # --- domain -> proto ----------------------------------------------------------------------
 
 
-def _ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def account_pb(account: OfficeAccount) -> pb.Account:
     return pb.Account(
         company_id=str(account.company_id),
@@ -92,10 +85,10 @@ def account_pb(account: OfficeAccount) -> pb.Account:
         currency=account.currency,
         primary=account.primary,
         allowance_minor=account.allowance,
-        period_anchor_time=_ts(account.period_anchor),
+        period_anchor_time=timestamp(account.period_anchor),
         overage_policy=_POLICY_PB[account.overage_policy],
-        create_time=_ts(account.created_at),
-        update_time=_ts(account.updated_at),
+        create_time=timestamp(account.created_at),
+        update_time=timestamp(account.updated_at),
     )
 
 
@@ -104,7 +97,7 @@ def pooling_pb(pooling: Pooling) -> pb.CreditPooling:
         company_id=str(pooling.company_id),
         currency=pooling.currency,
         enabled=pooling.enabled,
-        update_time=_ts(pooling.updated_at),
+        update_time=timestamp(pooling.updated_at),
     )
 
 
@@ -127,11 +120,11 @@ def usage_pb(record: UsageRecord) -> pb.UsageRecord:
         kind=_KIND_PB[record.kind],
         currency=record.currency,
         amount_minor=record.amount,
-        occur_time=_ts(record.occurred_at),
-        period_start_time=_ts(record.period.start),
-        period_end_time=_ts(record.period.end),
+        occur_time=timestamp(record.occurred_at),
+        period_start_time=timestamp(record.period.start),
+        period_end_time=timestamp(record.period.end),
         split=split_pb(record.split),
-        record_time=_ts(record.recorded_at),
+        record_time=timestamp(record.recorded_at),
     )
 
 
@@ -144,7 +137,7 @@ def grant_pb(grant: Grant) -> pb.Grant:
         currency=grant.currency,
         amount_minor=grant.amount,
         note=grant.note,
-        create_time=_ts(grant.created_at),
+        create_time=timestamp(grant.created_at),
     )
 
 
@@ -158,7 +151,7 @@ def ledger_account_pb(account: LedgerAccount) -> pb.LedgerAccount:
         kind=_account_kind_pb(account.key.kind),
         currency=account.currency,
         office_id=str(account.key.office_id) if account.key.office_id else "",
-        period_start_time=_ts(account.key.period_start),
+        period_start_time=timestamp(account.key.period_start),
         balance_minor=account.balance,
     )
 
@@ -173,7 +166,7 @@ def entry_pb(entry: LedgerEntry) -> pb.LedgerEntry:
         amount_minor=entry.amount,
         usage_id=str(entry.usage_id) if entry.usage_id else "",
         grant_id=str(entry.grant_id) if entry.grant_id else "",
-        create_time=_ts(entry.created_at),
+        create_time=timestamp(entry.created_at),
     )
 
 
@@ -515,7 +508,7 @@ class CreditsServicer(credits_pb2_grpc.CreditsServiceServicer):
             optional_currency_field("currency", request.currency),
         )
         return pb.GetBalancesResponse(
-            balance_time=_ts(balances.taken_at),
+            balance_time=timestamp(balances.taken_at),
             company_pools=[
                 pb.CompanyPoolBalance(
                     currency=p.currency, pooling_enabled=p.pooling_enabled, balance_minor=p.balance
@@ -527,8 +520,8 @@ class CreditsServicer(credits_pb2_grpc.CreditsServiceServicer):
                     office_id=str(o.office_id),
                     currency=o.currency,
                     primary=o.primary,
-                    period_start_time=_ts(o.period.start),
-                    period_end_time=_ts(o.period.end),
+                    period_start_time=timestamp(o.period.start),
+                    period_end_time=timestamp(o.period.end),
                     allowance_minor=o.allowance,
                     allowance_remaining_minor=o.allowance_remaining,
                     balance_minor=o.balance,
@@ -581,7 +574,7 @@ class CreditsServicer(credits_pb2_grpc.CreditsServiceServicer):
                 )
                 for v in check.violations
             ],
-            check_time=_ts(check.checked_at),
+            check_time=timestamp(check.checked_at),
         )
 
 

@@ -9,11 +9,11 @@ from datetime import datetime
 
 import grpc
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from libs.common import paging
 from libs.common.errors import invalid
 from libs.common.idempotency import Once, key_for
+from libs.common.timestamps import timestamp
 from libs.common.validation import (
     currency_field,
     license_type_field,
@@ -81,14 +81,6 @@ _ASSIGNEE_KIND_PB = {v: k for k, v in _ASSIGNEE_KINDS.items()}
 # --- domain -> proto ----------------------------------------------------------------------
 
 
-def _ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def office_pb(office: Office) -> pb.Office:
     return pb.Office(
         company_id=str(office.company_id),
@@ -107,12 +99,12 @@ def unit_pb(unit: Unit) -> pb.Unit:
         currency=unit.currency,
         license_type=unit.license_type,
         state=_STATE_PB[unit.state],
-        claimable_at=_ts(unit.claimable_at),
+        claimable_at=timestamp(unit.claimable_at),
         returned_by_office_id=str(unit.office_id) if unit.state is UnitState.POOLED else "",
         hold_id=str(unit.hold_id) if unit.hold_id else "",
         held_from_state=_STATE_PB[unit.held_from] if unit.held_from else pb.UNIT_STATE_UNSPECIFIED,
-        create_time=_ts(unit.created_at),
-        update_time=_ts(unit.updated_at),
+        create_time=timestamp(unit.created_at),
+        update_time=timestamp(unit.updated_at),
     )
     if unit.assignee is not None:
         message.assignee.kind = _ASSIGNEE_KIND_PB.get(
@@ -143,12 +135,12 @@ def receipt_pb(receipt: Receipt) -> pb.Receipt:
             pb.PassedOver(
                 reason=pb.PassOverReason.Value(f"PASS_OVER_REASON_{p.reason.value}"),
                 quantity=p.quantity,
-                earliest_claimable_at=_ts(p.earliest_claimable_at),
+                earliest_claimable_at=timestamp(p.earliest_claimable_at),
             )
             for p in receipt.passed_over
         ],
         hold_id=str(receipt.hold_id) if receipt.hold_id else "",
-        create_time=_ts(receipt.created_at),
+        create_time=timestamp(receipt.created_at),
     )
 
 
@@ -160,10 +152,10 @@ def hold_pb(hold: Hold) -> pb.Hold:
         license_type=hold.license_type,
         state=pb.HoldState.Value(f"HOLD_STATE_{hold.state.value}"),
         unit_ids=[str(u) for u in hold.unit_ids],
-        expire_time=_ts(hold.expires_at),
+        expire_time=timestamp(hold.expires_at),
         receipt_id=str(hold.receipt_id),
-        create_time=_ts(hold.created_at),
-        resolve_time=_ts(hold.resolved_at),
+        create_time=timestamp(hold.created_at),
+        resolve_time=timestamp(hold.resolved_at),
     )
 
 
@@ -172,13 +164,13 @@ def pool_pb(pool: Pool) -> pb.Pool:
         company_id=str(pool.company_id),
         currency=pool.currency,
         enabled=pool.enabled,
-        enable_time=_ts(pool.enabled_at),
+        enable_time=timestamp(pool.enabled_at),
     )
 
 
 def snapshot_pb(snapshot: Snapshot) -> pb.GetSnapshotResponse:
     return pb.GetSnapshotResponse(
-        snapshot_time=_ts(snapshot.taken_at),
+        snapshot_time=timestamp(snapshot.taken_at),
         office_lines=[
             pb.OfficeLine(
                 office_id=str(line.office_id),
