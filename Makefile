@@ -26,7 +26,7 @@ test-e2e: $(GEN_STAMP)
 lint: $(GEN_STAMP)  ## ruff, mypy (strict on libs/ and services/) and buf lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs services
+	$(VENV)/bin/mypy libs services licensing_cli
 	$(MAKE) buf-lint
 
 buf-lint:
