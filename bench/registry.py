@@ -25,6 +25,7 @@ SCENARIO_MODULES = (
     "bench.pool_scenarios",
     "bench.credits_scenarios",
     "bench.snapshot_scenarios",
+    "bench.provisioning_scenarios",
 )
 
 

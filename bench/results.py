@@ -24,7 +24,7 @@ class Row:
 
     scenario: str
     throughput: float
-    unit: str  # "rps", "tps" or "units/s"
+    unit: str  # "rps", "tps", "units/s" or "rows/s"
     p50_ms: float | None = None
     p99_ms: float | None = None
     concurrency: int | None = None
