@@ -12,10 +12,10 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from licensing.credits.v1 import credits_pb2 as pb
-from licensing.credits.v1 import credits_pb2_grpc
 
 from libs.common.clock import Clock
+from licensing.credits.v1 import credits_pb2 as pb
+from licensing.credits.v1 import credits_pb2_grpc
 from services.credits.app import CreditsApp, start
 from services.credits.config import CreditsSettings
 

@@ -4,9 +4,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from licensing.credits.v1 import credits_pb2_grpc
 
 from libs.common.clock import FakeClock
+from licensing.credits.v1 import credits_pb2_grpc
 from services.credits.app import CreditsApp
 from tests.support.credits import CreditsCompany, running_credits
 

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 import pytest_asyncio
-from licensing.credits.v1 import credits_pb2 as pb
-from licensing.credits.v1 import credits_pb2_grpc
 
 from libs.common.clock import FakeClock
+from licensing.credits.v1 import credits_pb2 as pb
+from licensing.credits.v1 import credits_pb2_grpc
 from tests.support.credits import CreditsCompany, reason_of, running_credits
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from licensing.credits.v1 import credits_pb2 as pb
 
+from licensing.credits.v1 import credits_pb2 as pb
 from tests.support.credits import CreditsCompany, reason_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from licensing.credits.v1 import credits_pb2 as pb
 
 from libs.common.clock import FakeClock
+from licensing.credits.v1 import credits_pb2 as pb
 from tests.support.credits import CreditsCompany, ts
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

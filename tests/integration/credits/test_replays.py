@@ -6,8 +6,8 @@ import asyncio
 
 import grpc
 import pytest
-from licensing.credits.v1 import credits_pb2 as pb
 
+from licensing.credits.v1 import credits_pb2 as pb
 from tests.support.credits import CreditsCompany, reason_of, rid
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

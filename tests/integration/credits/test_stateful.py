@@ -16,10 +16,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from licensing.credits.v1 import credits_pb2 as pb
-from licensing.credits.v1 import credits_pb2_grpc
 
 from libs.common.clock import FakeClock
+from licensing.credits.v1 import credits_pb2 as pb
+from licensing.credits.v1 import credits_pb2_grpc
 from tests.support.credits import running_credits
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]

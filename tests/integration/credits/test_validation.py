@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from licensing.credits.v1 import credits_pb2 as pb
 
 from libs.common.clock import FakeClock
+from licensing.credits.v1 import credits_pb2 as pb
 from services.credits.domain.model import MAX_AMOUNT
 from tests.support.credits import CreditsCompany, reason_of, rid, ts
 
