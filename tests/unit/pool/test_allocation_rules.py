@@ -100,3 +100,29 @@ def test_hold_ttl_defaults_and_bounds() -> None:
         with pytest.raises(InvalidArgument) as caught:
             hold_ttl(bad, default, maximum)
         assert caught.value.reason == "INVALID_TTL"
+
+
+def test_distribute_serves_requests_in_arrival_order() -> None:
+    from services.pool.domain.allocation import Need, distribute
+
+    handed = distribute(["u1", "u2", "u3"], [Need(2, False), Need(2, False), Need(1, False)])
+    # The second request cannot be met in full: it takes nothing and leaves u3 to the third.
+    assert handed == [(["u1", "u2"], 0), ([], 1), (["u3"], 0)]
+
+
+def test_distribute_partial_requests_take_what_is_left() -> None:
+    from services.pool.domain.allocation import Need, distribute
+
+    handed = distribute(["u1", "u2"], [Need(1, False), Need(3, True), Need(1, False)])
+    assert handed == [(["u1"], 0), (["u2"], 2), ([], 1)]
+
+
+def test_by_source_groups_in_allocation_order() -> None:
+    import uuid
+
+    a, b, c = (uuid.uuid4() for _ in range(3))
+    grouped = allocation.by_source([(a, Source.OWN_SPARE), (b, Source.POOL), (c, Source.OWN_SPARE)])
+    assert [(t.source, t.unit_ids) for t in grouped] == [
+        (Source.OWN_SPARE, (a, c)),
+        (Source.POOL, (b,)),
+    ]
