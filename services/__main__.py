@@ -1,9 +1,9 @@
 """`python -m services` (what `make run` does): the whole platform on one machine.
 
 Uses `DATABASE_URL` when set; otherwise starts an embedded PostgreSQL (pgserver) whose
-data lives in `.local/pgdata`. Applies every service's migrations, starts each service
-as its own process on its default port, prints the addresses, and stops them all on
-Ctrl-C or SIGTERM.
+data lives in `LICENSING_DATA_DIR` (default `.local/pgdata`). Applies every service's
+migrations, starts each service as its own process on its default port (`<SVC>_PORT`
+overrides it), prints the addresses, and stops them all on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ def database_url() -> str:
     given = os.environ.get("DATABASE_URL")
     if given:
         return given
-    print("DATABASE_URL is not set: starting the embedded PostgreSQL in .local/pgdata", flush=True)
-    return embedded_db.start(ROOT / ".local" / "pgdata", cleanup=False)
+    data_dir = Path(os.environ.get("LICENSING_DATA_DIR") or ROOT / ".local" / "pgdata")
+    print(f"DATABASE_URL is not set: starting the embedded PostgreSQL in {data_dir}", flush=True)
+    return embedded_db.start(data_dir, cleanup=False)
 
 
 async def run() -> int:
