@@ -10,6 +10,7 @@ even across replicas.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import asyncpg
 from asyncpg import Connection as Conn
 
+from libs.common.currency import SUPPORTED_CURRENCIES
 from services.pool.domain.allocation import Bystanders
 from services.pool.domain.model import (
     Assignee,
@@ -45,6 +47,8 @@ HOLD_COLUMNS = """h.hold_id, h.company_id, h.office_id, h.currency, h.license_ty
 OFFICE_COLUMNS = "company_id, office_id, currency, plan_kind, is_primary"
 RECEIPT_COLUMNS = """receipt_id, company_id, office_id, currency, license_type, requested,
     taken, shortfall, passed_over, hold_id, created_at"""
+
+log = logging.getLogger(__name__)
 
 SOURCE_RANK = {Source.OWN_SPARE: 1, Source.OWN_RETURN_IN_GRACE: 2, Source.POOL: 3}
 RANK_SOURCE = {rank: source for source, rank in SOURCE_RANK.items()}
@@ -211,18 +215,27 @@ WHERE u.unit_id = a.unit_id AND u.state IN ('SPARE', 'POOLED')
 RETURNING {", ".join("u." + c.strip() for c in UNIT_COLUMNS.split(","))}
 """
 
+# Units that are no candidates, by reason; each part reads one partial index.
 BYSTANDERS = """
 SELECT
-    count(*) FILTER (WHERE currency = $3 AND NOT pooled AND office_id <> $2) AS spare,
-    count(*) FILTER (WHERE currency = $3 AND pooled AND office_id <> $2
-                     AND claimable_at > $5) AS in_grace,
-    min(claimable_at) FILTER (WHERE currency = $3 AND pooled AND office_id <> $2
-                              AND claimable_at > $5) AS earliest,
-    count(*) FILTER (WHERE currency <> $3) AS other_currency,
+    (SELECT count(*) FROM pool.free_units
+     WHERE company_id = $1 AND license_type = $4 AND NOT pooled
+       AND currency = $3 AND office_id <> $2) AS spare,
+    grace.n AS in_grace,
+    grace.earliest,
+    (SELECT count(*) FROM pool.free_units
+     WHERE company_id = $1 AND license_type = $4 AND NOT pooled AND currency <> $3)
+    + (SELECT count(*) FROM pool.free_units
+       WHERE company_id = $1 AND currency = ANY($7::text[]) AND license_type = $4 AND pooled)
+        AS other_currency,
     (SELECT count(*) FROM pool.units
      WHERE company_id = $1 AND currency = $3 AND license_type = $4 AND state = 'HELD'
        AND hold_id IS DISTINCT FROM $6) AS held
-FROM pool.free_units WHERE company_id = $1 AND license_type = $4
+FROM (
+    SELECT count(*) AS n, min(claimable_at) AS earliest FROM pool.free_units
+    WHERE company_id = $1 AND currency = $3 AND license_type = $4 AND pooled
+      AND office_id <> $2 AND claimable_at > $5
+) grace
 """
 
 # The records of one allocation batch, in one statement: its holds and its receipts.
@@ -450,6 +463,14 @@ class PoolRepository:
         value: datetime = await conn.fetchval("SELECT coalesce($1::timestamptz, now())", clock_now)
         return value
 
+    async def refresh_statistics(self, conn: Conn) -> None:
+        """Re-reads the statistics of the free-list and units after a bulk change, so the
+        next picks are planned on the new sizes instead of waiting for autovacuum."""
+        try:
+            await conn.execute("ANALYZE pool.free_units, pool.units")
+        except asyncpg.PostgresError:  # not the owner: autovacuum will do it later
+            log.warning("could not analyze the pool tables", exc_info=True)
+
     # --- offices ------------------------------------------------------------------------
 
     async def get_office(
@@ -651,6 +672,7 @@ class PoolRepository:
         now: datetime,
         hold_id: uuid.UUID | None,
     ) -> Bystanders:
+        others = sorted(SUPPORTED_CURRENCIES - {office.currency})
         row = await conn.fetchrow(
             BYSTANDERS,
             office.company_id,
@@ -659,6 +681,7 @@ class PoolRepository:
             license_type,
             now,
             hold_id,
+            others,
         )
         return Bystanders(
             other_office_spare=row["spare"],

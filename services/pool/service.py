@@ -44,6 +44,8 @@ from services.pool.repository import Handout, PoolRepository
 log = logging.getLogger(__name__)
 
 SCHEMA = "pool"
+# Changes this large refresh the planner's statistics at once (see refresh_statistics).
+BULK_CHANGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,13 +180,19 @@ class PoolService:
         once: Once[list[Unit]],
     ) -> bytes:
         office = await self.get_office(company_id, office_id)
-        async with self._db.acquire() as conn, conn.transaction():
-            now = await self._repo.lock(conn, company_id, office.currency, self._clock.sql_now())
+        async with self._db.acquire() as conn:
+            async with conn.transaction():
+                now = await self._repo.lock(
+                    conn, company_id, office.currency, self._clock.sql_now()
+                )
 
-            async def effect() -> list[Unit]:
-                return await self._repo.add_units(conn, office, license_type, quantity, now)
+                async def effect() -> list[Unit]:
+                    return await self._repo.add_units(conn, office, license_type, quantity, now)
 
-            return await run_once(conn, self._idempotency, once, effect)
+                encoded = await run_once(conn, self._idempotency, once, effect)
+            if quantity >= BULK_CHANGE:
+                await self._repo.refresh_statistics(conn)
+            return encoded
 
     async def reassign_units(
         self,
@@ -395,6 +403,7 @@ class PoolService:
                 await tx.rollback()
                 raise
             await tx.commit()
+            await self._repo.refresh_statistics(conn)
             return encoded
 
     async def disable_pool(self, company_id: uuid.UUID, currency: str) -> None:
