@@ -15,6 +15,7 @@ from libs.common.database import create_pool
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.provisioning.v1 import provisioning_pb2_grpc
 from services.provisioning.billing import BillingGateway, BillingNotConfigured
+from services.provisioning.billing_client import BillingClient
 from services.provisioning.config import ProvisioningSettings
 from services.provisioning.imports import ImportService
 from services.provisioning.pool_client import PoolClient
@@ -33,6 +34,7 @@ class ProvisioningApp:
     service: ProvisioningService
     imports: ImportService
     pool: PoolClient
+    billing: BillingClient | None  # the billing service's channel, when we opened one
     db: asyncpg.Pool
     resumer: asyncio.Task[None]
 
@@ -47,6 +49,8 @@ class ProvisioningApp:
             await self.resumer
         await self.imports.close()
         await self.pool.close()
+        if self.billing is not None:
+            await self.billing.close()
         await self.db.close()
 
 
@@ -55,11 +59,15 @@ async def start(
     clock: Clock | None = None,
     billing: BillingGateway | None = None,
 ) -> ProvisioningApp:
-    """Starts the service on `settings.host:settings.port` (0: a free port)."""
+    """Starts the service on `settings.host:settings.port` (0: a free port).
+
+    Purchases go to `billing` when given, else to the billing service at
+    `settings.billing_address`; with neither, nothing can be bought."""
     db = await create_pool(settings.database_url, settings.db_pool_size)
     pool = PoolClient(settings.pool_address, settings.pool_timeout_seconds, settings.pool_attempts)
+    client = billing_client(settings) if billing is None else None
     clock = clock or DatabaseClock()
-    service = ProvisioningService(db, pool, billing or BillingNotConfigured(), clock)
+    service = ProvisioningService(db, pool, billing or client or BillingNotConfigured(), clock)
     imports = ImportService(db, pool, clock, settings)
     registration = Registration(
         SERVICE_NAME,
@@ -68,4 +76,13 @@ async def start(
     )
     server = await start_server([registration], settings.host, settings.port, ERROR_DOMAIN)
     resumer = asyncio.create_task(imports.resume_all())
-    return ProvisioningApp(server, service, imports, pool, db, resumer)
+    return ProvisioningApp(server, service, imports, pool, client, db, resumer)
+
+
+def billing_client(settings: ProvisioningSettings) -> BillingClient | None:
+    """The billing service at `settings.billing_address` (None when it is not set)."""
+    if not settings.billing_address:
+        return None
+    return BillingClient(
+        settings.billing_address, settings.billing_timeout_seconds, settings.billing_attempts
+    )

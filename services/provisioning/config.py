@@ -1,5 +1,5 @@
-"""Provisioning settings: environment variables prefixed PROVISIONING_ (DATABASE_URL and
-POOL_ADDRESS are shared with the other services)."""
+"""Provisioning settings: environment variables prefixed PROVISIONING_ (DATABASE_URL,
+POOL_ADDRESS and BILLING_ADDRESS are shared with the other services)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,18 @@ class ProvisioningSettings(ServiceSettings):
         default="127.0.0.1:50051",
         validation_alias=AliasChoices("PROVISIONING_POOL_ADDRESS", "POOL_ADDRESS"),
         description="host:port of the pool service.",
+    )
+    billing_address: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROVISIONING_BILLING_ADDRESS", "BILLING_ADDRESS"),
+        description="host:port of the billing service; unset: nothing can be bought "
+        "(purchase_if_needed fails with NO_LICENSE_AVAILABLE).",
+    )
+    billing_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Deadline per billing call (a purchase)."
+    )
+    billing_attempts: int = Field(
+        default=4, ge=1, le=10, description="Tries of a purchase (same request_id)."
     )
     pool_timeout_seconds: float = Field(default=30.0, gt=0, description="Deadline per pool call.")
     pool_attempts: int = Field(default=4, ge=1, le=10, description="Tries of retryable calls.")
