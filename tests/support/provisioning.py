@@ -1,4 +1,5 @@
-"""Helpers for talking to the provisioning service in tests (pool in-process too)."""
+"""Helpers for talking to the provisioning service in tests (pool, and billing when
+purchases are tested, in-process too)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from dataclasses import dataclass
 import grpc
 
 from libs.common.clock import Clock
+from licensing.billing.v1 import billing_pb2_grpc
 from licensing.pool.v1 import pool_pb2_grpc
 from licensing.provisioning.v1 import provisioning_pb2 as pb
 from licensing.provisioning.v1 import provisioning_pb2_grpc
 from services.provisioning.app import ProvisioningApp, start
 from services.provisioning.config import ProvisioningSettings
+from tests.support.billing import Shop, running_billing
 from tests.support.pool import Company, new_company, rid, running_pool
 
 
@@ -36,6 +39,33 @@ async def running_provisioning(
             database_url, stub, f"127.0.0.1:{pool.port}", clock, **overrides
         ) as platform:
             yield platform
+
+
+@dataclass
+class PlatformWithBilling(Platform):
+    """Pool, billing and provisioning in this process; provisioning buys through billing."""
+
+    billing: billing_pb2_grpc.BillingServiceStub
+
+
+@asynccontextmanager
+async def running_provisioning_with_billing(
+    database_url: str, clock: Clock | None = None, **overrides: object
+) -> AsyncIterator[PlatformWithBilling]:
+    async with running_pool(database_url, clock, sweep_interval_seconds=3600) as (pool, stub):
+        pool_address = f"127.0.0.1:{pool.port}"
+        async with running_billing(database_url, pool_address, clock) as (billing, billing_stub):  # noqa: SIM117
+            async with running_provisioning_only(
+                database_url,
+                stub,
+                pool_address,
+                clock,
+                billing_address=f"127.0.0.1:{billing.port}",
+                **overrides,
+            ) as platform:
+                yield PlatformWithBilling(
+                    platform.provisioning, platform.stub, platform.pool, billing_stub
+                )
 
 
 @asynccontextmanager
@@ -142,3 +172,10 @@ class Tenant:
 
 def new_tenant(platform: Platform) -> Tenant:
     return Tenant(platform, new_company(platform.pool))
+
+
+def shop_tenant(platform: PlatformWithBilling) -> tuple[Shop, Tenant]:
+    """A company set up through billing (plans register its offices in the pool), seen
+    both as a billing shop and as a provisioning tenant (sharing the offices)."""
+    shop = Shop(platform.billing, platform.pool)
+    return shop, Tenant(platform, Company(platform.pool, shop.company_id, shop.offices))
