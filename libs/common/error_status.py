@@ -99,3 +99,18 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
+    """The `google.rpc.ErrorInfo` a peer attached to a failed call, if any (the reading
+    side of `status_of`, for clients of our services)."""
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:  # details that do not match the status
+        return None
+    for detail in status.details if status else []:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    return None

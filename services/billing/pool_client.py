@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from tenacity import (
     AsyncRetrying,
@@ -25,6 +23,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from libs.common.error_status import error_info
 from libs.common.errors import (
     Aborted,
     DomainError,
@@ -53,19 +52,6 @@ _KINDS: dict[grpc.StatusCode, type[DomainError]] = {
 }
 
 
-def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
-    try:
-        status = rpc_status.from_call(error)
-    except ValueError:
-        return None
-    for detail in status.details if status else []:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info
-    return None
-
-
 def translate(error: grpc.aio.AioRpcError) -> DomainError:
     """The domain error for a failed pool call, keeping the pool's reason."""
     code = error.code()
@@ -77,7 +63,7 @@ def translate(error: grpc.aio.AioRpcError) -> DomainError:
             "POOL_UNAVAILABLE",
             "the pool service is unavailable; retry later with the same request_id",
         )
-    info = _error_info(error)
+    info = error_info(error)
     reason = info.reason if info else code.name
     metadata = dict(info.metadata) if info else {}
     return kind(reason, error.details() or reason, metadata)

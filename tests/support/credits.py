@@ -10,10 +10,9 @@ from datetime import datetime
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from libs.common.clock import Clock
+from libs.common.error_status import error_info
 from licensing.credits.v1 import credits_pb2 as pb
 from licensing.credits.v1 import credits_pb2_grpc
 from services.credits.app import CreditsApp, start
@@ -26,16 +25,9 @@ def rid() -> str:
 
 
 def reason_of(error: grpc.aio.AioRpcError) -> str:
-    """The ErrorInfo reason of a failed call."""
-    status = rpc_status.from_call(error)
-    assert status is not None, f"no rich status in {error}"
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason: str = info.reason
-            return reason
-    raise AssertionError(f"no ErrorInfo in {error}")
+    """The ErrorInfo reason of a failed call ("" for a status without one)."""
+    info = error_info(error)
+    return info.reason if info else ""
 
 
 def ts(instant: datetime) -> Timestamp:

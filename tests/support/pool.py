@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import grpc
-from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from libs.common.clock import Clock
+from libs.common.error_status import error_info
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
 from services.pool.app import PoolApp, start
@@ -24,16 +24,9 @@ def rid() -> str:
 
 
 def reason_of(error: grpc.aio.AioRpcError) -> str:
-    """The ErrorInfo reason of a failed call ("" for a status without details)."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    if status is None:
-        return ""
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info.reason
-    raise AssertionError(f"no ErrorInfo in {error}")
+    """The ErrorInfo reason of a failed call ("" for a status without one)."""
+    info = error_info(error)
+    return info.reason if info else ""
 
 
 def details_of(error: grpc.aio.AioRpcError, message_type: type) -> list:  # type: ignore[type-arg]
