@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import grpc
@@ -19,6 +19,7 @@ from services.provisioning.app import ProvisioningApp, start
 from services.provisioning.config import ProvisioningSettings
 from tests.support.billing import Shop, running_billing
 from tests.support.pool import Company, new_company, rid, running_pool
+from tests.support.processes import ServiceProcess, spawn
 
 
 @dataclass
@@ -179,3 +180,95 @@ def shop_tenant(platform: PlatformWithBilling) -> tuple[Shop, Tenant]:
     both as a billing shop and as a provisioning tenant (sharing the offices)."""
     shop = Shop(platform.billing, platform.pool)
     return shop, Tenant(platform, Company(platform.pool, shop.company_id, shop.offices))
+
+
+# --- all services as separate processes (e2e) ----------------------------------------
+
+_BIG_MESSAGES = [
+    ("grpc.max_receive_message_length", 64 << 20),
+    ("grpc.max_send_message_length", 64 << 20),
+]
+
+
+def service_env(name: str, database_url: str, traces: str = "", **extra: str) -> dict[str, str]:
+    """The environment of one service process: its database, a free port, quiet logs,
+    spans to the file `traces` when given, and `extra` as <NAME>_<KEY> variables."""
+    prefix = name.upper()
+    env = {
+        f"{prefix}_DATABASE_URL": database_url,
+        f"{prefix}_PORT": "0",
+        f"{prefix}_LOG_LEVEL": "WARNING",
+        **{f"{prefix}_{k.upper()}": v for k, v in extra.items()},
+    }
+    if traces:
+        env[f"{prefix}_TRACES"] = traces
+    return env
+
+
+@dataclass
+class Processes:
+    """Pool, billing and provisioning, each its own `python -m services.<name>` process,
+    talking over real gRPC; `platform` holds the stubs tests use (its `provisioning` app
+    is None: the service runs elsewhere)."""
+
+    database_url: str
+    traces: str
+    provisioning_env: dict[str, str]
+    stack: AsyncExitStack
+    pool: ServiceProcess
+    billing: ServiceProcess
+    billing_stub: billing_pb2_grpc.BillingServiceStub
+    platform: Platform
+    provisioning: ServiceProcess | None = None
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        channel = grpc.aio.insecure_channel(address, options=_BIG_MESSAGES)
+        self.stack.push_async_callback(channel.close)
+        return channel
+
+    async def start_provisioning(self) -> ServiceProcess:
+        """A (new) provisioning process; the platform's stub now talks to it."""
+        env = service_env("provisioning", self.database_url, self.traces, **self.provisioning_env)
+        env |= {"POOL_ADDRESS": self.pool.address, "BILLING_ADDRESS": self.billing.address}
+        process = await spawn("provisioning", env)
+        self.stack.push_async_callback(process.stop)
+        self.provisioning = process
+        self.platform.stub = provisioning_pb2_grpc.ProvisioningServiceStub(
+            self._channel(process.address)
+        )
+        return process
+
+
+@asynccontextmanager
+async def spawned_platform(
+    database_url: str, traces: str = "", **provisioning: str
+) -> AsyncIterator[Processes]:
+    """The three services as processes, stopped with SIGTERM at the end.
+    `provisioning` are extra PROVISIONING_<KEY> settings."""
+    async with AsyncExitStack() as stack:
+        pool = await spawn("pool", service_env("pool", database_url, traces))
+        stack.push_async_callback(pool.stop)
+        billing_env = service_env("billing", database_url, traces)
+        billing = await spawn("billing", billing_env | {"POOL_ADDRESS": pool.address})
+        stack.push_async_callback(billing.stop)
+        pool_channel = grpc.aio.insecure_channel(pool.address, options=_BIG_MESSAGES)
+        stack.push_async_callback(pool_channel.close)
+        billing_channel = grpc.aio.insecure_channel(billing.address)
+        stack.push_async_callback(billing_channel.close)
+        platform = Platform(
+            None,  # type: ignore[arg-type]
+            provisioning_pb2_grpc.ProvisioningServiceStub(billing_channel),  # replaced below
+            pool_pb2_grpc.PoolServiceStub(pool_channel),
+        )
+        running = Processes(
+            database_url,
+            traces,
+            dict(provisioning),
+            stack,
+            pool,
+            billing,
+            billing_pb2_grpc.BillingServiceStub(billing_channel),
+            platform,
+        )
+        await running.start_provisioning()
+        yield running
