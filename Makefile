@@ -63,7 +63,7 @@ bench: $(GEN_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 
 demo: $(GEN_STAMP)
-	$(PY) -m services.demo
+	$(PY) -m licensing_cli.demo
 
 clean:
 	rm -rf gen .venv .local
