@@ -687,7 +687,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Grace period of returned licenses, seconds (POOL_GRACE_SECONDS; default 6).",
     )
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # both stop the platform, then the demo
+        signal.signal(sig, _interrupt)
     cli = Cli({})
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="licensing-demo-", ignore_cleanup_errors=True) as tmp:
