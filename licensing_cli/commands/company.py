@@ -26,7 +26,7 @@ def new(ctx: typer.Context, json_flag: Json = False) -> None:
 
     def show() -> None:
         out.console.print(company)
-        out.note(f"[dim]export LICENSING_COMPANY={company}[/dim]")
+        out.err.print(f"[dim]export LICENSING_COMPANY={company}[/dim]")  # stdout: the id alone
 
     out.result({"company_id": company}, show)
 
