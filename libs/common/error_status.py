@@ -28,6 +28,9 @@ def status_of(error: DomainError, domain: str) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=domain, metadata=error.metadata)
     details = []
     for message in (info, *error.details):
+        if isinstance(message, any_pb2.Any):  # passed through from a peer as it came
+            details.append(message)
+            continue
         packed = any_pb2.Any()
         packed.Pack(message)
         details.append(packed)
@@ -104,13 +107,23 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
     """The `google.rpc.ErrorInfo` a peer attached to a failed call, if any (the reading
     side of `status_of`, for clients of our services)."""
-    try:
-        status = rpc_status.from_call(error)
-    except ValueError:  # details that do not match the status
-        return None
-    for detail in status.details if status else []:
+    for detail in _details(error):
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             return info
     return None
+
+
+def other_details(error: grpc.aio.AioRpcError) -> tuple[any_pb2.Any, ...]:
+    """The details of a failed call besides its ErrorInfo (e.g. an allocation receipt),
+    packed as they came, to pass on to our own callers."""
+    return tuple(d for d in _details(error) if not d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR))
+
+
+def _details(error: grpc.aio.AioRpcError) -> list[any_pb2.Any]:
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:  # details that do not match the status
+        return []
+    return list(status.details) if status else []

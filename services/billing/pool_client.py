@@ -23,7 +23,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from libs.common.error_status import error_info
+from libs.common.error_status import error_info, other_details
 from libs.common.errors import (
     Aborted,
     DomainError,
@@ -66,7 +66,7 @@ def translate(error: grpc.aio.AioRpcError) -> DomainError:
     info = error_info(error)
     reason = info.reason if info else code.name
     metadata = dict(info.metadata) if info else {}
-    return kind(reason, error.details() or reason, metadata)
+    return kind(reason, error.details() or reason, metadata, other_details(error))
 
 
 def _retryable(error: BaseException) -> bool:

@@ -17,8 +17,6 @@ from datetime import UTC, datetime
 from typing import TypeAlias, TypeVar
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from tenacity import (
     AsyncRetrying,
@@ -27,6 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from libs.common.error_status import error_info, other_details
 from libs.common.errors import (
     Aborted,
     DomainError,
@@ -93,20 +92,18 @@ def _unit(message: pb.Unit) -> PoolUnit:
 
 def domain_error(error: grpc.aio.AioRpcError) -> DomainError:
     """The domain error for a failed pool call, keeping the pool's reason."""
-    reason, metadata = "", {}
-    status = rpc_status.from_call(error)
-    for detail in status.details if status else []:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason, metadata = info.reason, dict(info.metadata)
+    info = error_info(error)
     kind = _ERRORS.get(error.code())
-    if kind is None or not reason:
+    if kind is None or info is None:
         log.warning("pool call failed: %s %s", error.code(), error.details())
         return Unavailable(
             "POOL_UNAVAILABLE", "the pool service did not answer; retry with the same request_id"
         )
-    return kind(reason, error.details() or reason, metadata)
+    # The pool's details (e.g. the allocation receipt: what was passed over and why) reach
+    # our callers as they came.
+    return kind(
+        info.reason, error.details() or info.reason, dict(info.metadata), other_details(error)
+    )
 
 
 class PoolClient:

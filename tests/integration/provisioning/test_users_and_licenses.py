@@ -8,7 +8,7 @@ import pytest
 
 from licensing.pool.v1 import pool_pb2 as pool_pb
 from licensing.provisioning.v1 import provisioning_pb2 as pb
-from tests.support.pool import reason_of, rid
+from tests.support.pool import details_of, reason_of, rid
 from tests.support.provisioning import Tenant
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -44,6 +44,9 @@ async def test_create_user_takes_a_unit_and_fails_without_one(tenant: Tenant) ->
         await tenant.user("hq", "Alice")
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert reason_of(caught.value) == "NO_LICENSE_AVAILABLE"
+    # The pool's receipt reaches the caller: what was missing.
+    (receipt,) = details_of(caught.value, pool_pb.Receipt)
+    assert (receipt.requested, receipt.shortfall) == (1, 1)
     assert dict(caught.value.trailing_metadata() or ()) is not None
 
 
