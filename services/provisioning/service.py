@@ -168,8 +168,14 @@ class ProvisioningService:
             if not (is_no_license(error) and purchase_if_needed and self._billing.configured):
                 raise
             shortfall = int(error.metadata.get("shortfall", len(assignees)))
+        # The quantity is part of the id: a retry that finds another shortfall is another
+        # purchase, not a reuse of this one's id.
         await self._billing.purchase(
-            company_id, office_id, code, shortfall, derived_request_id(key, f"purchase-{code}")
+            company_id,
+            office_id,
+            code,
+            shortfall,
+            derived_request_id(key, f"purchase-{code}-{shortfall}"),
         )
         return await self._pool.acquire(
             derived_request_id(key, f"acquire-after-purchase-{code}"),
