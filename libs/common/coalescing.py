@@ -3,8 +3,11 @@
 Requests for the same key (e.g. one company's pool in one currency) wait in a bounded
 queue; one worker per key hands everything waiting to the batch handler at once, so a
 batch shares one database transaction and one commit. Keys never wait for each other.
-A full queue sheds load (RESOURCE_EXHAUSTED) instead of queueing without bound, and a
-request whose deadline passed while it waited is answered without being run.
+
+Load is shed (RESOURCE_EXHAUSTED) instead of queued without bound: when the queue is
+full, and when the caller's deadline would pass before its turn comes (the wait is
+estimated from the key's recent pace). A request whose deadline passed while it waited
+is answered without being run.
 """
 
 from __future__ import annotations
@@ -34,6 +37,18 @@ class _Waiting(Generic[T, R]):
     )
 
 
+@dataclass(slots=True)
+class _Lane(Generic[T, R]):
+    """One key's queue, while it has work."""
+
+    queue: deque[_Waiting[T, R]] = field(default_factory=deque)
+    pace: float = 0.0  # recent seconds per item
+    in_flight: int = 0  # items of the batch being handled
+
+    def expected_wait(self) -> float:
+        return (len(self.queue) + self.in_flight) * self.pace
+
+
 class Coalescer(Generic[K, T, R]):
     """Serializes work per key, in batches."""
 
@@ -43,25 +58,30 @@ class Coalescer(Generic[K, T, R]):
         self._handler = handler
         self._max_batch = max_batch
         self._max_waiting = max_waiting
-        self._queues: dict[K, deque[_Waiting[T, R]]] = {}
+        self._lanes: dict[K, _Lane[T, R]] = {}
         self._workers: set[asyncio.Task[None]] = set()
 
     async def submit(self, key: K, item: T, time_remaining: float | None = None) -> R:
         """Runs `item` in the next batch of `key`; `time_remaining` is the caller's deadline."""
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = deque()
-            worker = asyncio.create_task(self._drain(key, queue))
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+            worker = asyncio.create_task(self._drain(key, lane))
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
-        elif len(queue) >= self._max_waiting:
+        elif len(lane.queue) >= self._max_waiting:
             raise ResourceExhausted("OVERLOADED", "too many requests waiting; retry later")
+        elif time_remaining is not None and lane.expected_wait() > time_remaining:
+            raise ResourceExhausted(
+                "OVERLOADED", "too busy to answer before the deadline; retry later"
+            )
         deadline = None if time_remaining is None else time.monotonic() + time_remaining
         waiting: _Waiting[T, R] = _Waiting(item, deadline)
-        queue.append(waiting)
+        lane.queue.append(waiting)
         return await waiting.future
 
-    async def _drain(self, key: K, queue: deque[_Waiting[T, R]]) -> None:
+    async def _drain(self, key: K, lane: _Lane[T, R]) -> None:
+        queue = lane.queue
         try:
             while queue:
                 batch: list[_Waiting[T, R]] = []
@@ -78,12 +98,18 @@ class Coalescer(Generic[K, T, R]):
                     batch.append(waiting)
                 if not batch:
                     continue
+                lane.in_flight = len(batch)
+                started = time.monotonic()
                 try:
                     results = await self._handler(key, [w.item for w in batch])
                 except BaseException as error:  # the whole batch failed
                     results = [error] * len(batch)
                     if isinstance(error, asyncio.CancelledError):
                         raise
+                finally:
+                    lane.in_flight = 0
+                pace = (time.monotonic() - started) / len(batch)
+                lane.pace = pace if not lane.pace else 0.8 * lane.pace + 0.2 * pace
                 for waiting, result in zip(batch, results, strict=True):
                     if waiting.future.done():
                         continue
@@ -92,7 +118,7 @@ class Coalescer(Generic[K, T, R]):
                     else:
                         waiting.future.set_result(result)
         finally:
-            del self._queues[key]
+            del self._lanes[key]
             for waiting in queue:
                 if not waiting.future.done():
                     waiting.future.cancel()

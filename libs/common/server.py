@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from libs.common.error_status import ErrorMappingInterceptor
+from libs.common.settings import ServiceSettings
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -44,10 +45,15 @@ class RunningServer:
 
 
 async def start_server(
-    registrations: Sequence[Registration], host: str, port: int, error_domain: str
+    registrations: Sequence[Registration], settings: ServiceSettings, error_domain: str
 ) -> RunningServer:
-    """Builds and starts the server; port 0 picks a free port (tests)."""
+    """Builds and starts the server on `settings.host:settings.port` (0: a free port).
+
+    Calls beyond `settings.max_concurrent_rpcs` in flight are refused at once with
+    RESOURCE_EXHAUSTED: an overloaded service sheds load instead of queueing without bound.
+    """
     server = grpc.aio.server(
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         interceptors=[aio_server_interceptor(), ErrorMappingInterceptor(error_domain)],  # type: ignore[no-untyped-call]
         options=[
             ("grpc.so_reuseport", 0),
@@ -69,7 +75,7 @@ async def start_server(
         ),
         server,
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = server.add_insecure_port(f"{settings.host}:{settings.port}")
     await server.start()
     for name in (*names, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -22,6 +22,9 @@ class ServiceSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=0, ge=0, le=65535, description="Port; 0 picks a free one.")
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    max_concurrent_rpcs: int = Field(
+        default=512, ge=1, description="Calls in flight before new ones are refused."
+    )
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: str = Field(default="INFO")
     # "none", "console", or a file path that receives one JSON span per line.

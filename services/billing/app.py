@@ -68,6 +68,6 @@ async def start(
         BillingServicer(service),
         billing_pb2_grpc.add_BillingServiceServicer_to_server,
     )
-    server = await start_server([registration], settings.host, settings.port, ERROR_DOMAIN)
+    server = await start_server([registration], settings, ERROR_DOMAIN)
     task = asyncio.create_task(service.run_recovery() if recovery else _idle())
     return BillingApp(server, service, db, task)

@@ -55,6 +55,6 @@ async def start(settings: CreditsSettings, clock: Clock | None = None) -> Credit
         CreditsServicer(service, settings.max_batch_records),
         credits_pb2_grpc.add_CreditsServiceServicer_to_server,
     )
-    server = await start_server([registration], settings.host, settings.port, ERROR_DOMAIN)
+    server = await start_server([registration], settings, ERROR_DOMAIN)
     purger = asyncio.create_task(service.run_purger())
     return CreditsApp(server, service, db, purger)

@@ -53,6 +53,6 @@ async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
     registration = Registration(
         SERVICE_NAME, PoolServicer(service), pool_pb2_grpc.add_PoolServiceServicer_to_server
     )
-    server = await start_server([registration], settings.host, settings.port, ERROR_DOMAIN)
+    server = await start_server([registration], settings, ERROR_DOMAIN)
     sweeper = asyncio.create_task(service.run_sweeper())
     return PoolApp(server, service, db, sweeper)

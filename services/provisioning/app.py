@@ -74,7 +74,7 @@ async def start(
         ProvisioningServicer(service, imports),
         provisioning_pb2_grpc.add_ProvisioningServiceServicer_to_server,
     )
-    server = await start_server([registration], settings.host, settings.port, ERROR_DOMAIN)
+    server = await start_server([registration], settings, ERROR_DOMAIN)
     resumer = asyncio.create_task(imports.resume_all())
     return ProvisioningApp(server, service, imports, pool, client, db, resumer)
 

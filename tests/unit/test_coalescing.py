@@ -95,3 +95,27 @@ async def test_expired_deadline_is_not_run() -> None:
     with pytest.raises(DeadlineExceeded):
         await late
     assert ran == [0]
+
+
+async def test_a_deadline_that_cannot_be_met_is_shed_at_once() -> None:
+    release = asyncio.Event()
+
+    async def handler(key: str, items: Sequence[int]) -> list[int]:
+        if items[0] == 0:
+            await asyncio.sleep(0.05)  # the key's pace: about 50 ms per item
+        else:
+            await release.wait()
+        return list(items)
+
+    writer: Coalescer[str, int, int] = Coalescer(handler, max_batch=1)
+    first = asyncio.create_task(writer.submit("k", 0))
+    slow = asyncio.create_task(writer.submit("k", 1))  # keeps the key busy after the first
+    assert await first == 0
+    await asyncio.sleep(0)
+    queued = [asyncio.create_task(writer.submit("k", i, time_remaining=5)) for i in (2, 3)]
+    await asyncio.sleep(0)
+    with pytest.raises(ResourceExhausted):  # three items ahead at ~50 ms each: > 10 ms
+        await writer.submit("k", 9, time_remaining=0.01)
+    release.set()
+    assert await slow == 1
+    assert [await q for q in queued] == [2, 3]
