@@ -238,6 +238,25 @@ class PoolClient:
         )
         return [_unit(u) for u in response.units]
 
+    async def reassign_units(
+        self,
+        request_id: str,
+        company_id: uuid.UUID,
+        reassignments: Sequence[tuple[uuid.UUID, AssigneeKind, str]],
+    ) -> list[PoolUnit]:
+        request = pb.ReassignUnitsRequest(
+            request_id=request_id,
+            company_id=str(company_id),
+            reassignments=[
+                pb.Reassignment(unit_id=str(u), assignee=pb.Assignee(kind=k, id=i))
+                for u, k, i in reassignments
+            ],
+        )
+        response: pb.ReassignUnitsResponse = await self._write(
+            lambda: self._stub.ReassignUnits(request, timeout=self._timeout)
+        )
+        return [_unit(u) for u in response.units]
+
     async def terminate_units(
         self, request_id: str, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID]
     ) -> list[PoolUnit]:

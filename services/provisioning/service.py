@@ -312,23 +312,37 @@ class ProvisioningService:
     async def reassign_license(
         self, company_id: uuid.UUID, license_id: uuid.UUID, user_id: uuid.UUID, once: Once[License]
     ) -> bytes:
-        """The license keeps its unit, add-ons, extension and number; only its user
-        changes (no pool call)."""
+        """The license keeps its unit, add-ons, extension and number; its user changes,
+        here and in the pool (the unit's assignee)."""
+        if (stored := await self._replayed(once.key)) is not None:
+            return stored
 
-        async def effect(conn: asyncpg.Connection, now: datetime) -> License:
+        async def checked(conn: asyncpg.Connection) -> License:
             held = await self._repo.get_license(conn, company_id, license_id)
             if held is None:
                 raise errors.license_not_found(license_id)
             user = await self._repo.get_user(conn, company_id, user_id)
             if user is None:
                 raise errors.user_not_found(user_id)
-            if held.user_id == user_id:
-                return held
-            if user.office_id != held.office_id:
-                raise errors.other_office(user_id, held.office_id)
-            if await self._repo.user_has_type(conn, user_id, held.license_type):
-                raise errors.already_has_license(user_id, held.license_type)
-            await self._repo.reassign(conn, company_id, license_id, user_id, now)
+            if held.user_id != user_id:
+                if user.office_id != held.office_id:
+                    raise errors.other_office(user_id, held.office_id)
+                if await self._repo.user_has_type(conn, user_id, held.license_type):
+                    raise errors.already_has_license(user_id, held.license_type)
+            return held
+
+        async with self._db.acquire() as conn:
+            held = await checked(conn)
+        if held.user_id != user_id:
+            await self._pool.reassign_units(
+                derived_request_id(once.key, "reassign"),
+                company_id,
+                [(held.license_id, USER, str(user_id))],
+            )
+
+        async def effect(conn: asyncpg.Connection, now: datetime) -> License:
+            if (await checked(conn)).user_id != user_id:
+                await self._repo.reassign(conn, company_id, license_id, user_id, now)
             found = await self._repo.get_license(conn, company_id, license_id)
             assert found is not None
             return found

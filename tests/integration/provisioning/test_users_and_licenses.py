@@ -155,6 +155,10 @@ async def test_base_license_assign_reassign_addons_extension_unassign(tenant: Te
     assert moved.license.user_id == alice.user_id
     assert len(moved.license.addons) == 2
     assert moved.license.ext_key == "101"
+    unit = await tenant.platform.pool.GetUnit(
+        pool_pb.GetUnitRequest(company_id=tenant.company_id, unit_id=held.license_id)
+    )
+    assert unit.unit.assignee.id == alice.user_id  # the pool follows the reassignment
 
     assert [h.license_id for h in await tenant.licenses(user_id=alice.user_id)] == [held.license_id]
     assert await tenant.licenses(user_id=john.user_id) == []
