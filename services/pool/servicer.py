@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
+from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -46,6 +47,9 @@ from services.pool.service import (
     Snapshot,
     check_assignees,
 )
+
+OfficeUnitsRequest = pb.AddUnitsRequest | pb.MarkForRemovalRequest | pb.RestoreFromRemovalRequest
+M = TypeVar("M", pb.AddUnitsResponse, pb.MarkForRemovalResponse, pb.RestoreFromRemovalResponse)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PoolService"].full_name
 
@@ -290,18 +294,9 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     async def AddUnits(
         self, request: pb.AddUnitsRequest, context: grpc.aio.ServicerContext
     ) -> pb.AddUnitsResponse:
-        company_id = uuid_field("company_id", request.company_id)
-        office_id = uuid_field("office_id", request.office_id)
-        code = license_type_field("license_type", request.license_type).code
-        quantity = quantity_field("quantity", request.quantity)
-        once: Once[list[Unit]] = Once(
-            key_for(_method("AddUnits"), company_id, request),
-            lambda units: pb.AddUnitsResponse(
-                units=[unit_pb(u) for u in units]
-            ).SerializeToString(),
+        return await self._office_units(
+            request, "AddUnits", pb.AddUnitsResponse, self._service.add_units
         )
-        encoded = await self._service.add_units(company_id, office_id, code, quantity, once)
-        return pb.AddUnitsResponse.FromString(encoded)
 
     async def EnablePool(
         self, request: pb.EnablePoolRequest, context: grpc.aio.ServicerContext
@@ -397,6 +392,25 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
             error.details = (receipt_pb(error.receipt),)
             raise
 
+    async def _office_units(
+        self,
+        request: OfficeUnitsRequest,
+        method: str,
+        response_type: type[M],
+        use_case: Callable[[uuid.UUID, uuid.UUID, str, int, Once[list[Unit]]], Awaitable[bytes]],
+    ) -> M:
+        """The shape AddUnits, MarkForRemoval and RestoreFromRemoval share: N units of a
+        type for an office, answered with the units."""
+        company_id = uuid_field("company_id", request.company_id)
+        office_id = uuid_field("office_id", request.office_id)
+        code = license_type_field("license_type", request.license_type).code
+        quantity = quantity_field("quantity", request.quantity)
+        once: Once[list[Unit]] = Once(
+            key_for(_method(method), company_id, request),
+            lambda units: response_type(units=[unit_pb(u) for u in units]).SerializeToString(),
+        )
+        return response_type.FromString(await use_case(company_id, office_id, code, quantity, once))
+
     async def Commit(
         self, request: pb.CommitRequest, context: grpc.aio.ServicerContext
     ) -> pb.CommitResponse:
@@ -467,36 +481,19 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     async def MarkForRemoval(
         self, request: pb.MarkForRemovalRequest, context: grpc.aio.ServicerContext
     ) -> pb.MarkForRemovalResponse:
-        company_id = uuid_field("company_id", request.company_id)
-        office_id = uuid_field("office_id", request.office_id)
-        code = license_type_field("license_type", request.license_type).code
-        quantity = quantity_field("quantity", request.quantity)
-        once: Once[list[Unit]] = Once(
-            key_for(_method("MarkForRemoval"), company_id, request),
-            lambda units: pb.MarkForRemovalResponse(
-                units=[unit_pb(u) for u in units]
-            ).SerializeToString(),
+        return await self._office_units(
+            request, "MarkForRemoval", pb.MarkForRemovalResponse, self._service.mark_for_removal
         )
-        encoded = await self._service.mark_for_removal(company_id, office_id, code, quantity, once)
-        return pb.MarkForRemovalResponse.FromString(encoded)
 
     async def RestoreFromRemoval(
         self, request: pb.RestoreFromRemovalRequest, context: grpc.aio.ServicerContext
     ) -> pb.RestoreFromRemovalResponse:
-        company_id = uuid_field("company_id", request.company_id)
-        office_id = uuid_field("office_id", request.office_id)
-        code = license_type_field("license_type", request.license_type).code
-        quantity = quantity_field("quantity", request.quantity)
-        once: Once[list[Unit]] = Once(
-            key_for(_method("RestoreFromRemoval"), company_id, request),
-            lambda units: pb.RestoreFromRemovalResponse(
-                units=[unit_pb(u) for u in units]
-            ).SerializeToString(),
+        return await self._office_units(
+            request,
+            "RestoreFromRemoval",
+            pb.RestoreFromRemovalResponse,
+            self._service.restore_from_removal,
         )
-        encoded = await self._service.restore_from_removal(
-            company_id, office_id, code, quantity, once
-        )
-        return pb.RestoreFromRemovalResponse.FromString(encoded)
 
     async def TerminateUnits(
         self, request: pb.TerminateUnitsRequest, context: grpc.aio.ServicerContext
