@@ -105,6 +105,9 @@ class Coalescer(Generic[K, T, R]):
                 except BaseException as error:  # the whole batch failed
                     results = [error] * len(batch)
                     if isinstance(error, asyncio.CancelledError):
+                        for waiting in batch:  # nobody is left to answer them
+                            if not waiting.future.done():
+                                waiting.future.cancel()
                         raise
                 finally:
                     lane.in_flight = 0

@@ -41,9 +41,7 @@ from services.pool.domain.model import (
 UNIT_COLUMNS = """unit_id, company_id, office_id, currency, license_type, state, assignee_kind,
     assignee_id, returned_at, claimable_at, hold_id, held_from, created_at, updated_at"""
 HOLD_COLUMNS = """h.hold_id, h.company_id, h.office_id, h.currency, h.license_type, h.state,
-    h.expires_at, h.receipt_id, h.created_at, h.resolved_at,
-    ARRAY(SELECT u.unit_id FROM pool.units u WHERE u.hold_id = h.hold_id ORDER BY u.unit_id)
-        AS unit_ids"""
+    h.expires_at, h.receipt_id, h.created_at, h.resolved_at, h.unit_ids"""
 OFFICE_COLUMNS = "company_id, office_id, currency, plan_kind, is_primary"
 RECEIPT_COLUMNS = """receipt_id, company_id, office_id, currency, license_type, requested,
     taken, shortfall, passed_over, hold_id, created_at"""
@@ -242,10 +240,11 @@ FROM (
 INSERT_RECORDS = """
 WITH holds AS (
     INSERT INTO pool.holds (hold_id, company_id, office_id, currency, license_type, state,
-        quantity, expires_at, receipt_id, created_at)
-    SELECT h.id, $1, h.office, $2, h.type, 'PENDING', h.quantity, h.expires, h.receipt, $3
-    FROM unnest($4::uuid[], $5::uuid[], $6::text[], $7::int[], $8::timestamptz[], $9::uuid[])
-        AS h(id, office, type, quantity, expires, receipt)
+        quantity, expires_at, receipt_id, created_at, unit_ids)
+    SELECT h.id, $1, h.office, $2, h.type, 'PENDING', h.quantity, h.expires, h.receipt, $3,
+        h.units::uuid[]
+    FROM unnest($4::uuid[], $5::uuid[], $6::text[], $7::int[], $8::timestamptz[], $9::uuid[],
+                $18::text[]) AS h(id, office, type, quantity, expires, receipt, units)
 )
 INSERT INTO pool.receipts (receipt_id, company_id, office_id, currency, license_type,
     requested, taken, shortfall, passed_over, hold_id, created_at)
@@ -359,6 +358,11 @@ WITH moved AS (
     UPDATE pool.free_units SET pooled = true, returned_at = $4, claimable_at = $4
     WHERE company_id = $1 AND currency = $2 AND NOT pooled AND license_type = ANY($3::text[])
     RETURNING unit_id
+), held AS (
+    -- Spare units in a hold right now: released or expired, they come back to the pool.
+    UPDATE pool.units SET held_from = 'POOLED', returned_at = $4, claimable_at = $4
+    WHERE company_id = $1 AND currency = $2 AND state = 'HELD' AND held_from = 'SPARE'
+      AND license_type = ANY($3::text[])
 )
 UPDATE pool.units u SET state = 'POOLED', returned_at = $4, claimable_at = $4, updated_at = $4
 FROM moved WHERE u.unit_id = moved.unit_id
@@ -497,7 +501,8 @@ class PoolRepository:
         )
         return value
 
-    async def put_office(self, conn: Conn, office: Office) -> Office:
+    async def put_office(self, conn: Conn, office: Office) -> Office | None:
+        """Creates or updates the office; None if its id belongs to another company."""
         if office.primary:
             await conn.execute(
                 "UPDATE pool.offices SET is_primary = false"
@@ -510,6 +515,7 @@ class PoolRepository:
             INSERT INTO pool.offices ({OFFICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
             ON CONFLICT (office_id) DO UPDATE SET currency = EXCLUDED.currency,
                 plan_kind = EXCLUDED.plan_kind, is_primary = EXCLUDED.is_primary
+                WHERE pool.offices.company_id = EXCLUDED.company_id  -- never another tenant's
             RETURNING {OFFICE_COLUMNS}
             """,
             office.company_id,
@@ -518,7 +524,7 @@ class PoolRepository:
             office.plan_kind.value,
             office.primary,
         )
-        return to_office(row)
+        return to_office(row) if row else None
 
     async def list_offices(
         self,
@@ -830,6 +836,7 @@ class PoolRepository:
             [r.shortfall for r in receipts],
             [json.dumps(passed) for _, passed in jsons],
             [r.hold_id for r in receipts],
+            ["{" + ",".join(str(u) for u in h.unit_ids) + "}" for h in holds],
         )
 
     async def get_receipt(

@@ -142,7 +142,10 @@ class PoolService:
                     pool = await self._repo.get_pool(conn, office.company_id, office.currency)
                     if pool.enabled:
                         raise errors.legacy_plan_in_currency(office.currency, [office.office_id])
-                return await self._repo.put_office(conn, office)
+                stored = await self._repo.put_office(conn, office)
+                if stored is None:
+                    raise errors.office_not_found(office.office_id)
+                return stored
 
             encoded = await run_once(conn, self._idempotency, once, effect)
         self._offices.pop((office.company_id, office.office_id), None)
@@ -602,8 +605,6 @@ class PoolService:
     ) -> bytes:
         """Held units become ASSIGNED (one assignee each) or SPARE in the hold's office."""
         hold = await self.get_hold(company_id, hold_id)
-        if assignees and len(assignees) != len(hold.unit_ids):
-            raise errors.assignee_count(len(hold.unit_ids), len(assignees))
         try:
             async with self._db.acquire() as conn, conn.transaction():
                 now = await self._repo.lock(conn, company_id, hold.currency, self._clock.sql_now())
@@ -612,6 +613,8 @@ class PoolService:
                     committed = await self._repo.resolve_hold(
                         conn, company_id, hold_id, HoldState.COMMITTED, now
                     )
+                    if assignees and len(assignees) != len(hold.unit_ids):
+                        raise errors.assignee_count(len(hold.unit_ids), len(assignees))
                     if committed is None:
                         current = await self._repo.get_hold(conn, company_id, hold_id)
                         assert current is not None

@@ -221,3 +221,38 @@ async def test_commit_before_expiry_wins_against_the_sweeper(
     assert expired == 0
     assert len(committed) == 20
     assert len(await company.units(state=pb.UNIT_STATE_ASSIGNED)) == 20
+
+
+async def test_commit_with_assignees_replays_and_the_hold_keeps_its_units(
+    company: Company, clock: FakeClock
+) -> None:
+    await pooled_setup(company, clock)
+    held = await reserve(company, "b", 2)
+    commit = pb.CommitRequest(
+        request_id=rid(),
+        company_id=company.company_id,
+        hold_id=held.hold.hold_id,
+        assignees=[pb.Assignee(kind=pb.ASSIGNEE_KIND_USER, id=u) for u in ("u1", "u2")],
+    )
+    first = await company.stub.Commit(commit)
+    assert await company.stub.Commit(commit) == first  # a replay, not a new validation
+    hold = await company.stub.GetHold(
+        pb.GetHoldRequest(company_id=company.company_id, hold_id=held.hold.hold_id)
+    )
+    assert sorted(hold.hold.unit_ids) == sorted(held.hold.unit_ids)
+
+
+async def test_spare_units_held_while_the_pool_is_enabled_return_to_the_pool(
+    company: Company, clock: FakeClock
+) -> None:
+    await company.office("a", "USD")
+    await company.add("a", "connect", 1)
+    held = await reserve(company, "a", 1)
+    await company.enable("USD")
+    await company.stub.Release(
+        pb.ReleaseRequest(
+            request_id=rid(), company_id=company.company_id, hold_id=held.hold.hold_id
+        )
+    )
+    (unit,) = await company.units()
+    assert unit.state == pb.UNIT_STATE_POOLED

@@ -141,3 +141,25 @@ async def test_every_rpc_refuses_another_companys_ids(
     assert snapshot_after.office_lines == snapshot_before.office_lines
     assert snapshot_after.pool_lines == snapshot_before.pool_lines
     assert reason_of(caught.value) == "RECEIPT_NOT_FOUND"
+
+
+async def test_an_office_id_of_another_company_is_never_overwritten(
+    stub: pool_pb2_grpc.PoolServiceStub, company: Company
+) -> None:
+    office = await company.office("a", "USD")
+    intruder = new_company(stub)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.PutOffice(
+            pb.PutOfficeRequest(
+                request_id=rid(),
+                office=pb.Office(
+                    company_id=intruder.company_id, office_id=office, currency="EUR",
+                    plan_kind=pb.PLAN_KIND_LEGACY,
+                ),
+            )
+        )  # fmt: skip
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    kept = await stub.GetOffice(
+        pb.GetOfficeRequest(company_id=company.company_id, office_id=office)
+    )
+    assert (kept.office.currency, kept.office.plan_kind) == ("USD", pb.PLAN_KIND_BUNDLE)
