@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -10,13 +9,7 @@ import pytest
 import pytest_asyncio
 
 from libs.common.database import create_pool
-from services.billing.app import migrate as migrate_billing
-from services.credits.app import migrate as migrate_credits
-from services.pool.app import migrate as migrate_pool
-from services.provisioning.app import migrate as migrate_provisioning
-from tests.support.database import fresh_database, server_url
-
-MIGRATIONS = [migrate_pool, migrate_credits, migrate_billing, migrate_provisioning]
+from tests.support.database import migrated_database, server_url
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +20,7 @@ def db_server() -> Iterator[str]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def database_url(db_server: str) -> AsyncIterator[str]:
-    async with fresh_database(db_server) as url:
-        for migrate in MIGRATIONS:
-            await asyncio.to_thread(migrate, url)
+    async with migrated_database(db_server) as url:
         yield url
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.support.database import migrated_database
 from tests.support.processes import spawned
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +104,17 @@ class Platform:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def platform(database_url: str) -> AsyncIterator[Platform]:
+async def cli_database_url(db_server: str) -> AsyncIterator[str]:
+    """The CLI's services run for the whole session on the database clock: they get a
+    database of their own, so their hold sweeper and purchase recovery never act on the
+    fake-clock data of other tests."""
+    async with migrated_database(db_server) as url:
+        yield url
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def platform(cli_database_url: str) -> AsyncIterator[Platform]:
+    database_url = cli_database_url
     quiet = {f"{n}_LOG_LEVEL": "WARNING" for n in ("POOL", "CREDITS", "BILLING", "PROVISIONING")}
     async with AsyncExitStack() as stack:
         pool = await stack.enter_async_context(

@@ -6,11 +6,12 @@ testcontainers PostgreSQL when a Docker engine answers; the embedded `pgserver`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -18,6 +19,12 @@ from sqlalchemy.engine import make_url
 
 from libs.common import embedded_db
 from libs.common.database import plain_url
+from services.billing.app import migrate as migrate_billing
+from services.credits.app import migrate as migrate_credits
+from services.pool.app import migrate as migrate_pool
+from services.provisioning.app import migrate as migrate_provisioning
+
+MIGRATIONS = [migrate_pool, migrate_credits, migrate_billing, migrate_provisioning]
 
 
 def _docker_answers() -> bool:
@@ -69,3 +76,12 @@ async def fresh_database(server: str):  # type: ignore[no-untyped-def]
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def migrated_database(server: str) -> AsyncIterator[str]:
+    """A fresh database with every service's schema, dropped afterwards."""
+    async with fresh_database(server) as url:
+        for migrate in MIGRATIONS:
+            await asyncio.to_thread(migrate, url)
+        yield url
