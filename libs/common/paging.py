@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
+from datetime import datetime
 from typing import Any
 
 from libs.common.errors import invalid
@@ -33,3 +35,19 @@ def decode_token(token: str) -> list[Any] | None:
     if not isinstance(key, list):
         raise invalid("page_token", "is not a token this service issued")
     return key
+
+
+def time_key_token(at: datetime, ident: uuid.UUID | str) -> str:
+    """The token of a page that ends at (at, ident): lists ordered by time, then id."""
+    return encode_token([at.isoformat(), str(ident)])
+
+
+def time_key(token: str) -> tuple[datetime, uuid.UUID] | None:
+    """The (time, id) a `time_key_token` token ends at, or None for the first page."""
+    key = decode_token(token)
+    if not key:
+        return None
+    try:
+        return datetime.fromisoformat(str(key[0])), uuid.UUID(str(key[1]))
+    except (ValueError, IndexError, TypeError):
+        raise invalid("page_token", "is not a token this service issued") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TypeVar
 
 import grpc
@@ -317,13 +317,8 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     ) -> pb.ListPlansResponse:
         company_id = uuid_field("company_id", request.company_id)
         size = paging.page_size(request.page_size)
-        token = _token(request.page_token, 2)
-        after = None
-        if token:
-            try:
-                after = (datetime.fromisoformat(str(token[0])), str(uuid.UUID(str(token[1]))))
-            except ValueError:
-                raise invalid("page_token", "is not a token this service issued") from None
+        key = paging.time_key(request.page_token)
+        after = (key[0], str(key[1])) if key else None
         plans = await self._service.list_plans(
             company_id,
             optional_uuid_field("office_id", request.office_id),
@@ -335,7 +330,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         next_token = ""
         if len(plans) > size:
             last = plans[size - 1]
-            next_token = paging.encode_token([last.start_at.isoformat(), str(last.plan_id)])
+            next_token = paging.time_key_token(last.start_at, last.plan_id)
         return pb.ListPlansResponse(
             plans=[plan_pb(p) for p in plans[:size]], next_page_token=next_token
         )
@@ -417,13 +412,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     ) -> pb.ListPurchasesResponse:
         company_id = uuid_field("company_id", request.company_id)
         size = paging.page_size(request.page_size)
-        token = _token(request.page_token, 2)
-        before = None
-        if token:
-            try:
-                before = (datetime.fromisoformat(str(token[0])), uuid.UUID(str(token[1])))
-            except ValueError:
-                raise invalid("page_token", "is not a token this service issued") from None
+        before = paging.time_key(request.page_token)
         purchases = await self._service.list_purchases(
             company_id,
             optional_uuid_field("office_id", request.office_id),
@@ -434,7 +423,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         next_token = ""
         if len(purchases) > size:
             last = purchases[size - 1]
-            next_token = paging.encode_token([last.purchased_at.isoformat(), str(last.purchase_id)])
+            next_token = paging.time_key_token(last.purchased_at, last.purchase_id)
         return pb.ListPurchasesResponse(
             purchases=[purchase_pb(p) for p in purchases[:size]], next_page_token=next_token
         )

@@ -467,18 +467,12 @@ class CreditsServicer(credits_pb2_grpc.CreditsServiceServicer):
             end=time_field("end_time", request.end_time, request.HasField("end_time")),
         )
         size = paging.page_size(request.page_size)
-        token = _token_values(paging.decode_token(request.page_token), 2)
-        after = None
-        if token:
-            try:
-                after = (datetime.fromisoformat(str(token[0])), uuid.UUID(str(token[1])))
-            except ValueError:
-                raise invalid("page_token", "is not a token this service issued") from None
+        after = paging.time_key(request.page_token)
         records = await self._service.list_usage(where, after, size + 1)
         next_token = ""
         if len(records) > size:
             last = records[size - 1]
-            next_token = paging.encode_token([last.occurred_at.isoformat(), str(last.usage_id)])
+            next_token = paging.time_key_token(last.occurred_at, last.usage_id)
         return pb.ListUsageResponse(
             usage=[usage_pb(r) for r in records[:size]], next_page_token=next_token
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
 from typing import TypeVar
 
 import grpc
@@ -523,13 +522,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     ) -> pb.ListUnitsResponse:
         company_id = uuid_field("company_id", request.company_id)
         size = paging.page_size(request.page_size)
-        token = paging.decode_token(request.page_token)
-        after = None
-        if token:
-            try:
-                after = (datetime.fromisoformat(token[0]), uuid.UUID(token[1]))
-            except (ValueError, IndexError, TypeError):
-                raise invalid("page_token", "is not a token this service issued") from None
+        after = paging.time_key(request.page_token)
         state = _STATES.get(request.state) if request.state else None
         if request.state and state is None:
             raise invalid("state", f"unknown state {request.state}")
@@ -547,7 +540,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         next_token = ""
         if len(units) > size:
             last = units[size - 1]
-            next_token = paging.encode_token([last.created_at.isoformat(), str(last.unit_id)])
+            next_token = paging.time_key_token(last.created_at, last.unit_id)
         return pb.ListUnitsResponse(
             units=[unit_pb(u) for u in units[:size]], next_page_token=next_token
         )

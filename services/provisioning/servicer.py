@@ -157,22 +157,12 @@ def _method(name: str) -> str:
     return f"/{SERVICE_NAME}/{name}"
 
 
-def _after(token: str) -> tuple[datetime, uuid.UUID] | None:
-    key = paging.decode_token(token)
-    if not key:
-        return None
-    try:
-        return datetime.fromisoformat(key[0]), uuid.UUID(key[1])
-    except (ValueError, IndexError, TypeError):
-        raise invalid("page_token", "is not a token this service issued") from None
-
-
 def _next(items: Sequence[User] | Sequence[License], size: int) -> str:
     if len(items) <= size:
         return ""
     last = items[size - 1]
     ident = last.user_id if isinstance(last, User) else last.license_id
-    return paging.encode_token([last.created_at.isoformat(), str(ident)])
+    return paging.time_key_token(last.created_at, ident)
 
 
 def _addon_codes(field: str, values: Sequence[str]) -> list[str]:
@@ -284,7 +274,7 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
             company_id,
             optional_uuid_field("office_id", request.office_id),
             text_field("query", request.query.strip(), 200, required=False) or None,
-            _after(request.page_token),
+            paging.time_key(request.page_token),
             size + 1,
         )
         return pb.ListUsersResponse(
@@ -402,7 +392,7 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
             optional_uuid_field("user_id", request.user_id),
             ext_key,
             number,
-            _after(request.page_token),
+            paging.time_key(request.page_token),
             size + 1,
         )
         return pb.SearchLicensesResponse(

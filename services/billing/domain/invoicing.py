@@ -14,7 +14,7 @@ the units on the lines add up to the snapshot's live units.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from services.billing.domain.model import (
     InvoiceLine,
@@ -93,11 +93,3 @@ def totals(billed: Sequence[InvoiceLine], charges: Sequence[PurchaseCharge]) -> 
     for charge in charges:
         result[charge.currency] = result.get(charge.currency, 0) + charge.amount
     return dict(sorted(result.items()))
-
-
-def billed_by_plan(billed: Sequence[InvoiceLine]) -> Mapping[uuid.UUID | None, int]:
-    """Units per paying plan (for tests and reports)."""
-    result: dict[uuid.UUID | None, int] = {}
-    for line in billed:
-        result[line.plan_id] = result.get(line.plan_id, 0) + line.units
-    return result

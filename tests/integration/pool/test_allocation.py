@@ -6,6 +6,7 @@ import grpc
 import pytest
 
 from libs.common.clock import FakeClock
+from libs.common.error_status import error_info
 from licensing.pool.v1 import pool_pb2 as pb
 from tests.support.pool import Company, details_of, reason_of, rid
 
@@ -210,7 +211,7 @@ async def test_legacy_plan_blocks_enabling_and_cannot_join_later(company: Compan
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await company.enable("NZD")
     assert reason_of(caught.value) == "LEGACY_PLAN_IN_CURRENCY"
-    assert legacy in caught.value.details() or True
+    assert error_info(caught.value).metadata["office_ids"] == legacy  # type: ignore[union-attr]
     assert len(await company.units(state=pb.UNIT_STATE_SPARE)) == 1  # all or nothing
 
     await company.stub.PutOffice(
