@@ -11,12 +11,15 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from libs.common.errors import DomainError, ErrorKind
+from libs.common.errors import DomainError, ErrorKind, InvalidArgument
+from libs.common.logging_limits import RateLimitedWarning
+from libs.common.request_checks import decoder
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +46,17 @@ Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Maps `DomainError` to its status, and anything unexpected to INTERNAL."""
+    """Maps `DomainError` to its status, and anything unexpected to INTERNAL.
+
+    It also decodes and checks every request (`request_checks`): gRPC hands the handler
+    raw bytes, so a request that does not parse, or holds a value the database cannot
+    store, is refused INVALID_ARGUMENT like any other domain error.
+    """
 
     def __init__(self, domain: str) -> None:
         self._domain = domain
+        # The guarded handler of each method, built once (handlers are static).
+        self._guarded: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -56,9 +66,20 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method
+        method: str = handler_call_details.method
+        cached = self._guarded.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        guarded = self._guard(method, handler)
+        self._guarded[method] = (handler, guarded)
+        return guarded
+
+    def _guard(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        decode = decoder(method, handler.request_deserializer)
 
         async def abort(error: Exception, context: grpc.aio.ServicerContext) -> None:
+            if not isinstance(error, DomainError):
+                error = expected_error(error, method) or error
             if isinstance(error, DomainError):
                 status = status_of(error, self._domain)
                 await context.abort(status.code, status.details, status.trailing_metadata)
@@ -68,9 +89,9 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler.unary_unary is not None:
             unary: Handler = handler.unary_unary
 
-            async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def guarded(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
                 try:
-                    return await unary(request, context)
+                    return await unary(decode(raw), context)
                 except grpc.aio.AbortError:
                     raise
                 except Exception as error:
@@ -78,7 +99,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.unary_unary_rpc_method_handler(
                 guarded,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
@@ -86,10 +107,10 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             stream = handler.unary_stream
 
             async def guarded_stream(
-                request: Any, context: grpc.aio.ServicerContext
+                raw: bytes, context: grpc.aio.ServicerContext
             ) -> AsyncIterator[Any]:
                 try:
-                    async for item in stream(request, context):
+                    async for item in stream(decode(raw), context):
                         yield item
                 except grpc.aio.AbortError:
                     raise
@@ -98,10 +119,27 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.unary_stream_rpc_method_handler(
                 guarded_stream,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+_unstorable = RateLimitedWarning(10.0)
+
+
+def expected_error(error: Exception, method: str) -> DomainError | None:
+    """The domain error an exception from below the domain stands for, if any.
+
+    A PostgreSQL data exception (SQLSTATE class 22: a value out of range, a string the
+    database cannot store) can only come from a value the caller sent that no check
+    refused earlier: INVALID_ARGUMENT, logged as one line (the checks should catch it
+    first, with the field named).
+    """
+    if isinstance(error, asyncpg.DataError):
+        _unstorable.warn("%s: a value could not be stored (SQLSTATE %s)", method, error.sqlstate)
+        return InvalidArgument("VALUE_NOT_STORABLE", "a value in the request cannot be stored")
+    return None
 
 
 def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:

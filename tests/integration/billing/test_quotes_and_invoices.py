@@ -1,9 +1,11 @@
 """Held quotes, replays, and invoices with amounts worked out by hand."""
 
+import uuid
 from datetime import UTC, datetime
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from libs.common.clock import FakeClock
 from licensing.billing.v1 import billing_pb2 as bpb
@@ -132,3 +134,29 @@ async def test_invoice_by_hand(shop: Shop, clock: FakeClock) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await shop.close("2026-03")
     assert reason_of(caught.value) == "PERIOD_NOT_STARTED"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"), [(-62_135_596_801, 0), (253_402_300_800, 0), (0, -1), (0, 10**9)]
+)
+async def test_a_plan_with_an_invalid_start_time_is_refused(
+    shop: Shop, seconds: int, nanos: int
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await shop.billing.CreatePlan(
+            bpb.CreatePlanRequest(
+                request_id=rid(),
+                plan=bpb.Plan(
+                    company_id=shop.company_id,
+                    office_id=str(uuid.uuid4()),
+                    kind=bpb.PLAN_KIND_BUNDLE,
+                    currency="USD",
+                    start_time=Timestamp(seconds=seconds, nanos=nanos),
+                ),
+            )
+        )
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_of(raised.value) == "INVALID_TIMESTAMP"
+    assert "plan.start_time" in (raised.value.details() or "")
+    plans = await shop.billing.ListPlans(bpb.ListPlansRequest(company_id=shop.company_id))
+    assert list(plans.plans) == []
