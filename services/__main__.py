@@ -3,12 +3,15 @@
 Uses `DATABASE_URL` when set; otherwise starts an embedded PostgreSQL (pgserver) whose
 data lives in `LICENSING_DATA_DIR` (default `.local/pgdata`). Applies every service's
 migrations, starts each service as its own process on its default port (`<SVC>_PORT`
-overrides it), prints the addresses, and stops them all on Ctrl-C or SIGTERM.
+overrides it), prints the addresses and then the services' own output, and stops them
+all on Ctrl-C or SIGTERM (killing what has not stopped after `LICENSING_STOP_SECONDS`).
+When one service exits, it says which and how, and stops the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import os
 import signal
@@ -41,6 +44,50 @@ def database_url() -> str:
     return embedded_db.start(data_dir, cleanup=False)
 
 
+def exit_description(code: int) -> str:
+    """How a child ended, in words: its exit code or the signal that killed it."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+async def forward_output(name: str, process: asyncio.subprocess.Process) -> None:
+    """Copies a child's stdout to ours until it closes, so a chatty child (console
+    traces) never blocks on a full pipe."""
+    assert process.stdout is not None
+    while line := await process.stdout.readline():
+        sys.stdout.write(f"[{name}] {line.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+async def wait_until_listening(process: asyncio.subprocess.Process) -> str | None:
+    """The child's "<name> listening on <address>" line, or None if it exited first."""
+    assert process.stdout is not None
+    while line := await process.stdout.readline():
+        text = line.decode(errors="replace").strip()
+        if " listening on " in text:
+            return text
+        print(text, flush=True)
+    return None
+
+
+async def stop_all(processes: dict[str, asyncio.subprocess.Process], grace: float) -> None:
+    """SIGTERM to every child still running; SIGKILL to those still there after the grace."""
+    for process in processes.values():
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    waits = [asyncio.create_task(p.wait()) for p in processes.values()]
+    _, pending = await asyncio.wait(waits, timeout=grace)
+    if pending:
+        for name, process in processes.items():
+            if process.returncode is None:
+                print(f"{name} did not stop within {grace:.0f} s: killing it", flush=True)
+                process.kill()
+        await asyncio.wait(pending)
+
+
 async def run() -> int:
     url = database_url()
     names = available()
@@ -53,38 +100,64 @@ async def run() -> int:
         env[f"{name.upper()}_ADDRESS"] = f"{host}:{ports[name]}"
         env[f"{name.upper()}_PORT"] = str(ports[name])
         env[f"{name.upper()}_HOST"] = host
-    processes = {
-        name: await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            f"services.{name}",
-            "serve",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for name in names
-    }
-    for name, process in processes.items():
-        assert process.stdout is not None
-        line = await process.stdout.readline()
-        if not line:
-            print(f"{name} failed to start", file=sys.stderr)
-            return 1
-        print(line.decode().strip(), flush=True)
-    print("Ready. Services answer gRPC with reflection; Ctrl-C stops everything.", flush=True)
+    grace = float(os.environ.get("LICENSING_STOP_SECONDS", "15"))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    exited = [asyncio.create_task(p.wait()) for p in processes.values()]
-    stopper = asyncio.create_task(stop.wait())
-    await asyncio.wait([stopper, *exited], return_when=asyncio.FIRST_COMPLETED)
-    for process in processes.values():
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-    codes = [await p.wait() for p in processes.values()]
-    return 0 if stop.is_set() else max(codes, default=0) or 1
+    processes: dict[str, asyncio.subprocess.Process] = {}
+    # A child's output is read until it ends, also while stopping: a child blocked on a
+    # full pipe cannot exit, and asyncio sees it exit only once its pipe is drained.
+    forwarders: dict[str, asyncio.Task[None]] = {}
+
+    def forward(name: str) -> None:
+        if name not in forwarders:
+            forwarders[name] = asyncio.create_task(forward_output(name, processes[name]))
+
+    try:
+        for name in names:
+            processes[name] = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                f"services.{name}",
+                "serve",
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        for name, process in processes.items():
+            started = asyncio.create_task(wait_until_listening(process))
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait([started, stopper], return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if stop.is_set():
+                started.cancel()
+                await asyncio.gather(started, return_exceptions=True)
+                return 0
+            line = started.result()
+            if line is None:
+                code = await process.wait()
+                print(f"{name} failed to start: it {exit_description(code)}", file=sys.stderr)
+                return 1
+            print(line, flush=True)
+            forward(name)
+        print("Ready. Services answer gRPC with reflection; Ctrl-C stops everything.", flush=True)
+
+        exits = {asyncio.create_task(p.wait()): n for n, p in processes.items()}
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *exits], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        failed = [exits[t] for t in done if t in exits]
+        for name in failed:
+            ended = processes[name].returncode
+            assert ended is not None
+            print(f"{name} {exit_description(ended)}: stopping the others", file=sys.stderr)
+        return 1 if failed and not stop.is_set() else 0
+    finally:
+        for name in processes:
+            forward(name)
+        await stop_all(processes, grace)
+        await asyncio.gather(*forwarders.values(), return_exceptions=True)
 
 
 def main() -> None:
