@@ -42,7 +42,7 @@ class Launcher:
         self.ports = ports
         self.lines: list[str] = []
 
-    async def read_until(self, text: str, timeout: float = 60) -> None:
+    async def read_until(self, text: str, seconds: float = 60) -> None:
         assert self.process.stdout is not None
 
         async def scan() -> None:
@@ -53,7 +53,7 @@ class Launcher:
                     return
             raise AssertionError(f"launcher ended before {text!r}: {self.lines[-5:]}")
 
-        await asyncio.wait_for(scan(), timeout)
+        await asyncio.wait_for(scan(), seconds)
 
     def child_pid(self, name: str) -> int:
         found = subprocess.run(
@@ -96,7 +96,7 @@ async def launcher(db_server: str, request: pytest.FixtureRequest) -> AsyncItera
 
 async def test_a_dead_service_is_named_with_how_it_ended(launcher: Launcher) -> None:
     os.kill(launcher.child_pid("credits"), signal.SIGKILL)
-    await launcher.read_until("credits was killed by SIGKILL", timeout=30)
+    await launcher.read_until("credits was killed by SIGKILL", seconds=30)
     assert await asyncio.wait_for(launcher.process.wait(), 30) == 1
 
 

@@ -28,9 +28,7 @@ def test_a_nul_anywhere_is_refused_naming_its_field() -> None:
     top = refusal(pb.AcquireRequest(request_id="a\x00b"))
     assert (top.reason, top.metadata["field"]) == ("INVALID_CHARACTERS", "request_id")
     nested = refusal(
-        pb.AcquireRequest(
-            request_id="r", assignees=[pb.Assignee(id="ok"), pb.Assignee(id="\x00")]
-        )
+        pb.AcquireRequest(request_id="r", assignees=[pb.Assignee(id="ok"), pb.Assignee(id="\x00")])
     )
     assert nested.metadata["field"] == "assignees[1].id"
 
