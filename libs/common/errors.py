@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from libs.common.reasons import Reason
 
 
 class ErrorKind(enum.Enum):
@@ -22,6 +25,8 @@ class ErrorKind(enum.Enum):
     UNAVAILABLE = "UNAVAILABLE"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
 
 
 class DomainError(Exception):
@@ -84,6 +89,44 @@ class DeadlineExceeded(DomainError):
     """The caller's deadline passed before the work could start."""
 
     kind = ErrorKind.DEADLINE_EXCEEDED
+
+
+class PermissionDenied(DomainError):
+    """The caller is known but may not do this (its identity or its token's scope)."""
+
+    kind = ErrorKind.PERMISSION_DENIED
+
+
+class Unauthenticated(DomainError):
+    """The caller presented no valid identity or token."""
+
+    kind = ErrorKind.UNAUTHENTICATED
+
+
+_CLASSES: dict[ErrorKind, type[DomainError]] = {
+    cls.kind: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        FailedPrecondition,
+        Aborted,
+        Unavailable,
+        ResourceExhausted,
+        DeadlineExceeded,
+        PermissionDenied,
+        Unauthenticated,
+    )
+}
+
+
+def error_of(
+    reason: Reason,
+    message: str,
+    metadata: Mapping[str, str] | None = None,
+    details: tuple[Any, ...] = (),
+) -> DomainError:
+    """The domain error of a registered reason, of the class its status code names."""
+    return _CLASSES[reason.kind](reason.name, message, metadata, details)
 
 
 def invalid(field: str, message: str, reason: str = "INVALID_FIELD") -> InvalidArgument:

@@ -23,7 +23,7 @@ import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import asyncpg
 from google.protobuf.message import Message
@@ -241,3 +241,53 @@ async def run_once(
     encoded = once.encode(await effect())
     await store.complete(conn, [(once.key, encoded)])
     return encoded
+
+
+class RequestLog(Protocol):
+    """The request_ids of one transaction (a service's `tx.requests`)."""
+
+    async def claim(self, key: IdempotencyKey) -> bytes | None:
+        """Claims the key for this transaction: None if it is new (the caller performs
+        the effect, then `complete`s it); the stored response if it was done before.
+        Raises REQUEST_ID_REUSED if it was used for another payload."""
+        ...
+
+    async def complete(self, key: IdempotencyKey, response: bytes) -> None:
+        """Stores the response of a claimed key (in the effect's transaction)."""
+        ...
+
+    async def lookup(
+        self, keys: Sequence[IdempotencyKey]
+    ) -> dict[tuple[uuid.UUID, str], bytes | InvalidArgument]:
+        """See `IdempotencyStore.lookup` (for writers that serialize by a lock)."""
+        ...
+
+    async def record(self, done: Sequence[tuple[IdempotencyKey, bytes]]) -> None:
+        """See `IdempotencyStore.record`."""
+        ...
+
+
+class PostgresRequestLog:
+    """`RequestLog` on one connection of the service's schema."""
+
+    def __init__(self, conn: asyncpg.Connection, store: IdempotencyStore) -> None:
+        self._conn = conn
+        self._store = store
+
+    async def claim(self, key: IdempotencyKey) -> bytes | None:
+        stored = await self._store.claim(self._conn, [key])
+        found = stored.get(key.ident)
+        if isinstance(found, InvalidArgument):
+            raise found
+        return found
+
+    async def complete(self, key: IdempotencyKey, response: bytes) -> None:
+        await self._store.complete(self._conn, [(key, response)])
+
+    async def lookup(
+        self, keys: Sequence[IdempotencyKey]
+    ) -> dict[tuple[uuid.UUID, str], bytes | InvalidArgument]:
+        return await self._store.lookup(self._conn, keys)
+
+    async def record(self, done: Sequence[tuple[IdempotencyKey, bytes]]) -> None:
+        await self._store.record(self._conn, done)

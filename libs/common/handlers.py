@@ -1,0 +1,70 @@
+"""What every gRPC handler shares, so each handler is only: validate, build the
+command, run the use case, convert the result.
+
+- `once`: the mutating-call ceremony. The request's `request_id` is claimed in the use
+  case's transaction, the response stored with the effect, and a replay answered with
+  the stored response, untouched. The handler returns the response's bytes: the server
+  sends them as they are (no second encoding; see `error_status`).
+- pages: page size and token of a list request, and the next token of a page.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
+
+from google.protobuf.message import Message
+
+from libs.common import call_context
+from libs.common.idempotency import RequestLog, key_for
+from libs.common.unit_of_work import UnitOfWork
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class HasRequests(Protocol):
+    """A transaction that can claim request_ids (every service's `Tx`)."""
+
+    @property
+    def requests(self) -> RequestLog: ...
+
+
+TxR = TypeVar("TxR", bound=HasRequests)
+
+
+def method_name() -> str:
+    """The full name of the method being served ("/licensing.pool.v1.PoolService/Acquire")."""
+    call = call_context.current()
+    if call is None:
+        raise RuntimeError("not serving a call")
+    return call.method
+
+
+async def once(
+    uow: UnitOfWork[TxR],
+    request: Message,
+    company_id: uuid.UUID,
+    effect: Callable[[TxR], Awaitable[R]],
+    encode: Callable[[R], Message],
+) -> bytes:
+    """Runs a one-transaction use case at most once per (company, request_id)."""
+    key = key_for(method_name(), company_id, request)
+    async with uow.transaction() as tx:
+        stored = await tx.requests.claim(key)
+        if stored is not None:
+            return stored
+        response = encode(await effect(tx)).SerializeToString()
+        await tx.requests.complete(key, response)
+    return response
+
+
+def next_page_token(
+    items: Sequence[T], size: int, token_of: Callable[[T], str]
+) -> tuple[Sequence[T], str]:
+    """A page of `size` from `items` fetched with `size + 1`, and the next page's token
+    ("" on the last page)."""
+    if len(items) > size:
+        return items[:size], token_of(items[size - 1])
+    return items, ""

@@ -1,0 +1,170 @@
+"""The one way a service calls another: deadlines, retries, balancing, errors.
+
+- **Deadline**: each call gets what is left of our caller's deadline minus a margin (to
+  answer our caller in time), capped by a default; without a caller (background work)
+  the default. No time left: DEADLINE_EXCEEDED at once, without calling.
+- **Retries** only for methods whose request carries a `request_id` (the peer replays a
+  request it already did), only on UNAVAILABLE and ABORTED, and only within the call's
+  deadline. They are gRPC's own retries, configured in the channel's service config.
+- **Balancing**: `round_robin` over every address the target resolves to (a headless
+  Kubernetes Service gives one per replica); servers close connections after a maximum
+  age, so new replicas get traffic too.
+- **Errors**: a peer's `ErrorInfo` reason comes back as the same registered reason (with
+  its metadata and the other details, e.g. an allocation receipt, passed on as they
+  came); a peer that cannot be reached or breaks inside is `UNAVAILABLE` with the peer's
+  own reason (POOL_UNAVAILABLE, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+from libs.common import call_context
+from libs.common.error_status import error_info, other_details
+from libs.common.errors import DomainError, error_of
+from libs.common.logging_limits import RateLimitedWarning
+from libs.common.reasons import Reason
+
+# Bulk responses (10,000 units) and CSV uploads exceed gRPC's 4 MB default; clients and
+# servers allow the same size.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+RETRYABLE_CODES = ("UNAVAILABLE", "ABORTED")
+
+S = TypeVar("S")
+R = TypeVar("R")
+
+_unreachable = RateLimitedWarning(10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSettings:
+    """How calls to a peer behave; the defaults suit calls between our services."""
+
+    deadline_seconds: float = 5.0  # at most this long per call (the retries included)
+    margin_seconds: float = 0.05  # kept from the caller's deadline to answer it in time
+    max_attempts: int = 4  # per call that may be retried (gRPC allows at most 5)
+    keepalive_seconds: float = 30.0
+
+
+def mutating_methods(services: Iterable[ServiceDescriptor]) -> list[tuple[str, str]]:
+    """(service, method) of every method whose request carries a request_id."""
+    return [
+        (service.full_name, method.name)
+        for service in services
+        for method in service.methods
+        if "request_id" in method.input_type.fields_by_name
+    ]
+
+
+def service_config(services: Iterable[ServiceDescriptor], settings: PeerSettings) -> str:
+    """The gRPC service config: round_robin, and retries for idempotent methods."""
+    names = [{"service": s, "method": m} for s, m in mutating_methods(services)]
+    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
+    if names:
+        config["methodConfig"] = [
+            {
+                "name": names,
+                "retryPolicy": {
+                    "maxAttempts": min(settings.max_attempts, 5),
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": list(RETRYABLE_CODES),
+                },
+            }
+        ]
+    return json.dumps(config)
+
+
+def channel_options(
+    services: Iterable[ServiceDescriptor], settings: PeerSettings
+) -> list[tuple[str, Any]]:
+    keepalive_ms = int(settings.keepalive_seconds * 1000)
+    return [
+        ("grpc.service_config", service_config(services, settings)),
+        ("grpc.enable_retries", 1),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", keepalive_ms),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        # A peer that comes back is found again within seconds, not minutes.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.min_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+    ]
+
+
+def open_channel(
+    target: str,
+    services: Iterable[ServiceDescriptor],
+    settings: PeerSettings,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.aio.Channel:
+    """A channel to `target` (host:port, dns:///name:port, ipv4:a:p,b:p) with our options,
+    tracing, and TLS when `credentials` are given."""
+    options = channel_options(list(services), settings)
+    interceptors = aio_client_interceptors()  # type: ignore[no-untyped-call]
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
+
+
+def call_timeout(settings: PeerSettings) -> float:
+    """The deadline of one call, in seconds from now."""
+    remaining = call_context.time_remaining()
+    if remaining is None:
+        return settings.deadline_seconds
+    left = remaining - settings.margin_seconds
+    if left <= 0:
+        raise Reason.DEADLINE_EXCEEDED.error("no time was left to call a peer service")
+    return min(settings.deadline_seconds, left)
+
+
+def translate(error: grpc.aio.AioRpcError, unavailable: Reason) -> DomainError:
+    """Our domain error for a peer's failed call."""
+    info = error_info(error)
+    reason = Reason.parse(info.reason) if info is not None else None
+    if reason is not None and info is not None:
+        return error_of(
+            reason, error.details() or reason.meaning, dict(info.metadata), other_details(error)
+        )
+    # No reason we know: not reached, out of time, or broken inside. For our callers the
+    # dependency is unavailable; retrying with the same request_id is safe.
+    _unreachable.warn("a %s call failed: %s %s", unavailable.name, error.code(), error.details())
+    return unavailable.error(f"{unavailable.meaning} (with the same request_id)")
+
+
+class Peer(Generic[S]):
+    """A peer service: its channel, its typed stub, and how its failures are named."""
+
+    def __init__(
+        self,
+        target: str,
+        stub: Callable[[grpc.aio.Channel], S],
+        service: ServiceDescriptor,
+        unavailable: Reason,
+        settings: PeerSettings | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self.settings = settings or PeerSettings()
+        self._channel = open_channel(target, [service], self.settings, credentials)
+        self.stub = stub(self._channel)
+        self._unavailable = unavailable
+
+    async def call(self, method: Callable[..., Awaitable[R]], request: Any) -> R:
+        """One call to the peer (retried by gRPC when the request carries a request_id)."""
+        try:
+            return await method(request, timeout=call_timeout(self.settings))
+        except grpc.aio.AioRpcError as error:
+            raise translate(error, self._unavailable) from None
+
+    async def close(self) -> None:
+        await self._channel.close()

@@ -1,0 +1,49 @@
+"""The unit of work: the only place a service opens connections and transactions.
+
+A service's unit of work hands out one object per transaction (its `Tx`: the service's
+repositories bound to that transaction's connection). Use cases never see a connection:
+a use case that is one transaction receives the open `Tx`; one that spans several
+transactions (or calls a peer between them) receives the unit of work and opens them.
+Tests give use cases an in-memory unit of work with the same `Tx` shape (`tests/fakes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Generic, Protocol, TypeVar
+
+import asyncpg
+
+Tx = TypeVar("Tx")
+Tx_co = TypeVar("Tx_co", covariant=True)
+
+
+class UnitOfWork(Protocol[Tx_co]):
+    """Transactions of one service's database."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Tx_co]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        ...
+
+    def reading(self) -> AbstractAsyncContextManager[Tx_co]:
+        """Reads that need no transaction (each statement sees committed data)."""
+        ...
+
+
+class PostgresUnitOfWork(Generic[Tx]):
+    """Transactions on an asyncpg pool; `bind` builds the repositories of one connection."""
+
+    def __init__(self, db: asyncpg.Pool, bind: Callable[[asyncpg.Connection], Tx]) -> None:
+        self._db = db
+        self._bind = bind
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._db.acquire() as conn, conn.transaction():
+            yield self._bind(conn)
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Tx]:
+        async with self._db.acquire() as conn:
+            yield self._bind(conn)
