@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -17,6 +17,9 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from libs.common.errors import DomainError, ErrorKind
+
+if TYPE_CHECKING:
+    from libs.common.database_outage import DatabaseWatch
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +46,12 @@ Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Maps `DomainError` to its status, and anything unexpected to INTERNAL."""
+    """Maps `DomainError` to its status, and anything unexpected to INTERNAL (but a
+    database that cannot be reached to UNAVAILABLE, see `libs.common.database_outage`)."""
 
-    def __init__(self, domain: str) -> None:
+    def __init__(self, domain: str, database: DatabaseWatch | None = None) -> None:
         self._domain = domain
+        self._database = database
 
     async def intercept_service(
         self,
@@ -59,6 +64,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
 
         async def abort(error: Exception, context: grpc.aio.ServicerContext) -> None:
+            if self._database is not None and not isinstance(error, DomainError):
+                error = self._database.unavailable(error) or error
             if isinstance(error, DomainError):
                 status = status_of(error, self._domain)
                 await context.abort(status.code, status.details, status.trailing_metadata)

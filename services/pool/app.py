@@ -12,6 +12,7 @@ import asyncpg
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
+from libs.common.database_outage import DatabaseWatch
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.pool.v1 import pool_pb2_grpc
 from services.pool.config import PoolSettings
@@ -53,6 +54,6 @@ async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
     registration = Registration(
         SERVICE_NAME, PoolServicer(service), pool_pb2_grpc.add_PoolServiceServicer_to_server
     )
-    server = await start_server([registration], settings, ERROR_DOMAIN)
+    server = await start_server([registration], settings, ERROR_DOMAIN, DatabaseWatch(settings))
     sweeper = asyncio.create_task(service.run_sweeper())
     return PoolApp(server, service, db, sweeper)
