@@ -61,9 +61,18 @@ def is_database_unreachable(error: BaseException) -> bool:
 
 
 def _used_a_lost_connection(error: BaseException) -> bool:
-    # asyncpg has no class of its own for "the connection is closed" (e.g. a rollback
-    # after the connection was lost mid-transaction); its message is all there is.
-    return isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error)
+    # asyncpg has no class of its own for these two; their messages are all there is.
+    # "connection is closed": e.g. a rollback after the connection was lost mid-transaction.
+    # "cannot switch to state": a pooled connection whose server sent its dying FATAL
+    # error but whose socket has not yet been seen closed (asyncpg drops it once it
+    # has); nothing was sent on it. A connection used by two callers at once fails
+    # earlier, with an InterfaceError "another operation is in progress".
+    message = str(error)
+    if isinstance(error, asyncpg.InterfaceError):
+        return "connection is closed" in message
+    if isinstance(error, asyncpg.InternalClientError):
+        return message.startswith("cannot switch to state")
+    return False
 
 
 def database_unavailable() -> Unavailable:

@@ -56,7 +56,9 @@ async def start(
     settings: BillingSettings, clock: Clock | None = None, recovery: bool = True
 ) -> BillingApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
-    db = await create_pool(settings.database_url, settings.db_pool_size)
+    db = await create_pool(
+        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
+    )
     pool = PoolClient(
         settings.pool_address,
         settings.pool_deadline_seconds,

@@ -49,7 +49,9 @@ class CreditsApp:
 
 async def start(settings: CreditsSettings, clock: Clock | None = None) -> CreditsApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
-    db = await create_pool(settings.database_url, settings.db_pool_size)
+    db = await create_pool(
+        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
+    )
     service = CreditsService(db, clock or DatabaseClock(), settings)
     registration = Registration(
         SERVICE_NAME,

@@ -49,7 +49,9 @@ class PoolApp:
 
 async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
-    db = await create_pool(settings.database_url, settings.db_pool_size)
+    db = await create_pool(
+        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
+    )
     service = PoolService(db, clock or DatabaseClock(), settings)
     registration = Registration(
         SERVICE_NAME, PoolServicer(service), pool_pb2_grpc.add_PoolServiceServicer_to_server

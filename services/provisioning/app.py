@@ -64,7 +64,9 @@ async def start(
 
     Purchases go to `billing` when given, else to the billing service at
     `settings.billing_address`; with neither, nothing can be bought."""
-    db = await create_pool(settings.database_url, settings.db_pool_size)
+    db = await create_pool(
+        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
+    )
     pool = PoolClient(settings.pool_address, settings.pool_timeout_seconds, settings.pool_attempts)
     client = billing_client(settings) if billing is None else None
     clock = clock or DatabaseClock()

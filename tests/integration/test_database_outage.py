@@ -57,9 +57,10 @@ class Service:
     read: Callable[[grpc.aio.Channel], Awaitable[object]]
 
 
-async def _list_offices(channel: grpc.aio.Channel) -> object:
+async def _list_offices(channel: grpc.aio.Channel, deadline: float | None = None) -> object:
     stub = pool_pb2_grpc.PoolServiceStub(channel)
-    return await stub.ListOffices(pool_pb2.ListOfficesRequest(company_id=str(uuid.uuid4())))
+    request = pool_pb2.ListOfficesRequest(company_id=str(uuid.uuid4()))
+    return await stub.ListOffices(request, timeout=deadline)
 
 
 async def _list_plans(channel: grpc.aio.Channel) -> object:
@@ -303,4 +304,31 @@ async def test_usage_recorded_while_the_database_is_gone_is_unavailable(
         assert len(await company.usage()) == 2
         check = await company.check()
         assert check.consistent, check.violations
+    assert warnings_besides_the_outage(caplog) == []
+
+
+async def test_a_database_host_that_never_answers_is_unavailable_not_a_hang(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    timeouts = {"database_connect_timeout_seconds": 0.5, "database_probe_timeout_seconds": 0.5}
+
+    async def start(url: str) -> Any:
+        return await pool_app.start(PoolSettings(database_url=url, **FAST_PROBE, **timeouts))
+
+    async with served_through(database_url, start) as (relay, channel):
+        await _list_offices(channel)
+
+        await relay.black_hole()  # connections are taken, and never answered
+        # The service gives up connecting well before the caller's deadline.
+        assert await unavailable_reason(_list_offices(channel, deadline=20)) == (
+            grpc.StatusCode.UNAVAILABLE,
+            DATABASE_UNAVAILABLE,
+            pool_app.ERROR_DOMAIN,
+        )
+        await eventually_health(channel, NOT_SERVING)
+
+        await relay.restore()
+        await eventually_health(channel, SERVING)
+        await _list_offices(channel)
     assert warnings_besides_the_outage(caplog) == []

@@ -2,8 +2,9 @@
 
 Services pointed at the relay see what they would see if the database died: `cut()`
 drops every relayed connection (mid-call queries fail, idle pool connections are lost)
-and refuses new ones; `restore()` listens again on the same port, as a restarted server
-would. The database itself keeps running for everyone else.
+and refuses new ones; `black_hole()` drops them too, but takes new connections and never
+answers on them, like a host that is gone; `restore()` relays again on the same port, as
+a restarted server would. The database itself keeps running for everyone else.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ class DatabaseRelay:
         self._target = make_url(plain_url(target_url))
         self._server: asyncio.Server | None = None
         self._port = 0
-        self._transports: set[asyncio.WriteTransport] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._pumps: set[asyncio.Task[None]] = set()
+        self._answering = True
 
     @property
     def url(self) -> str:
@@ -32,7 +34,11 @@ class DatabaseRelay:
         return url.set(host="127.0.0.1", port=self._port).render_as_string(hide_password=False)
 
     async def restore(self) -> None:
-        """Takes connections (again, on the same port)."""
+        """Relays connections (again, on the same port)."""
+        self._answering = True
+        await self._listen()
+
+    async def _listen(self) -> None:
         if self._server is not None:
             return
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", self._port)
@@ -44,9 +50,15 @@ class DatabaseRelay:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        for transport in list(self._transports):
-            transport.abort()
-        self._transports.clear()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def black_hole(self) -> None:
+        """Drops every open connection; new ones are taken and never answered."""
+        await self.cut()
+        self._answering = False
+        await self._listen()
 
     async def _open_target(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         socket_dir = self._target.query.get("host")
@@ -56,13 +68,15 @@ class DatabaseRelay:
         return await asyncio.open_connection(self._target.host or "127.0.0.1", port)
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._answering:
+            self._writers.add(writer)  # held open, silent, until cut
+            return
         try:
             upstream_reader, upstream_writer = await self._open_target()
         except OSError:
             writer.transport.abort()
             return
-        for transport in (writer.transport, upstream_writer.transport):
-            self._transports.add(transport)
+        self._writers |= {writer, upstream_writer}
         for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
             pump = asyncio.create_task(self._pump(source, sink))
             self._pumps.add(pump)
@@ -73,7 +87,7 @@ class DatabaseRelay:
             while data := await source.read(65536):
                 sink.write(data)
                 await sink.drain()
-        self._transports.discard(sink.transport)
+        self._writers.discard(sink)
         sink.transport.abort()
 
     async def close(self) -> None:

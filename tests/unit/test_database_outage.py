@@ -29,6 +29,9 @@ def _from(cause: BaseException, error: BaseException) -> BaseException:
         asyncpg.InterfaceError(
             "cannot call Transaction.rollback(): the underlying connection is closed"
         ),
+        asyncpg.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress"
+        ),
         _from(ConnectionResetError(), RuntimeError("wrapped")),
     ],
     ids=lambda e: f"{type(e).__name__}:{e}",
@@ -47,6 +50,7 @@ def test_unreachable(error: BaseException) -> None:
         asyncpg.UndefinedTableError('relation "x" does not exist'),
         asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
         asyncpg.DataError("invalid input for query argument"),
+        asyncpg.InternalClientError("PoolConnectionHolder.release() called on a free holder"),
     ],
     ids=lambda e: f"{type(e).__name__}:{e}",
 )
