@@ -7,8 +7,9 @@ there by kubernetes-validate; this checks what a schema cannot):
 
 Every Deployment: non-root, read-only root, no privilege escalation, capabilities
 dropped, RuntimeDefault seccomp, requests and limits, probes. The four services
-additionally: the gRPC port and native gRPC probes, a `migrate` init container, their
-environment, and NetworkPolicies that match the call graph in both directions.
+additionally: the gRPC port and native gRPC probes (liveness on a health name of its own),
+a `migrate` init container, their environment, and NetworkPolicies that match the call
+graph in both directions.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ Doc = dict[str, Any]
 
 SERVICES = ("pool", "billing", "credits", "provisioning")
 GRPC_PORT = 50051
+# The health name that stays SERVING while the process is up (libs/common/server.py).
+LIVENESS_SERVICE = "liveness"
 # Who calls whom (SPEC.md §2 and deploy/base): callee -> pod callers.
 POD_CALLERS = {"pool": {"billing", "provisioning"}, "billing": {"provisioning"}}
 # Called from other namespaces carrying this label.
@@ -126,6 +129,17 @@ def check_service(report: Report, name: str, docs: list[Doc], external: set[str]
             where,
             f"{probe} is not a native gRPC probe on {GRPC_PORT}",
         )
+    # Readiness follows the database; liveness must not, or an outage restarts every pod.
+    report.check(
+        server.get("readinessProbe", {}).get("grpc", {}).get("service", "") == "",
+        where,
+        "readinessProbe must ask the overall health (no service name)",
+    )
+    report.check(
+        server.get("livenessProbe", {}).get("grpc", {}).get("service") == LIVENESS_SERVICE,
+        where,
+        f'livenessProbe must ask the "{LIVENESS_SERVICE}" health service',
+    )
 
     config_maps = of_kind(docs, "ConfigMap")
     secrets = of_kind(docs, "Secret")

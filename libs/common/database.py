@@ -30,17 +30,33 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     transaction is still rolled back by asyncpg."""
 
 
-async def create_pool(url: str, size: int, **kwargs: Any) -> asyncpg.Pool:
-    """An asyncpg pool; statements are prepared and cached per connection."""
+async def create_pool(
+    url: str, size: int, connect_timeout: float = 5.0, **kwargs: Any
+) -> asyncpg.Pool:
+    """An asyncpg pool; statements are prepared and cached per connection.
+
+    Connections are made on demand, and a lost one is replaced on its next use, so the
+    pool recovers from a database restart by itself. It keeps no floor of idle
+    connections: asyncpg would re-make it in the background all through an outage,
+    logging a traceback each time. One query at start still fails a misconfigured
+    service at once. Making a connection gives up after `connect_timeout` seconds (a
+    database host that does not answer at all fails calls, instead of holding them).
+    """
     pool = await asyncpg.create_pool(
         plain_url(url),
-        min_size=1,
+        min_size=0,
         max_size=size,
+        timeout=connect_timeout,
         init=_init_connection,
         reset=_keep_session,
         **kwargs,
     )
     assert pool is not None
+    try:
+        await pool.execute("SELECT 1")
+    except BaseException:
+        await pool.close()
+        raise
     return pool
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import grpc
@@ -20,6 +20,9 @@ from grpc_status import rpc_status
 from libs.common.errors import DomainError, ErrorKind, InvalidArgument
 from libs.common.logging_limits import RateLimitedWarning
 from libs.common.request_checks import decoder
+
+if TYPE_CHECKING:
+    from libs.common.database_outage import DatabaseWatch
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +49,17 @@ Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Maps `DomainError` to its status, and anything unexpected to INTERNAL.
+    """Maps `DomainError` to its status, and anything unexpected to INTERNAL (but a
+    database that cannot be reached to UNAVAILABLE, see `libs.common.database_outage`).
 
     It also decodes and checks every request (`request_checks`): gRPC hands the handler
     raw bytes, so a request that does not parse, or holds a value the database cannot
     store, is refused INVALID_ARGUMENT like any other domain error.
     """
 
-    def __init__(self, domain: str) -> None:
+    def __init__(self, domain: str, database: DatabaseWatch | None = None) -> None:
         self._domain = domain
+        self._database = database
         # The guarded handler of each method, built once (handlers are static).
         self._guarded: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
@@ -79,7 +84,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         async def abort(error: Exception, context: grpc.aio.ServicerContext) -> None:
             if not isinstance(error, DomainError):
-                error = expected_error(error, method) or error
+                error = expected_error(error, method, self._database) or error
             if isinstance(error, DomainError):
                 status = status_of(error, self._domain)
                 await context.abort(status.code, status.details, status.trailing_metadata)
@@ -128,14 +133,20 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 _unstorable = RateLimitedWarning(10.0)
 
 
-def expected_error(error: Exception, method: str) -> DomainError | None:
+def expected_error(
+    error: Exception, method: str, database: DatabaseWatch | None
+) -> DomainError | None:
     """The domain error an exception from below the domain stands for, if any.
+
+    A database that cannot be reached is UNAVAILABLE (`database_outage`).
 
     A PostgreSQL data exception (SQLSTATE class 22: a value out of range, a string the
     database cannot store) can only come from a value the caller sent that no check
     refused earlier: INVALID_ARGUMENT, logged as one line (the checks should catch it
     first, with the field named).
     """
+    if database is not None and (unavailable := database.unavailable(error)) is not None:
+        return unavailable
     if isinstance(error, asyncpg.DataError):
         _unstorable.warn("%s: a value could not be stored (SQLSTATE %s)", method, error.sqlstate)
         return InvalidArgument("VALUE_NOT_STORABLE", "a value in the request cannot be stored")

@@ -22,6 +22,15 @@ class ServiceSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=0, ge=0, le=65535, description="Port; 0 picks a free one.")
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    database_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="How long making a database connection may take."
+    )
+    database_probe_interval_seconds: float = Field(
+        default=1.0, gt=0, description="How often health checks that the database answers."
+    )
+    database_probe_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="How long the database may take to answer the probe."
+    )
     max_concurrent_rpcs: int = Field(
         default=512, ge=1, description="Calls in flight before new ones are refused."
     )

@@ -12,6 +12,7 @@ import asyncpg
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
+from libs.common.database_outage import DatabaseWatch
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.billing.v1 import billing_pb2_grpc
 from services.billing.config import BillingSettings
@@ -55,7 +56,9 @@ async def start(
     settings: BillingSettings, clock: Clock | None = None, recovery: bool = True
 ) -> BillingApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
-    db = await create_pool(settings.database_url, settings.db_pool_size)
+    db = await create_pool(
+        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
+    )
     pool = PoolClient(
         settings.pool_address,
         settings.pool_deadline_seconds,
@@ -68,6 +71,6 @@ async def start(
         BillingServicer(service),
         billing_pb2_grpc.add_BillingServiceServicer_to_server,
     )
-    server = await start_server([registration], settings, ERROR_DOMAIN)
+    server = await start_server([registration], settings, ERROR_DOMAIN, DatabaseWatch(settings))
     task = asyncio.create_task(service.run_recovery() if recovery else _idle())
     return BillingApp(server, service, db, task)

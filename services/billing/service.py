@@ -37,6 +37,7 @@ from typing import TypeVar
 import asyncpg
 
 from libs.common.clock import Clock
+from libs.common.database_outage import is_database_unreachable
 from libs.common.errors import (
     Aborted,
     DeadlineExceeded,
@@ -964,8 +965,9 @@ class BillingService:
                         await self._idempotency.purge(
                             conn, self._settings.idempotency_retention_hours
                         )
-            except (OSError, asyncpg.PostgresError):
-                log.warning("purchase recovery failed; will retry", exc_info=True)
+            except (OSError, asyncpg.PostgresError) as error:
+                if not is_database_unreachable(error):  # the database watch logs outages
+                    log.warning("purchase recovery failed; will retry", exc_info=True)
             except Exception:
                 log.exception("purchase recovery failed; will retry")
 

@@ -12,6 +12,7 @@ import asyncpg
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
+from libs.common.database_outage import DatabaseWatch
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.credits.v1 import credits_pb2_grpc
 from services.credits.config import CreditsSettings
@@ -48,13 +49,15 @@ class CreditsApp:
 
 async def start(settings: CreditsSettings, clock: Clock | None = None) -> CreditsApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
-    db = await create_pool(settings.database_url, settings.db_pool_size)
+    db = await create_pool(
+        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
+    )
     service = CreditsService(db, clock or DatabaseClock(), settings)
     registration = Registration(
         SERVICE_NAME,
         CreditsServicer(service, settings.max_batch_records),
         credits_pb2_grpc.add_CreditsServiceServicer_to_server,
     )
-    server = await start_server([registration], settings, ERROR_DOMAIN)
+    server = await start_server([registration], settings, ERROR_DOMAIN, DatabaseWatch(settings))
     purger = asyncio.create_task(service.run_purger())
     return CreditsApp(server, service, db, purger)

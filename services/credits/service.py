@@ -21,6 +21,7 @@ import asyncpg
 
 from libs.common.clock import Clock
 from libs.common.coalescing import Coalescer
+from libs.common.database_outage import database_unavailable, is_database_unreachable
 from libs.common.errors import Aborted, DomainError
 from libs.common.idempotency import IdempotencyStore, Once, reused, run_once
 from services.credits.config import CreditsSettings
@@ -316,6 +317,8 @@ class CreditsService:
             except DomainError as error:
                 return error
             except Exception as error:
+                if is_database_unreachable(error):
+                    return database_unavailable()
                 log.exception("unexpected error recording usage %s", command.request_id)
                 return error
 
@@ -327,8 +330,8 @@ class CreditsService:
         try:
             return await self._record_together(key, jobs)
         except Exception as error:
-            if len(jobs) == 1:
-                return [error]
+            if len(jobs) == 1 or is_database_unreachable(error):  # one by one would fail too
+                return [error] * len(jobs)
             log.warning("usage batch failed; recording its usages one by one", exc_info=True)
             results: list[bytes | BaseException] = []
             for job in jobs:
@@ -591,8 +594,9 @@ class CreditsService:
             try:
                 async with self._db.acquire() as conn:
                     await self._idempotency.purge(conn, self._settings.idempotency_retention_hours)
-            except (OSError, asyncpg.PostgresError):
-                log.warning("idempotency purge failed; will retry", exc_info=True)
+            except (OSError, asyncpg.PostgresError) as error:
+                if not is_database_unreachable(error):  # the database watch logs outages
+                    log.warning("idempotency purge failed; will retry", exc_info=True)
             await asyncio.sleep(self._settings.purge_interval_seconds)
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ import asyncpg
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
+from libs.common.database_outage import DatabaseWatch
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.pool.v1 import pool_pb2_grpc
 from services.pool.config import PoolSettings
@@ -48,11 +49,13 @@ class PoolApp:
 
 async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
-    db = await create_pool(settings.database_url, settings.db_pool_size)
+    db = await create_pool(
+        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
+    )
     service = PoolService(db, clock or DatabaseClock(), settings)
     registration = Registration(
         SERVICE_NAME, PoolServicer(service), pool_pb2_grpc.add_PoolServiceServicer_to_server
     )
-    server = await start_server([registration], settings, ERROR_DOMAIN)
+    server = await start_server([registration], settings, ERROR_DOMAIN, DatabaseWatch(settings))
     sweeper = asyncio.create_task(service.run_sweeper())
     return PoolApp(server, service, db, sweeper)

@@ -20,6 +20,7 @@ import asyncpg
 
 from libs.common.clock import Clock
 from libs.common.coalescing import Coalescer
+from libs.common.database_outage import is_database_unreachable
 from libs.common.errors import Aborted, DomainError, InvalidArgument
 from libs.common.idempotency import IdempotencyStore, Once, reused, run_once
 from libs.common.license_catalog import catalog
@@ -442,8 +443,8 @@ class PoolService:
         try:
             return await self._allocate_together(key, jobs)
         except Exception as error:
-            if len(jobs) == 1:
-                return [error]
+            if len(jobs) == 1 or is_database_unreachable(error):  # one by one would fail too
+                return [error] * len(jobs)
             log.warning("allocation batch failed; running its requests one by one", exc_info=True)
             results: list[bytes | BaseException] = []
             for job in jobs:
@@ -692,8 +693,9 @@ class PoolService:
                         await self._idempotency.purge(
                             conn, self._settings.idempotency_retention_hours
                         )
-            except (OSError, asyncpg.PostgresError):
-                log.warning("hold sweep failed; will retry", exc_info=True)
+            except (OSError, asyncpg.PostgresError) as error:
+                if not is_database_unreachable(error):  # the database watch logs outages
+                    log.warning("hold sweep failed; will retry", exc_info=True)
             await asyncio.sleep(self._settings.sweep_interval_seconds)
 
     # --- receipts and snapshots -----------------------------------------------------------

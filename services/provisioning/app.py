@@ -12,6 +12,7 @@ import asyncpg
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
+from libs.common.database_outage import DatabaseWatch
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.provisioning.v1 import provisioning_pb2_grpc
 from services.provisioning.billing import BillingGateway, BillingNotConfigured
@@ -63,7 +64,9 @@ async def start(
 
     Purchases go to `billing` when given, else to the billing service at
     `settings.billing_address`; with neither, nothing can be bought."""
-    db = await create_pool(settings.database_url, settings.db_pool_size)
+    db = await create_pool(
+        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
+    )
     pool = PoolClient(settings.pool_address, settings.pool_timeout_seconds, settings.pool_attempts)
     client = billing_client(settings) if billing is None else None
     clock = clock or DatabaseClock()
@@ -74,7 +77,7 @@ async def start(
         ProvisioningServicer(service, imports),
         provisioning_pb2_grpc.add_ProvisioningServiceServicer_to_server,
     )
-    server = await start_server([registration], settings, ERROR_DOMAIN)
+    server = await start_server([registration], settings, ERROR_DOMAIN, DatabaseWatch(settings))
     resumer = asyncio.create_task(imports.resume_all())
     return ProvisioningApp(server, service, imports, pool, client, db, resumer)
 

@@ -10,6 +10,8 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 LISTENING = re.compile(rb"(\w+) listening on (\S+)")
 
@@ -35,17 +37,25 @@ class ServiceProcess:
             self.process.kill()
 
 
-async def spawn(name: str, env: Mapping[str, str], startup_seconds: float = 30) -> ServiceProcess:
-    """Starts `python -m services.<name> serve` and waits until it listens."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        f"services.{name}",
-        "serve",
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+def _log_file(log: Path | None) -> BinaryIO:
+    return open(log or os.devnull, "ab")
+
+
+async def spawn(
+    name: str, env: Mapping[str, str], startup_seconds: float = 30, log: Path | None = None
+) -> ServiceProcess:
+    """Starts `python -m services.<name> serve` and waits until it listens; its log
+    (stderr) goes to `log` when given."""
+    with _log_file(log) as stderr:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            f"services.{name}",
+            "serve",
+            env={**os.environ, **env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
     assert process.stdout is not None
 
     async def address() -> str:
@@ -61,8 +71,10 @@ async def spawn(name: str, env: Mapping[str, str], startup_seconds: float = 30) 
 
 
 @asynccontextmanager
-async def spawned(name: str, env: Mapping[str, str]) -> AsyncIterator[ServiceProcess]:
-    service = await spawn(name, env)
+async def spawned(
+    name: str, env: Mapping[str, str], log: Path | None = None
+) -> AsyncIterator[ServiceProcess]:
+    service = await spawn(name, env, log=log)
     try:
         yield service
     finally:
