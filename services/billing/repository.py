@@ -288,6 +288,13 @@ class BillingRepository:
         )
         return to_plan(row) if row else None
 
+    async def office_owner(self, conn: Conn, office_id: uuid.UUID) -> uuid.UUID | None:
+        """The company whose plans name the office (None: no plan names it)."""
+        owner: uuid.UUID | None = await conn.fetchval(
+            "SELECT company_id FROM billing.plans WHERE office_id = $1 LIMIT 1", office_id
+        )
+        return owner
+
     async def plans_of_company(
         self, conn: Conn, company_id: uuid.UUID, currency: str | None = None
     ) -> list[Plan]:

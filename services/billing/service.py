@@ -306,9 +306,14 @@ class BillingService:
             )
 
     async def _active_plan(self, company_id: uuid.UUID, office_id: uuid.UUID) -> Plan:
+        """The office's active plan; OFFICE_NOT_FOUND for an office of another company,
+        NO_ACTIVE_PLAN for one without an active plan."""
         async with self._db.acquire() as conn:
             plan = await self._repo.active_plan(conn, company_id, office_id)
+            owner = None if plan else await self._repo.office_owner(conn, office_id)
         if plan is None:
+            if owner is not None and owner != company_id:
+                raise errors.office_not_found(office_id)
             raise errors.no_active_plan(office_id)
         return plan
 
