@@ -1,4 +1,5 @@
-"""Wiring of the billing service: database, pool client, use cases, gRPC server, recovery."""
+"""Wiring of the billing service: database, pool client, use cases, gRPC server, recovery
+and the heartbeat of purchase leases."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class BillingApp:
     service: BillingService
     db: asyncpg.Pool
     recovery: asyncio.Task[None]
+    heartbeat: asyncio.Task[None]
 
     @property
     def port(self) -> int:
@@ -45,9 +47,10 @@ class BillingApp:
 
     async def stop(self, grace: float = 0) -> None:
         await self.server.stop(grace)
-        self.recovery.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.recovery
+        for task in (self.recovery, self.heartbeat):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.service.close()
         await self.db.close()
 
@@ -73,4 +76,6 @@ async def start(
     )
     server = await start_server([registration], settings, ERROR_DOMAIN, DatabaseWatch(settings))
     task = asyncio.create_task(service.run_recovery() if recovery else _idle())
-    return BillingApp(server, service, db, task)
+    # Leases are renewed with or without the recovery task: drives need them either way.
+    heartbeat = asyncio.create_task(service.keep_leases())
+    return BillingApp(server, service, db, task, heartbeat)

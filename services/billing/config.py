@@ -33,12 +33,21 @@ class BillingSettings(ServiceSettings):
         default=300, ge=1, le=900, description="Hold of pool units during a purchase."
     )
     purchase_lease_seconds: float = Field(
-        default=60.0,
+        default=5.0,
         gt=0,
-        description="A purchase driver's lease; an interrupted purchase is recovered after it.",
+        description="A purchase driver's lease, renewed while it drives: a crashed driver's"
+        " purchase is taken over or recovered this long after its last renewal.",
+    )
+    purchase_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long a retry of a purchase another driver holds waits for it when"
+        " the call has no deadline (with one, it waits until shortly before the deadline).",
     )
     recovery_interval_seconds: float = Field(
-        default=10.0, gt=0, description="How often interrupted purchases are looked for."
+        default=1.0,
+        gt=0,
+        description="How often interrupted purchases are looked for (and once at start).",
     )
     # Testing only: the process exits right after this purchase step (e.g. "reserve"),
     # the way a crash would, so tests can interrupt a purchase between two pool calls.

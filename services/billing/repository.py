@@ -288,6 +288,13 @@ class BillingRepository:
         )
         return to_plan(row) if row else None
 
+    async def office_owner(self, conn: Conn, office_id: uuid.UUID) -> uuid.UUID | None:
+        """The company whose plans name the office (None: no plan names it)."""
+        owner: uuid.UUID | None = await conn.fetchval(
+            "SELECT company_id FROM billing.plans WHERE office_id = $1 LIMIT 1", office_id
+        )
+        return owner
+
     async def plans_of_company(
         self, conn: Conn, company_id: uuid.UUID, currency: str | None = None
     ) -> list[Plan]:
@@ -368,17 +375,23 @@ class BillingRepository:
     # --- purchases ------------------------------------------------------------------------
 
     async def insert_purchase(
-        self, conn: Conn, purchase: Purchase, fingerprint: bytes, lease_seconds: float
+        self,
+        conn: Conn,
+        purchase: Purchase,
+        fingerprint: bytes,
+        owner: uuid.UUID,
+        lease_seconds: float,
     ) -> bool:
-        """Writes a new PENDING purchase leased to its caller; False if the request_id
-        (or the quote) is taken."""
+        """Writes a new PENDING purchase leased to its caller (`owner`); False if the
+        request_id (or the quote) is taken."""
         row = await conn.fetchrow(
             """
             INSERT INTO billing.purchases (purchase_id, company_id, request_id, fingerprint,
                 office_id, license_type, quantity, state, plan_id, currency, unit_price,
-                cycle_start, cycle_end, period, purchased_at, step, quote_id, lease_until)
+                cycle_start, cycle_end, period, purchased_at, step, quote_id, lease_owner,
+                lease_until)
             VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING', $8, $9, $10, $11, $12, $13, $14, $15,
-                $16, now() + make_interval(secs => $17))
+                $16, $17, now() + make_interval(secs => $18))
             ON CONFLICT DO NOTHING
             RETURNING purchase_id
             """,
@@ -398,6 +411,7 @@ class BillingRepository:
             purchase.purchased_at,
             purchase.step,
             purchase.quote_id,
+            owner,
             lease_seconds,
         )
         return row is not None
@@ -456,38 +470,69 @@ class BillingRepository:
         )
         return [to_purchase(r) for r in rows]
 
-    async def take_lease(self, conn: Conn, purchase_id: uuid.UUID, seconds: float) -> bool:
-        """Makes the caller the purchase's only driver until the lease ends."""
+    async def take_lease(
+        self, conn: Conn, purchase_id: uuid.UUID, owner: uuid.UUID, seconds: float
+    ) -> bool:
+        """Makes `owner` the purchase's only driver until the lease ends (or is renewed)."""
         row = await conn.fetchrow(
             """
-            UPDATE billing.purchases SET lease_until = now() + make_interval(secs => $2)
+            UPDATE billing.purchases SET lease_owner = $2,
+                lease_until = now() + make_interval(secs => $3)
             WHERE purchase_id = $1 AND state = 'PENDING'
               AND (lease_until IS NULL OR lease_until < now())
             RETURNING purchase_id
             """,
             purchase_id,
+            owner,
             seconds,
         )
         return row is not None
 
-    async def drop_lease(self, conn: Conn, purchase_id: uuid.UUID) -> None:
+    async def renew_leases(
+        self, conn: Conn, leases: Sequence[tuple[uuid.UUID, uuid.UUID]], seconds: float
+    ) -> list[uuid.UUID]:
+        """Extends the leases (purchase_id, owner) still held by their owner; returns the
+        owners renewed."""
+        rows = await conn.fetch(
+            """
+            UPDATE billing.purchases p SET lease_until = now() + make_interval(secs => $3)
+            FROM unnest($1::uuid[], $2::uuid[]) AS held(purchase_id, owner)
+            WHERE p.purchase_id = held.purchase_id AND p.lease_owner = held.owner
+              AND p.state = 'PENDING'
+            RETURNING p.lease_owner
+            """,
+            [purchase_id for purchase_id, _ in leases],
+            [owner for _, owner in leases],
+            seconds,
+        )
+        return [r["lease_owner"] for r in rows]
+
+    async def drop_lease(self, conn: Conn, purchase_id: uuid.UUID, owner: uuid.UUID) -> None:
+        """Ends `owner`'s lease (a successor's is left alone)."""
         await conn.execute(
-            "UPDATE billing.purchases SET lease_until = NULL WHERE purchase_id = $1", purchase_id
+            "UPDATE billing.purchases SET lease_until = NULL, lease_owner = NULL"
+            " WHERE purchase_id = $1 AND lease_owner = $2",
+            purchase_id,
+            owner,
         )
 
-    async def restart_failed(self, conn: Conn, purchase_id: uuid.UUID, seconds: float) -> bool:
-        """A purchase that failed for a passing reason runs again as a new attempt."""
+    async def restart_failed(
+        self, conn: Conn, purchase_id: uuid.UUID, owner: uuid.UUID, seconds: float
+    ) -> bool:
+        """A purchase that failed for a passing reason runs again as a new attempt,
+        leased to `owner`."""
         row = await conn.fetchrow(
             """
             UPDATE billing.purchases SET state = 'PENDING', attempt = attempt + 1,
                 step = 'CREATED', restored = NULL, from_pool = NULL, new_units = NULL,
                 hold_id = NULL, reserve_quantity = NULL, resolved_at = NULL,
                 failure_kind = NULL, failure_reason = NULL, failure_message = NULL,
-                lease_until = now() + make_interval(secs => $2)
+                lease_owner = $2, lease_until = now() + make_interval(secs => $3)
             WHERE purchase_id = $1 AND state = 'FAILED'
             RETURNING purchase_id
             """,
             purchase_id,
+            owner,
             seconds,
         )
         return row is not None

@@ -17,8 +17,14 @@ and step (so a replay never has a second effect):
 
 A step that fails for good before the pivot undoes what was done (the hold released,
 restored units scheduled for removal again) and the purchase is FAILED: nothing charged,
-no unit moved. The recovery task finds PENDING purchases whose driver's lease ended (a
-crash) and undoes them if they are before the pivot, or completes them if after.
+no unit moved.
+
+Each purchase has one driver at a time, under a short lease its process renews while it
+drives (`leases`). When a driver dies (a crash) its lease ends seconds later: a caller
+retrying the purchase (same request_id) waits for that within its deadline, then takes
+the purchase over and carries it forward; the recovery task (a pass at start-up, then
+every few seconds) finds PENDING purchases whose lease ended and undoes them if they are
+before the pivot, or completes them if after.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ from services.billing.domain.model import (
     Snapshot,
     Split,
 )
+from services.billing.leases import Lease, LeaseKeeper, LeaseLost
 from services.billing.pool_client import PoolClient
 from services.billing.repository import BillingRepository
 
@@ -98,6 +105,12 @@ CREATED, RESTORING, RESERVING, COMMITTING, ADDING = (
 )
 UNDOING = "UNDOING"
 BEFORE_PIVOT = frozenset({CREATED, RESTORING, RESERVING})
+
+# A caller waiting for another driver of its purchase gives up this long before its
+# deadline, to answer PURCHASE_IN_PROGRESS in time.
+ANSWER_MARGIN_SECONDS = 0.5
+# How often a waiting caller tries to take the purchase over.
+TAKE_OVER_POLL_SECONDS = 0.1
 
 
 def derived_request_id(*parts: object) -> str:
@@ -166,6 +179,7 @@ class BillingService:
         self._pool = pool
         self._repo = BillingRepository()
         self._idempotency = IdempotencyStore(SCHEMA)
+        self._leases = LeaseKeeper(db, self._repo, settings.purchase_lease_seconds)
 
     async def _now(self) -> datetime:
         async with self._db.acquire() as conn:
@@ -307,9 +321,14 @@ class BillingService:
             )
 
     async def _active_plan(self, company_id: uuid.UUID, office_id: uuid.UUID) -> Plan:
+        """The office's active plan; OFFICE_NOT_FOUND for an office of another company,
+        NO_ACTIVE_PLAN for one without an active plan."""
         async with self._db.acquire() as conn:
             plan = await self._repo.active_plan(conn, company_id, office_id)
+            owner = None if plan else await self._repo.office_owner(conn, office_id)
         if plan is None:
+            if owner is not None and owner != company_id:
+                raise errors.office_not_found(office_id)
             raise errors.no_active_plan(office_id)
         return plan
 
@@ -455,13 +474,18 @@ class BillingService:
 
     # --- purchases ------------------------------------------------------------------------
 
-    async def purchase(self, command: PurchaseCommand) -> Purchase:
+    async def purchase(
+        self, command: PurchaseCommand, time_remaining: float | None = None
+    ) -> Purchase:
+        """Runs a purchase, or answers a retry of one (same request_id). `time_remaining`
+        (the caller's deadline) bounds how long a retry waits for another driver."""
+        wait_until = self._wait_until(time_remaining)
         async with self._db.acquire() as conn:
             existing = await self._repo.purchase_by_request(
                 conn, command.company_id, command.request_id
             )
         if existing is not None:
-            return await self._existing(command, *existing)
+            return await self._existing(command, *existing, wait_until)
         quote = await self._quote_for(command)
         office_id = quote.office_id if quote else command.office_id
         license_type = quote.license_type if quote else command.license_type
@@ -499,9 +523,10 @@ class BillingService:
             step=CREATED,
             quote_id=quote.quote_id if quote else None,
         )
+        lease = self._leases.new()
         async with self._db.acquire() as conn:
             inserted = await self._repo.insert_purchase(
-                conn, purchase, command.fingerprint, self._settings.purchase_lease_seconds
+                conn, purchase, command.fingerprint, lease.token, self._leases.seconds
             )
             if not inserted:
                 existing = await self._repo.purchase_by_request(
@@ -512,8 +537,16 @@ class BillingService:
                 assert quote is not None
                 assert quote.quote_id is not None
                 raise errors.quote_used(quote.quote_id)
-            return await self._existing(command, *existing)
-        return await self._drive(purchase, by_caller=True)
+            return await self._existing(command, *existing, wait_until)
+        return await self._drive(purchase, by_caller=True, lease=lease)
+
+    def _wait_until(self, time_remaining: float | None) -> float:
+        """The loop time until which a caller may wait for another driver."""
+        if time_remaining is None:
+            budget = self._settings.purchase_wait_seconds
+        else:
+            budget = time_remaining - ANSWER_MARGIN_SECONDS
+        return asyncio.get_running_loop().time() + budget
 
     async def _quote_for(self, command: PurchaseCommand) -> Quote | None:
         if command.quote_id is None:
@@ -541,7 +574,9 @@ class BillingService:
             raise errors.quote_expired(command.quote_id)
         return quote
 
-    async def _existing(self, command: PurchaseCommand, purchase: Purchase, fp: bytes) -> Purchase:
+    async def _existing(
+        self, command: PurchaseCommand, purchase: Purchase, fp: bytes, wait_until: float
+    ) -> Purchase:
         """A request_id seen before: its outcome, or the purchase resumed."""
         if fp != command.fingerprint:
             raise InvalidArgument(
@@ -549,58 +584,65 @@ class BillingService:
                 "request_id was already used for a different request",
                 {"request_id": command.request_id},
             )
-        return await self._resume(purchase, by_caller=True)
+        return await self._resume(purchase, by_caller=True, wait_until=wait_until)
 
-    async def _resume(self, purchase: Purchase, by_caller: bool) -> Purchase:
+    async def _resume(
+        self, purchase: Purchase, by_caller: bool, wait_until: float | None = None
+    ) -> Purchase:
+        """The outcome of a purchase, driven on if it is PENDING; a caller restarts one
+        that failed for a passing reason (a new attempt)."""
         if purchase.state is PurchaseState.COMPLETED:
             return purchase
         if purchase.state is PurchaseState.FAILED:
             if by_caller and purchase.failure_kind in _RETRIABLE_FAILURES:
+                lease = self._leases.new()
                 async with self._db.acquire() as conn:
                     restarted = await self._repo.restart_failed(
-                        conn, purchase.purchase_id, self._settings.purchase_lease_seconds
+                        conn, purchase.purchase_id, lease.token, self._leases.seconds
                     )
                     current = await self._repo.get_purchase(
                         conn, purchase.company_id, purchase.purchase_id
                     )
                 assert current is not None
                 if restarted:
-                    return await self._drive(current, by_caller=True)
-                return await self._settled(current)
+                    return await self._drive(current, by_caller=True, lease=lease)
+                return await self._settled(current, wait_until)
             raise _failure(purchase)
-        return await self._drive_when_free(purchase, by_caller)
+        return await self._drive_when_free(purchase, by_caller, wait_until)
 
-    async def _drive_when_free(self, purchase: Purchase, by_caller: bool) -> Purchase:
-        """Drives a PENDING purchase once no other driver holds it. A caller waits
-        (briefly) for another driver of the same purchase to finish or lose its lease."""
-        for _ in range(100):
-            if purchase.state is PurchaseState.COMPLETED:
-                return purchase
-            if purchase.state is PurchaseState.FAILED:
-                raise _failure(purchase)
+    async def _drive_when_free(
+        self, purchase: Purchase, by_caller: bool, wait_until: float | None = None
+    ) -> Purchase:
+        """Drives a PENDING purchase once no other driver holds it. A caller waits, until
+        `wait_until` (loop time), for another driver of the same purchase to finish or
+        for its lease to end (a crashed driver's ends within a lease period), and then
+        takes the purchase over; the outcome the other driver reached is the caller's."""
+        loop = asyncio.get_running_loop()
+        if wait_until is None:
+            wait_until = self._wait_until(None)
+        while purchase.state is PurchaseState.PENDING:
+            lease = self._leases.new()
             async with self._db.acquire() as conn:
                 leased = await self._repo.take_lease(
-                    conn, purchase.purchase_id, self._settings.purchase_lease_seconds
+                    conn, purchase.purchase_id, lease.token, self._leases.seconds
                 )
                 current = await self._repo.get_purchase(
                     conn, purchase.company_id, purchase.purchase_id
                 )
             assert current is not None
             if leased:
-                return await self._drive(current, by_caller)
+                return await self._drive(current, by_caller, lease=lease)
             if not by_caller:
                 raise Aborted("PURCHASE_IN_PROGRESS", "another driver holds the purchase")
             purchase = current
             if purchase.state is PurchaseState.PENDING:
-                await asyncio.sleep(0.1)
-        raise Aborted(
-            "PURCHASE_IN_PROGRESS",
-            "this purchase is still under way; retry with the same request_id",
-            {"purchase_id": str(purchase.purchase_id)},
-        )
+                if loop.time() + TAKE_OVER_POLL_SECONDS > wait_until:
+                    raise _in_progress(purchase)
+                await asyncio.sleep(TAKE_OVER_POLL_SECONDS)
+        return await self._resume(purchase, by_caller, wait_until)
 
-    async def _settled(self, purchase: Purchase) -> Purchase:
-        return await self._drive_when_free(purchase, by_caller=True)
+    async def _settled(self, purchase: Purchase, wait_until: float | None = None) -> Purchase:
+        return await self._drive_when_free(purchase, by_caller=True, wait_until=wait_until)
 
     def _rid(self, purchase: Purchase, step: str) -> str:
         return derived_request_id("purchase", purchase.purchase_id, purchase.attempt, step)
@@ -621,9 +663,19 @@ class BillingService:
         async with self._db.acquire() as conn:
             return await self._repo.get_quote(conn, purchase.company_id, purchase.quote_id)
 
-    async def _drive(self, purchase: Purchase, by_caller: bool) -> Purchase:
-        """Runs a leased PENDING purchase to COMPLETED or FAILED (or leaves it PENDING on a
-        pool outage, for a retry or the recovery to finish)."""
+    async def _drive(self, purchase: Purchase, by_caller: bool, lease: Lease) -> Purchase:
+        """Runs a PENDING purchase whose `lease` the caller took to COMPLETED or FAILED (or
+        leaves it PENDING on a pool outage, for a retry or the recovery to finish)."""
+        try:
+            async with self._leases.held(purchase.purchase_id, lease):
+                return await self._drive_leased(purchase, by_caller)
+        except LeaseLost:
+            raise _in_progress(purchase) from None
+        finally:
+            async with self._db.acquire() as conn:
+                await self._repo.drop_lease(conn, purchase.purchase_id, lease.token)
+
+    async def _drive_leased(self, purchase: Purchase, by_caller: bool) -> Purchase:
         try:
             step = purchase.step
             if step.startswith(UNDOING):
@@ -642,9 +694,6 @@ class BillingService:
                 return await self._undo_and_fail(current, undo.error)
         except _PastPivot:
             return await self._forward(await self._reload(purchase))
-        finally:
-            async with self._db.acquire() as conn:
-                await self._repo.drop_lease(conn, purchase.purchase_id)
 
     async def _reload(self, purchase: Purchase) -> Purchase:
         async with self._db.acquire() as conn:
@@ -951,14 +1000,13 @@ class BillingService:
         return settled
 
     async def run_recovery(self) -> None:
-        """Recovers interrupted purchases and purges old idempotency keys until cancelled."""
+        """Recovers interrupted purchases (at once, then every recovery interval) and
+        purges old idempotency keys until cancelled."""
         purge_every = 3600.0
         since_purge = purge_every
         while True:
-            await asyncio.sleep(self._settings.recovery_interval_seconds)
             try:
                 await self.recover_interrupted()
-                since_purge += self._settings.recovery_interval_seconds
                 if since_purge >= purge_every:
                     since_purge = 0.0
                     async with self._db.acquire() as conn:
@@ -970,6 +1018,12 @@ class BillingService:
                     log.warning("purchase recovery failed; will retry", exc_info=True)
             except Exception:
                 log.exception("purchase recovery failed; will retry")
+            await asyncio.sleep(self._settings.recovery_interval_seconds)
+            since_purge += self._settings.recovery_interval_seconds
+
+    async def keep_leases(self) -> None:
+        """Renews the leases of the purchases this process drives until cancelled."""
+        await self._leases.run()
 
     # --- removals -------------------------------------------------------------------------
 
@@ -1129,6 +1183,14 @@ def _failure(purchase: Purchase) -> DomainError:
     return kind(
         purchase.failure_reason or "PURCHASE_FAILED",
         purchase.failure_message or "the purchase failed; nothing was charged",
+        {"purchase_id": str(purchase.purchase_id)},
+    )
+
+
+def _in_progress(purchase: Purchase) -> Aborted:
+    return Aborted(
+        "PURCHASE_IN_PROGRESS",
+        "this purchase is still under way; retry with the same request_id",
         {"purchase_id": str(purchase.purchase_id)},
     )
 

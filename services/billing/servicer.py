@@ -395,7 +395,8 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             quantity=quantity,
             quote_id=quote_id,
         )
-        purchase = await _with_details(self._service.purchase(command))
+        remaining: float | None = context.time_remaining()
+        purchase = await _with_details(self._service.purchase(command, remaining))
         return pb.PurchaseLicensesResponse(purchase=purchase_pb(purchase))
 
     async def GetPurchase(

@@ -28,6 +28,13 @@ def plan_not_found(plan_id: uuid.UUID) -> NotFound:
     return NotFound("PLAN_NOT_FOUND", f"plan {plan_id} not found", {"plan_id": str(plan_id)})
 
 
+def office_not_found(office_id: uuid.UUID) -> NotFound:
+    """The office belongs to another company (to the caller it does not exist)."""
+    return NotFound(
+        "OFFICE_NOT_FOUND", f"office {office_id} not found", {"office_id": str(office_id)}
+    )
+
+
 def no_active_plan(office_id: uuid.UUID) -> FailedPrecondition:
     return FailedPrecondition(
         "NO_ACTIVE_PLAN",

@@ -1,18 +1,23 @@
 """Purchases across real service processes: a pool outage, a billing crash between the
-hold and the commit, duplicate request_ids. Nothing is charged twice, no unit is lost or
-left held."""
+hold and the commit, a crash in the middle of several purchases, duplicate request_ids.
+Nothing is charged twice, no unit is lost or left held."""
 
 import asyncio
 import socket
+import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import asyncpg
 import grpc
 import pytest
 
 from licensing.billing.v1 import billing_pb2 as bpb
 from licensing.billing.v1 import billing_pb2_grpc
+from licensing.pool.v1 import pool_pb2 as ppb
 from licensing.pool.v1 import pool_pb2_grpc
 from tests.support.billing import Shop
 from tests.support.pool import reason_of, rid
@@ -215,3 +220,202 @@ async def test_duplicate_request_ids_at_once_charge_once(database_url: str) -> N
         assert all(r == done[0] for r in done)
         assert len(await shop.purchases()) == 1
         assert await shop.states("a", "connect") == {"SPARE": 4}
+
+
+# --- a crash in the middle of several purchases -------------------------------------------
+
+BUYERS = [f"buyer-{n}" for n in range(6)]
+QUANTITY = 3
+POOL_SIZE = 10
+# The issue's bound: an interrupted purchase is settled, and retries of it answered,
+# this long after billing comes back (with the production lease and recovery settings).
+RECOVERY_BOUND_SECONDS = 10.0
+CALL_DEADLINE_SECONDS = 30.0
+
+
+@dataclass
+class Crashed:
+    """What a crash amid several purchases left: the shop, the pool's port, each buyer's
+    request_id, and the step and hold of each purchase it interrupted (by request_id)."""
+
+    shop: Shop
+    pool_port: int
+    request_ids: dict[str, str]
+    interrupted: dict[str, tuple[str, uuid.UUID | None]]
+
+    def buyer_of(self, purchase: bpb.Purchase) -> str:
+        return next(b for b in BUYERS if self.shop.offices[b] == purchase.office_id)
+
+
+def billing_env_as_deployed(database_url: str, pool_port: int, **extra: str) -> dict[str, str]:
+    """billing_env without the tests' lease and recovery settings: the defaults apply."""
+    env = billing_env(database_url, pool_port, **extra)
+    del env["BILLING_PURCHASE_LEASE_SECONDS"], env["BILLING_RECOVERY_INTERVAL_SECONDS"]
+    return env
+
+
+async def buy_within(shop: Shop, office: str, request_id: str) -> bpb.Purchase:
+    """A buyer's purchase, with a deadline well past the bound (the bound is checked on
+    when the answer came)."""
+    response = await shop.billing.PurchaseLicenses(
+        bpb.PurchaseLicensesRequest(
+            request_id=request_id,
+            company_id=shop.company_id,
+            office_id=shop.offices[office],
+            license_type="connect",
+            quantity=QUANTITY,
+        ),
+        timeout=CALL_DEADLINE_SECONDS,
+    )
+    purchase: bpb.Purchase = response.purchase
+    return purchase
+
+
+async def pending(db: asyncpg.Pool, shop: Shop) -> dict[str, tuple[str, uuid.UUID | None]]:
+    """request_id -> (step, hold_id) of the company's PENDING purchases, from the database."""
+    rows = await db.fetch(
+        "SELECT request_id, step, hold_id FROM billing.purchases"
+        " WHERE company_id = $1 AND state = 'PENDING'",
+        uuid.UUID(shop.company_id),
+    )
+    return {r["request_id"]: (r["step"], r["hold_id"]) for r in rows}
+
+
+async def hold_committed(shop: Shop, hold_id: uuid.UUID | None) -> bool:
+    if hold_id is None:
+        return False
+    found = await shop.pool.GetHold(
+        ppb.GetHoldRequest(company_id=shop.company_id, hold_id=str(hold_id))
+    )
+    return found.hold.state == ppb.HOLD_STATE_COMMITTED
+
+
+async def crash_amid_purchases(
+    stack: AsyncExitStack, database_url: str, db: asyncpg.Pool
+) -> Crashed:
+    """Six offices buy at once from a pool of 10 units; billing crashes right after the
+    first commit (past the pivot), the other purchases wherever they were."""
+    port = free_port()
+    pool = await stack.enter_async_context(spawned("pool", pool_env(database_url, port)))
+    crashing = await spawn(
+        "billing", billing_env_as_deployed(database_url, port, crash_after_step="commit")
+    )
+    shop = await stack.enter_async_context(shop_on(stack, pool, crashing))
+    await shop.plan("seller", "USD", {"connect": 1000}, START)
+    for buyer in BUYERS:
+        await shop.plan(buyer, "USD", {"connect": 1000}, START)
+    await shop.add("seller", "connect", POOL_SIZE)
+    await shop.enable("USD")
+    request_ids = {buyer: rid() for buyer in BUYERS}
+    outcomes = await asyncio.gather(
+        *(buy_within(shop, b, request_ids[b]) for b in BUYERS), return_exceptions=True
+    )
+    assert all(
+        isinstance(o, bpb.Purchase)
+        or (isinstance(o, grpc.aio.AioRpcError) and o.code() == grpc.StatusCode.UNAVAILABLE)
+        for o in outcomes
+    ), outcomes
+    assert await crashing.process.wait() == 70
+    interrupted = await pending(db, shop)
+    # Several purchases were cut off, the one that crashed billing right after its commit
+    # (past the pivot) among them.
+    assert len(interrupted) >= 2, interrupted
+    assert "COMMITTING" in {step for step, _ in interrupted.values()}, interrupted
+    return Crashed(shop, port, request_ids, interrupted)
+
+
+def steps_of(crashed: Crashed) -> list[str]:
+    return sorted(step for step, _ in crashed.interrupted.values())
+
+
+async def restarted(stack: AsyncExitStack, database_url: str, crashed: Crashed) -> float:
+    """Billing back (as deployed); returns the monotonic time it listened at."""
+    billing = await stack.enter_async_context(
+        spawned("billing", billing_env_as_deployed(database_url, crashed.pool_port))
+    )
+    back = time.monotonic()
+    stack.push_async_callback(rebind(crashed.shop, billing).close)
+    return back
+
+
+async def assert_settled_once(crashed: Crashed, purchases: list[bpb.Purchase]) -> None:
+    """One purchase per request, each charged for its new units only; every unit where
+    the outcomes put it, none held."""
+    shop = crashed.shop
+    assert len(await shop.purchases()) == len(purchases)
+    completed = [p for p in purchases if p.state == bpb.PURCHASE_STATE_COMPLETED]
+    for purchase in purchases:
+        office = crashed.buyer_of(purchase)
+        if purchase.state == bpb.PURCHASE_STATE_COMPLETED:
+            assert purchase.from_pool + purchase.new_units == QUANTITY
+            assert (purchase.amount.amount_minor > 0) == (purchase.new_units > 0)
+            assert await shop.states(office, "connect") == {"SPARE": QUANTITY}
+        else:
+            assert purchase.state == bpb.PURCHASE_STATE_FAILED
+            assert purchase.amount.amount_minor == 0
+            assert await shop.states(office, "connect") == {}
+    left = POOL_SIZE - sum(p.from_pool for p in completed)
+    assert await shop.states("seller", "connect") == ({"POOLED": left} if left else {})
+    states = await shop.states()
+    assert "HELD" not in states
+    # New units exist once per completed purchase (AddUnits never ran twice).
+    assert sum(states.values()) == POOL_SIZE + sum(p.new_units for p in completed)
+
+
+async def test_crash_amid_purchases_retries_answered_within_bound(
+    database_url: str, db: asyncpg.Pool
+) -> None:
+    async with AsyncExitStack() as stack:
+        crashed = await crash_amid_purchases(stack, database_url, db)
+        back = await restarted(stack, database_url, crashed)
+
+        async def retry(buyer: str) -> tuple[bpb.Purchase, float]:
+            purchase = await buy_within(crashed.shop, buyer, crashed.request_ids[buyer])
+            return purchase, time.monotonic() - back
+
+        answers = await asyncio.gather(*(retry(b) for b in BUYERS))
+        slowest = max(elapsed for _, elapsed in answers)
+        print(f"interrupted {steps_of(crashed)}; answered in {slowest:.2f} s")
+        assert slowest < RECOVERY_BOUND_SECONDS
+        # Every retry carried its purchase to the end (an undone attempt runs again).
+        purchases = [p for p, _ in answers]
+        assert len({p.purchase_id for p in purchases}) == len(BUYERS)
+        assert all(p.state == bpb.PURCHASE_STATE_COMPLETED for p in purchases), purchases
+        await assert_settled_once(crashed, purchases)
+        again = [await buy_within(crashed.shop, b, crashed.request_ids[b]) for b in BUYERS]
+        assert again == purchases
+
+
+async def test_crash_amid_purchases_recovered_within_bound(
+    database_url: str, db: asyncpg.Pool
+) -> None:
+    async with AsyncExitStack() as stack:
+        crashed = await crash_amid_purchases(stack, database_url, db)
+        back = await restarted(stack, database_url, crashed)
+        # Nobody retries: the recovery settles every interrupted purchase by itself.
+        for _ in range(600):
+            if not await pending(db, crashed.shop):
+                break
+            await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - back
+        print(f"interrupted {steps_of(crashed)}; settled in {elapsed:.2f} s")
+        assert await pending(db, crashed.shop) == {}
+        assert elapsed < RECOVERY_BOUND_SECONDS
+        settled = await crashed.shop.purchases()  # those written before the crash
+        await assert_settled_once(crashed, settled)
+        for purchase in settled:
+            request_id = crashed.request_ids[crashed.buyer_of(purchase)]
+            if request_id not in crashed.interrupted:
+                continue
+            step, hold_id = crashed.interrupted[request_id]
+            # Past the pivot (new units to add, or the hold committed): completed. Before
+            # it (the hold, if any, released): undone, nothing charged.
+            if step == "ADDING" or await hold_committed(crashed.shop, hold_id):
+                assert purchase.state == bpb.PURCHASE_STATE_COMPLETED
+            else:
+                assert purchase.state == bpb.PURCHASE_STATE_FAILED
+                assert purchase.failure_reason == "PURCHASE_INTERRUPTED"
+        # The retries get the final answers; an undone purchase runs again, once.
+        retried = [await buy_within(crashed.shop, b, crashed.request_ids[b]) for b in BUYERS]
+        assert all(p.state == bpb.PURCHASE_STATE_COMPLETED for p in retried), retried
+        await assert_settled_once(crashed, retried)
