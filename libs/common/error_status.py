@@ -17,6 +17,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from libs.common import call_context
 from libs.common.errors import DomainError, ErrorKind, InvalidArgument
 from libs.common.logging_limits import RateLimitedWarning
 from libs.common.request_checks import decoder
@@ -95,17 +96,20 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             unary: Handler = handler.unary_unary
 
             async def guarded(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+                call = call_context.begin(method, context.time_remaining())
                 try:
                     return await unary(decode(raw), context)
                 except grpc.aio.AbortError:
                     raise
                 except Exception as error:
                     await abort(error, context)
+                finally:
+                    call_context.end(call)
 
             return grpc.unary_unary_rpc_method_handler(
                 guarded,
                 request_deserializer=None,
-                response_serializer=handler.response_serializer,
+                response_serializer=passing_bytes(handler.response_serializer),
             )
         if handler.unary_stream is not None:
             stream: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
@@ -114,6 +118,9 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             async def guarded_stream(
                 raw: bytes, context: grpc.aio.ServicerContext
             ) -> AsyncIterator[Any]:
+                # Each call runs in a task of its own: the context ends with it (an async
+                # generator may be closed from another context, where a reset would fail).
+                call_context.begin(method, context.time_remaining())
                 try:
                     async for item in stream(decode(raw), context):
                         yield item
@@ -128,6 +135,19 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+def passing_bytes(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes]:
+    """The method's response serializer, except that bytes go out as they are: a
+    mutating handler returns the response it stored for its request_id, already encoded
+    (`handlers.once`), so it is neither parsed back nor encoded twice."""
+
+    def serialized(response: Any) -> bytes:
+        if isinstance(response, bytes) or serialize is None:
+            return response  # type: ignore[no-any-return]
+        return serialize(response)
+
+    return serialized
 
 
 _unstorable = RateLimitedWarning(10.0)
