@@ -4,22 +4,30 @@ Requests for the same key (e.g. one company's pool in one currency) wait in a bo
 queue; one worker per key hands everything waiting to the batch handler at once, so a
 batch shares one database transaction and one commit. Keys never wait for each other.
 
-Load is shed (RESOURCE_EXHAUSTED) instead of queued without bound: when the queue is
-full, and when the caller's deadline would pass before its turn comes (the wait is
-estimated from the key's recent pace). A request whose deadline passed while it waited
-is answered without being run.
+Load is shed (RESOURCE_EXHAUSTED OVERLOADED, with a retry delay) instead of queued without
+bound, and a caller with a deadline is answered before it: a request is refused at once
+when the queue is full or when its turn would come too late; a queued request is refused
+when its deadline draws near (a timer); a batch takes only the requests it can answer
+before they are due. A request in a running batch is answered when the batch ends (its
+outcome is not known before).
+
+Waits are estimated from the key's recent batches. A batch costs about as long as the
+recent ones whatever its size (the transaction's round trips dominate; a per-request share
+would make a long queue after small batches look hopeless and shed everything). A request
+waits for the rest of the running batch, one batch per `max_batch` requests ahead of it,
+and its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from libs.common.errors import DeadlineExceeded, ResourceExhausted
+from libs.common.shedding import overloaded
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -27,26 +35,62 @@ R = TypeVar("R")
 
 BatchHandler = Callable[[K, Sequence[T]], Awaitable[Sequence[R | BaseException]]]
 
+# The answer is due this much before the caller's deadline (a share of its time, at most
+# MAX_REPLY_MARGIN): time for the event loop to send the reply before the caller gives up.
+REPLY_SHARE = 0.1
+MAX_REPLY_MARGIN = 0.1
+# Weight of the newest batch in the running mean of batch durations.
+RECENT_WEIGHT = 0.2
+TOO_LATE = "too busy to answer before the deadline; retry later"
+
+
+@dataclass(slots=True)
+class _Pace:
+    """How long a key's batches take lately (a running mean)."""
+
+    batch_seconds: float = 0.0
+
+    def record(self, seconds: float) -> None:
+        if not self.batch_seconds:
+            self.batch_seconds = seconds
+        else:
+            self.batch_seconds += RECENT_WEIGHT * (seconds - self.batch_seconds)
+
 
 @dataclass(slots=True)
 class _Waiting(Generic[T, R]):
     item: T
-    deadline: float | None
-    future: asyncio.Future[R] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    due: float | None  # loop time by which the answer must be sent
+    future: asyncio.Future[R]
+    timer: asyncio.TimerHandle | None = None
+    queued: bool = True
 
 
 @dataclass(slots=True)
 class _Lane(Generic[T, R]):
     """One key's queue, while it has work."""
 
+    pace: _Pace
     queue: deque[_Waiting[T, R]] = field(default_factory=deque)
-    pace: float = 0.0  # recent seconds per item
-    in_flight: int = 0  # items of the batch being handled
+    waiting: int = 0  # queued and not answered yet
+    in_flight: int = 0  # requests of the batch being handled
+    batch_started: float = 0.0
 
-    def expected_wait(self) -> float:
-        return (len(self.queue) + self.in_flight) * self.pace
+    def expected_wait(self, now: float, max_batch: int) -> float:
+        """How long a request queued now waits for its answer."""
+        batch = self.pace.batch_seconds
+        running = max(batch - (now - self.batch_started), 0.0) if self.in_flight else 0.0
+        return running + math.ceil((self.waiting + 1) / max_batch) * batch
+
+    def leave(self, waiting: _Waiting[T, R]) -> bool:
+        """Takes `waiting` out of the queue's count; False if it had left already."""
+        if not waiting.queued:
+            return False
+        waiting.queued = False
+        self.waiting -= 1
+        if waiting.timer is not None:
+            waiting.timer.cancel()
+        return True
 
 
 class Coalescer(Generic[K, T, R]):
@@ -59,47 +103,67 @@ class Coalescer(Generic[K, T, R]):
         self._max_batch = max_batch
         self._max_waiting = max_waiting
         self._lanes: dict[K, _Lane[T, R]] = {}
+        self._paces: dict[K, _Pace] = {}  # outlive the lanes: a new burst starts informed
         self._workers: set[asyncio.Task[None]] = set()
 
     async def submit(self, key: K, item: T, time_remaining: float | None = None) -> R:
         """Runs `item` in the next batch of `key`; `time_remaining` is the caller's deadline."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = _Lane()
-            worker = asyncio.create_task(self._drain(key, lane))
+            lane = self._lanes[key] = _Lane(self._paces.setdefault(key, _Pace()))
+            worker = loop.create_task(self._drain(key, lane))
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
-        elif len(lane.queue) >= self._max_waiting:
-            raise ResourceExhausted("OVERLOADED", "too many requests waiting; retry later")
-        elif time_remaining is not None and lane.expected_wait() > time_remaining:
-            raise ResourceExhausted(
-                "OVERLOADED", "too busy to answer before the deadline; retry later"
+        elif lane.waiting >= self._max_waiting:
+            raise overloaded(
+                "too many requests waiting; retry later", lane.expected_wait(now, self._max_batch)
             )
-        deadline = None if time_remaining is None else time.monotonic() + time_remaining
-        waiting: _Waiting[T, R] = _Waiting(item, deadline)
+        due = None
+        if time_remaining is not None:
+            margin = min(REPLY_SHARE * time_remaining, MAX_REPLY_MARGIN)
+            due = now + time_remaining - margin
+            wait = lane.expected_wait(now, self._max_batch)
+            if now + wait >= due:
+                raise overloaded(TOO_LATE, wait)
+        waiting: _Waiting[T, R] = _Waiting(item, due, loop.create_future())
+        if due is not None:
+            waiting.timer = loop.call_at(due, self._too_late, lane, waiting)
         lane.queue.append(waiting)
-        return await waiting.future
+        lane.waiting += 1
+        try:
+            return await waiting.future
+        finally:
+            lane.leave(waiting)  # the caller went away (a no-op once it was answered)
+
+    def _too_late(self, lane: _Lane[T, R], waiting: _Waiting[T, R]) -> None:
+        """A queued request is due: refuse it while its caller still listens."""
+        if lane.leave(waiting) and not waiting.future.done():
+            wait = lane.expected_wait(asyncio.get_running_loop().time(), self._max_batch)
+            waiting.future.set_exception(overloaded(TOO_LATE, wait))
 
     async def _drain(self, key: K, lane: _Lane[T, R]) -> None:
+        loop = asyncio.get_running_loop()
         queue = lane.queue
         try:
             while queue:
+                now = loop.time()
+                finish = now + lane.pace.batch_seconds
                 batch: list[_Waiting[T, R]] = []
-                now = time.monotonic()
                 while queue and len(batch) < self._max_batch:
                     waiting = queue.popleft()
-                    if waiting.future.done():  # the caller went away
+                    if not lane.leave(waiting) or waiting.future.done():  # answered already
                         continue
-                    if waiting.deadline is not None and waiting.deadline <= now:
-                        waiting.future.set_exception(
-                            DeadlineExceeded("DEADLINE_EXCEEDED", "deadline passed while queued")
-                        )
+                    if waiting.due is not None and waiting.due < finish:
+                        wait = lane.expected_wait(now, self._max_batch)
+                        waiting.future.set_exception(overloaded(TOO_LATE, wait))
                         continue
                     batch.append(waiting)
                 if not batch:
                     continue
                 lane.in_flight = len(batch)
-                started = time.monotonic()
+                lane.batch_started = loop.time()
                 try:
                     results = await self._handler(key, [w.item for w in batch])
                 except BaseException as error:  # the whole batch failed
@@ -111,8 +175,7 @@ class Coalescer(Generic[K, T, R]):
                         raise
                 finally:
                     lane.in_flight = 0
-                pace = (time.monotonic() - started) / len(batch)
-                lane.pace = pace if not lane.pace else 0.8 * lane.pace + 0.2 * pace
+                lane.pace.record(loop.time() - lane.batch_started)
                 for waiting, result in zip(batch, results, strict=True):
                     if waiting.future.done():
                         continue
@@ -123,6 +186,7 @@ class Coalescer(Generic[K, T, R]):
         finally:
             del self._lanes[key]
             for waiting in queue:
+                lane.leave(waiting)
                 if not waiting.future.done():
                     waiting.future.cancel()
 

@@ -23,6 +23,7 @@ from libs.common.logging_limits import RateLimitedWarning
 from libs.common.request_checks import decoder
 
 if TYPE_CHECKING:
+    from libs.common.admission import Admission
     from libs.common.database_outage import DatabaseWatch
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,15 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     store, is refused INVALID_ARGUMENT like any other domain error.
     """
 
-    def __init__(self, domain: str, database: DatabaseWatch | None = None) -> None:
+    def __init__(
+        self,
+        domain: str,
+        database: DatabaseWatch | None = None,
+        admission: Admission | None = None,
+    ) -> None:
         self._domain = domain
         self._database = database
+        self._admission = admission
         # The guarded handler of each method, built once (handlers are static).
         self._guarded: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
@@ -82,6 +89,9 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _guard(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         decode = decoder(method, handler.request_deserializer)
+        admission = (
+            None if self._admission is None or self._admission.exempt(method) else self._admission
+        )
 
         async def abort(error: Exception, context: grpc.aio.ServicerContext) -> None:
             if not isinstance(error, DomainError):
@@ -97,13 +107,18 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             async def guarded(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
                 call = call_context.begin(method, context.time_remaining())
+                started = None
                 try:
+                    if admission is not None:
+                        started = admission.enter()
                     return await unary(decode(raw), context)
                 except grpc.aio.AbortError:
                     raise
                 except Exception as error:
                     await abort(error, context)
                 finally:
+                    if started is not None:
+                        admission.leave(started)  # type: ignore[union-attr]
                     call_context.end(call)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -121,13 +136,19 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 # Each call runs in a task of its own: the context ends with it (an async
                 # generator may be closed from another context, where a reset would fail).
                 call_context.begin(method, context.time_remaining())
+                started = None
                 try:
+                    if admission is not None:
+                        started = admission.enter(stream=True)
                     async for item in stream(decode(raw), context):
                         yield item
                 except grpc.aio.AbortError:
                     raise
                 except Exception as error:
                     await abort(error, context)
+                finally:
+                    if started is not None:
+                        admission.leave(started, stream=True)  # type: ignore[union-attr]
 
             return grpc.unary_stream_rpc_method_handler(
                 guarded_stream,

@@ -19,12 +19,21 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from libs.common.admission import Admission
 from libs.common.database_outage import DatabaseWatch
 from libs.common.error_status import ErrorMappingInterceptor
 from libs.common.settings import ServiceSettings
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 LIVENESS = "liveness"
+# Calls gRPC core holds until grpc.aio takes them (one at a time, on the event loop). Past
+# core's default backlog (1,000, then randomly up to 3,000) core drops arrivals itself and
+# their callers see a bare CANCELLED. With this bound core never sheds before the service
+# does: every call reaches `Admission`, which refuses with RESOURCE_EXHAUSTED and a retry
+# delay (a call still waiting in core at its deadline ends as DEADLINE_EXCEEDED).
+MAX_UNTAKEN_CALLS = 100_000
+# A drain ends once no call has run for this long (the last untaken ones were taken).
+DRAIN_QUIET_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class RunningServer:
     health: health.aio.HealthServicer
     names: tuple[str, ...]
     database: DatabaseWatch
+    admission: Admission
 
     async def set_serving(self, serving: bool) -> None:
         """Whether calls can be answered (the overall status and each service's)."""
@@ -55,11 +65,16 @@ class RunningServer:
             await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
-        """Stops taking calls (health NOT_SERVING), lets in-flight calls finish."""
+        """Health NOT_SERVING; within `grace`, answers every call that had reached the
+        server (half of it to drain the calls gRPC core still holds), then stops."""
         await self.database.stop()
         await self.set_serving(False)
+        started = asyncio.get_running_loop().time()
+        if grace > 0:
+            await self.admission.drain(DRAIN_QUIET_SECONDS, longest=grace / 2)
+        elapsed = asyncio.get_running_loop().time() - started
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.server.stop(grace)
+        await self.server.stop(max(grace - elapsed, 0))
 
 
 async def start_server(
@@ -74,13 +89,19 @@ async def start_server(
     health into NOT_SERVING until the database answers again; the server stops it.
 
     Calls beyond `settings.max_concurrent_rpcs` in flight are refused at once with
-    RESOURCE_EXHAUSTED: an overloaded service sheds load instead of queueing without bound.
+    RESOURCE_EXHAUSTED OVERLOADED and a retry delay: an overloaded service sheds load
+    instead of queueing without bound.
     """
+    admission = Admission(settings.max_concurrent_rpcs)
     server = grpc.aio.server(
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
-        interceptors=[aio_server_interceptor(), ErrorMappingInterceptor(error_domain, database)],  # type: ignore[no-untyped-call]
+        interceptors=[
+            aio_server_interceptor(),  # type: ignore[no-untyped-call]
+            ErrorMappingInterceptor(error_domain, database, admission),
+        ],
         options=[
             ("grpc.so_reuseport", 0),
+            ("grpc.server.max_pending_requests", MAX_UNTAKEN_CALLS),
+            ("grpc.server.max_pending_requests_hard_limit", MAX_UNTAKEN_CALLS),
             # CSV uploads and bulk responses (10,000 units) exceed gRPC's 4 MB default.
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -101,7 +122,7 @@ async def start_server(
     )
     bound = server.add_insecure_port(f"{settings.host}:{settings.port}")
     await server.start()
-    running = RunningServer(server, bound, health_servicer, names, database)
+    running = RunningServer(server, bound, health_servicer, names, database, admission)
     await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     await running.set_serving(True)
     database.start(running.set_serving)

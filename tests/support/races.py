@@ -19,6 +19,7 @@ from tests.support.pool import Company, reason_of, rid
 class RaceOutcome:
     unit_ids: list[str]
     failures: Counter[tuple[grpc.StatusCode, str]]
+    errors: list[grpc.aio.AioRpcError]
 
 
 async def pool_with_claimable_units(
@@ -33,9 +34,13 @@ async def pool_with_claimable_units(
 
 
 async def race_acquire(
-    stubs: list[pool_pb2_grpc.PoolServiceStub], company: Company, callers: int
+    stubs: list[pool_pb2_grpc.PoolServiceStub],
+    company: Company,
+    callers: int,
+    deadline_seconds: float = 60,
 ) -> RaceOutcome:
-    """`callers` concurrent Acquire of one unit, spread over offices and stubs."""
+    """`callers` concurrent Acquire of one unit, spread over offices and stubs, each with
+    a deadline of `deadline_seconds`."""
     offices = list(company.offices.values())
 
     async def one(index: int) -> pb.AcquireResponse | grpc.aio.AioRpcError:
@@ -52,7 +57,7 @@ async def race_acquire(
                     quantity=1,
                     assignees=[pb.Assignee(kind=pb.ASSIGNEE_KIND_USER, id=f"user-{index}")],
                 ),
-                timeout=60,
+                timeout=deadline_seconds,
             )
             return response
         except grpc.aio.AioRpcError as error:
@@ -60,10 +65,11 @@ async def race_acquire(
 
     results = await asyncio.gather(*(one(i) for i in range(callers)))
     unit_ids = [u.unit_id for r in results if isinstance(r, pb.AcquireResponse) for u in r.units]
+    errors = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
     failures: Counter[tuple[grpc.StatusCode, str]] = Counter(
-        (r.code(), reason_of(r)) for r in results if isinstance(r, grpc.aio.AioRpcError)
+        (e.code(), reason_of(e)) for e in errors
     )
-    return RaceOutcome(unit_ids, failures)
+    return RaceOutcome(unit_ids, failures, errors)
 
 
 async def assert_database_matches(

@@ -4,9 +4,10 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
+from google.rpc import error_details_pb2
 
 from libs.common.coalescing import Coalescer
-from libs.common.errors import DeadlineExceeded, ResourceExhausted
+from libs.common.errors import ResourceExhausted
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -69,14 +70,22 @@ async def test_full_queue_sheds_load() -> None:
     await asyncio.sleep(0)  # the worker takes item 0
     queued = [asyncio.create_task(writer.submit("k", i)) for i in (1, 2)]
     await asyncio.sleep(0)
-    with pytest.raises(ResourceExhausted):
+    with pytest.raises(ResourceExhausted) as refused:
         await writer.submit("k", 3)
+    assert refused.value.reason == "OVERLOADED"
+    assert retry_delay(refused.value) > 0
     release.set()
     assert await first == 0
     assert [await q for q in queued] == [1, 2]
 
 
-async def test_expired_deadline_is_not_run() -> None:
+def retry_delay(error: ResourceExhausted) -> float:
+    """The retry delay the refusal suggests (its one RetryInfo detail), in seconds."""
+    (info,) = [d for d in error.details if isinstance(d, error_details_pb2.RetryInfo)]
+    return float(info.retry_delay.ToNanoseconds()) / 1e9
+
+
+async def test_a_queued_request_is_refused_before_its_deadline_and_never_run() -> None:
     ran: list[int] = []
     release = asyncio.Event()
 
@@ -87,14 +96,70 @@ async def test_expired_deadline_is_not_run() -> None:
 
     writer: Coalescer[str, int, int] = Coalescer(handler, max_batch=1)
     first = asyncio.create_task(writer.submit("k", 0))
-    await asyncio.sleep(0)
-    late = asyncio.create_task(writer.submit("k", 1, time_remaining=0.01))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # the worker takes item 0 and blocks
+    loop = asyncio.get_running_loop()
+    submitted = loop.time()
+    with pytest.raises(ResourceExhausted) as refused:
+        await asyncio.wait_for(writer.submit("k", 1, time_remaining=1.0), timeout=5)
+    assert loop.time() - submitted < 1.0  # the caller hears back before its deadline
+    assert not first.done()  # on the server's own initiative, while the batch ahead runs
+    assert refused.value.reason == "OVERLOADED"
+    assert retry_delay(refused.value) > 0
     release.set()
     assert await first == 0
-    with pytest.raises(DeadlineExceeded):
-        await late
     assert ran == [0]
+
+
+async def test_a_batch_takes_only_requests_it_can_answer_before_they_are_due() -> None:
+    ran: list[int] = []
+    gate = asyncio.Event()
+
+    async def handler(key: str, items: Sequence[int]) -> list[int]:
+        if items[0] == 0:
+            await gate.wait()
+        else:
+            await asyncio.sleep(0.3)  # the key's batches take about 0.3 s
+        ran.extend(items)
+        return list(items)
+
+    writer: Coalescer[str, int, int] = Coalescer(handler, max_batch=1)
+    assert await writer.submit("k", -1) == -1  # teaches the writer its pace
+    held = asyncio.create_task(writer.submit("k", 0))
+    await asyncio.sleep(0)
+    late = asyncio.create_task(writer.submit("k", 1, time_remaining=1.0))
+    await asyncio.sleep(0.7)  # item 1 is due in 0.2 s: a 0.3 s batch would answer it late
+    gate.set()
+    with pytest.raises(ResourceExhausted):
+        await late
+    assert await held == 0
+    assert ran == [-1, 0]
+
+
+async def test_a_long_queue_after_small_batches_does_not_look_hopeless() -> None:
+    gate = asyncio.Event()
+
+    async def handler(key: str, items: Sequence[int]) -> list[int]:
+        if items == [1]:
+            await gate.wait()
+        else:
+            await asyncio.sleep(0.02)  # a batch costs about the same whatever its size
+        return list(items)
+
+    writer: Coalescer[str, int, int] = Coalescer(handler, max_batch=256)
+    first = asyncio.create_task(writer.submit("k", 0))  # a batch of one: ~20 ms
+    await asyncio.sleep(0)
+    held = asyncio.create_task(writer.submit("k", 1))  # the next batch of one, held
+    assert await first == 0
+    queued = [asyncio.create_task(writer.submit("k", i)) for i in range(2, 52)]
+    await asyncio.sleep(0)
+    # 50 ahead, but all in the next batch: about one batch of wait, well within 0.5 s
+    # (counted per request at the small batches' pace it would look like a whole second).
+    probe = asyncio.create_task(writer.submit("k", 99, time_remaining=0.5))
+    await asyncio.sleep(0)
+    gate.set()
+    assert await probe == 99
+    assert await held == 1
+    assert [await q for q in queued] == list(range(2, 52))
 
 
 async def test_a_deadline_that_cannot_be_met_is_shed_at_once() -> None:
@@ -114,8 +179,9 @@ async def test_a_deadline_that_cannot_be_met_is_shed_at_once() -> None:
     await asyncio.sleep(0)
     queued = [asyncio.create_task(writer.submit("k", i, time_remaining=5)) for i in (2, 3)]
     await asyncio.sleep(0)
-    with pytest.raises(ResourceExhausted):  # three items ahead at ~50 ms each: > 10 ms
+    with pytest.raises(ResourceExhausted) as refused:  # three items ahead at ~50 ms each
         await writer.submit("k", 9, time_remaining=0.01)
+    assert retry_delay(refused.value) > 0
     release.set()
     assert await slow == 1
     assert [await q for q in queued] == [2, 3]
