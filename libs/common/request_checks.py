@@ -117,8 +117,11 @@ def check_message(message: Message, prefix: str = "") -> None:
 _undecodable = RateLimitedWarning(10.0)
 
 
-def decoder(method: str, deserializer: Deserializer) -> Callable[[bytes], Message]:
-    """Decodes and checks one method's request bytes; refusals are INVALID_ARGUMENT."""
+def decoder(method: str, deserializer: Deserializer | None) -> Callable[[bytes], Any]:
+    """Decodes and checks one method's request bytes; refusals are INVALID_ARGUMENT.
+    A method without a deserializer takes its bytes as they are."""
+    if deserializer is None:
+        return lambda raw: raw
     shape: _Shape | None = None
 
     def decode(raw: bytes) -> Message:
