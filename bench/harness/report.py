@@ -97,26 +97,29 @@ def _row_lines(row: Row) -> list[tuple[str, ...]]:
     return lines
 
 
-def _blank(used: int) -> tuple[str, ...]:
-    return ("",) * (len(COLUMNS) - used)
-
-
 def print_table(outcomes: Sequence[Outcome]) -> None:
+    """One line per row and comparison; a skip, an error or a failed check is one line
+    whose message runs past the columns (it does not widen them)."""
     lines: list[tuple[str, ...]] = [COLUMNS]
     for outcome in outcomes:
         if outcome.status in ("skipped", "error"):
             message = outcome.message.splitlines()[0] if outcome.message else ""
-            lines.append((outcome.scenario, outcome.status, message[:70], *_blank(3)))
+            lines.append((outcome.scenario, outcome.status, message[:100]))
             continue
         for row in outcome.rows:
             lines.extend(_row_lines(row))
         for check in outcome.checks:
             if not check.passed:
                 problem = check.problems[0] if check.problems else check.name
-                lines.append((outcome.scenario, "CHECK FAILED", problem[:70], *_blank(3)))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+                lines.append((outcome.scenario, "CHECK FAILED", problem[:100]))
+    table = [line for line in lines if len(line) == len(COLUMNS)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
     for number, line in enumerate(lines):
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+        if len(line) == len(COLUMNS):
+            cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
+        else:  # scenario, status, message
+            cells = [line[0].ljust(widths[0]), line[1].ljust(widths[1]), line[2]]
+        print("  ".join(cells).rstrip())
         if number == 0:
             print("  ".join("-" * width for width in widths))
     print(flush=True)

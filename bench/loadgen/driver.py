@@ -29,12 +29,19 @@ from bench.loadgen.spec import LoadSpec
 _run_numbers = itertools.count(1)
 
 
-def _ended_before(process: subprocess.Popen[bytes], at: float) -> bool:
-    """Waits until monotonic time `at`; True if the process ended first."""
+def _wait_until(process: subprocess.Popen[bytes], at: float) -> bool:
+    """Waits until monotonic time `at`; False if the generator failed before.
+
+    A generator that ended well may end a little before our clock says the window did
+    (it started its clock before we read `started`): the servers' counters still hold.
+    """
     try:
         process.wait(timeout=max(0.0, at - time.monotonic()))
     except subprocess.TimeoutExpired:
+        return True
+    if process.returncode != 0:
         return False
+    time.sleep(max(0.0, at - time.monotonic()))
     return True
 
 
@@ -42,15 +49,15 @@ def _window_samples(
     process: subprocess.Popen[bytes], meter: CpuMeter, timing: Timing
 ) -> tuple[CpuSample, CpuSample] | None:
     """CPU samples at the start and the end of the measured window, or None if the
-    generator ended before the window did."""
+    generator failed before the window ended."""
     assert process.stdout is not None
     if process.stdout.readline().strip() != b"started":
         return None
     started = time.monotonic()
-    if _ended_before(process, started + timing.warmup_s):
+    if not _wait_until(process, started + timing.warmup_s):
         return None
     first = meter.sample()
-    if _ended_before(process, started + timing.total_s):
+    if not _wait_until(process, started + timing.total_s):
         return None
     return first, meter.sample()
 
