@@ -23,10 +23,10 @@ test-integration: $(GEN_STAMP)
 test-e2e: $(GEN_STAMP)
 	$(PY) -m pytest -q tests/e2e $(PYTEST_ARGS)
 
-lint: $(GEN_STAMP)  ## ruff, mypy (strict on libs/ and services/) and buf lint
+lint: $(GEN_STAMP)  ## ruff, mypy (strict on libs/, services/, licensing_cli/ and bench/) and buf lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs services licensing_cli
+	$(VENV)/bin/mypy libs services licensing_cli bench
 	$(MAKE) buf-lint
 
 buf-lint:

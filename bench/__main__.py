@@ -1,5 +1,5 @@
 """Entry point of `python -m bench`."""
 
-from bench.runner import main
+from bench.harness.runner import main
 
 raise SystemExit(main())

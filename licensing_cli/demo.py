@@ -1,11 +1,11 @@
 """`python -m licensing_cli.demo` (what `make demo` does): a short story, end to end.
 
-It starts the whole platform through the launcher (`python -m services`: four services,
-each its own process) on its own embedded PostgreSQL in a temporary directory and on its
-own free ports, with a short grace period, then plays a story with the `licensing`
-command: every step is a sentence, the exact command, and its output. It stops
-everything at the end, on Ctrl-C, and on failure, and exits non-zero when a step did not
-do what the story expects.
+It starts the whole platform (four services, each its own process) on its own embedded
+PostgreSQL in a temporary directory and on its own free ports, with a short grace period
+(licensing_cli/demo_platform.py), then plays a story with the `licensing` command: every
+step is a sentence, the exact command, and its output. It stops everything at the end,
+on Ctrl-C, and on failure, and exits non-zero when a step did not do what the story
+expects.
 
 Steps whose results the story needs later (ids, counts) run with `--json`; their JSON is
 printed abridged (timestamps, the company id and empty strings left out). Views (pool,
@@ -24,20 +24,18 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SERVICE_NAMES = ("pool", "billing", "credits", "provisioning")
+from licensing_cli.demo_platform import Platform, PlatformFailed, launched, tail
+
 DEFAULT_GRACE_SECONDS = 6.0
-STARTUP_SECONDS = 180.0
 COMMAND_SECONDS = 120.0
 NOISE = frozenset({"company_id", "create_time", "update_time", "request_id"})
 
@@ -49,92 +47,6 @@ GBP_PRICES = {"connect": 2000}
 
 class StepFailed(Exception):
     """A step did not do what the story expects."""
-
-
-# --- running the platform -----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Platform:
-    """The four services the launcher started."""
-
-    addresses: dict[str, str]
-    log: Path
-
-    @property
-    def cli_env(self) -> dict[str, str]:
-        return {f"LICENSING_{n.upper()}": a for n, a in self.addresses.items()}
-
-
-@contextmanager
-def launched(
-    workdir: Path, grace_seconds: float, database_url: str | None = None
-) -> Iterator[Platform]:
-    """`python -m services` on free ports; on `database_url`, else on an embedded database
-    in `workdir`. Stops everything when the block ends, however it ends."""
-    ports = {name: free_port() for name in SERVICE_NAMES}
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.endswith("DATABASE_URL") and not k.startswith("LICENSING_")
-    }
-    env["POOL_GRACE_SECONDS"] = f"{grace_seconds:g}"
-    env["LICENSING_DATA_DIR"] = str(workdir / "pgdata")
-    if database_url:
-        env["DATABASE_URL"] = database_url
-    for name, port in ports.items():
-        env[f"{name.upper()}_PORT"] = str(port)
-        env[f"{name.upper()}_LOG_LEVEL"] = "WARNING"
-    log = workdir / "platform.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches the demo, which stops the platform
-        )
-    try:
-        _wait_ready(process, log)
-        yield Platform({n: f"127.0.0.1:{p}" for n, p in ports.items()}, log)
-    finally:
-        _stop(process)
-
-
-def _wait_ready(process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if "Ready." in log.read_text(errors="replace"):
-            return
-        if process.poll() is not None:
-            raise StepFailed(f"the platform exited with code {process.returncode}:\n{tail(log)}")
-        time.sleep(0.2)
-    raise StepFailed(f"the platform was not ready after {STARTUP_SECONDS:g} s:\n{tail(log)}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: only what it started
-            process.wait()
-
-
-def tail(log: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 # --- running the command ------------------------------------------------------------------
@@ -717,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"The story took {time.monotonic() - started:.0f} s. "
                     "Stopping the platform and deleting its database."
                 )
-        except StepFailed as failure:
+        except (StepFailed, PlatformFailed) as failure:
             print(f"\ndemo failed: {failure}", file=sys.stderr)
             if platform is not None:
                 print(f"\nlast lines of the platform's log:\n{tail(platform.log)}", file=sys.stderr)

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from licensing_cli.demo import Cli, Story, launched, play
+from licensing_cli.demo import Cli, Story, play
+from licensing_cli.demo_platform import launched
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 

@@ -1,0 +1,2 @@
+"""What every scenario runs inside: the command line, registry, results, report, machine,
+CPU accounting, checks, and the servers and databases a run starts."""

@@ -1,0 +1,44 @@
+"""The pool service under test: `python -m services.pool serve` on a scratch database.
+
+Each pool scenario gets its own scratch database, migrated with
+`python -m services.pool migrate`, and its own service process on a free port
+(bench/harness/services.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from bench.harness.context import BenchContext
+from bench.harness.correctness import IssueLedger
+from bench.harness.database import scratch_database
+from bench.harness.services import module_unavailable, service_process
+
+MODULE = "services.pool"
+
+
+def unavailable_reason() -> str | None:
+    """Why the pool service cannot be started here, or None if it can."""
+    return module_unavailable(MODULE)
+
+
+@dataclass
+class PoolTarget:
+    """A running pool service, its database, and what was allocated from it."""
+
+    address: str
+    database_url: str
+    pid: int
+    ledger: IssueLedger = field(default_factory=IssueLedger)
+
+
+@contextmanager
+def pool_service(ctx: BenchContext, name: str) -> Iterator[PoolTarget]:
+    """A pool service on a fresh database; stopped and the database dropped afterwards."""
+    with (
+        scratch_database(ctx.admin_url, f"pool_{name}") as database_url,
+        service_process(ctx, MODULE, "POOL", database_url, f"pool-{name}") as service,
+    ):
+        yield PoolTarget(service.address, service.database_url, service.pid)

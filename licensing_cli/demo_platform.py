@@ -1,0 +1,112 @@
+"""The platform the demo plays on: the launcher (`python -m services`, four services, each
+its own process) started on free ports, on its own embedded PostgreSQL in a given
+directory (or on a given database), and stopped when the block ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVICE_NAMES = ("pool", "billing", "credits", "provisioning")
+STARTUP_SECONDS = 180.0
+STOP_SECONDS = 40.0
+
+
+class PlatformFailed(Exception):
+    """The platform exited, or was not ready in time."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Platform:
+    """The four services the launcher started."""
+
+    addresses: dict[str, str]
+    log: Path
+
+    @property
+    def cli_env(self) -> dict[str, str]:
+        """The variables the `licensing` command finds the services by."""
+        return {f"LICENSING_{n.upper()}": a for n, a in self.addresses.items()}
+
+
+@contextmanager
+def launched(
+    workdir: Path, grace_seconds: float, database_url: str | None = None
+) -> Iterator[Platform]:
+    """`python -m services` on free ports; on `database_url`, else on an embedded database
+    in `workdir`. Stops everything when the block ends, however it ends."""
+    ports = {name: free_port() for name in SERVICE_NAMES}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("DATABASE_URL") and not k.startswith("LICENSING_")
+    }
+    env["POOL_GRACE_SECONDS"] = f"{grace_seconds:g}"
+    env["LICENSING_DATA_DIR"] = str(workdir / "pgdata")
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    for name, port in ports.items():
+        env[f"{name.upper()}_PORT"] = str(port)
+        env[f"{name.upper()}_LOG_LEVEL"] = "WARNING"
+    log = workdir / "platform.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches the demo, which stops the platform
+        )
+    try:
+        _wait_ready(process, log)
+        yield Platform({n: f"127.0.0.1:{p}" for n, p in ports.items()}, log)
+    finally:
+        _stop(process)
+
+
+def _wait_ready(process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if "Ready." in log.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            raise PlatformFailed(
+                f"the platform exited with code {process.returncode}:\n{tail(log)}"
+            )
+        time.sleep(0.2)
+    raise PlatformFailed(f"the platform was not ready after {STARTUP_SECONDS:g} s:\n{tail(log)}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: only what it started
+            process.wait()
+
+
+def tail(log: Path, lines: int = 30) -> str:
+    """The end of the platform's log, for failure messages."""
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
