@@ -13,7 +13,6 @@ repeating them; the local transaction then claims our request_id and stores the 
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -33,8 +32,6 @@ from services.provisioning.domain.pool_operation import Plan, PoolOperation, Res
 from services.provisioning.pool_client import BASE_LICENSE, USER, PoolClient
 from services.provisioning.pool_operations import PoolOperations, StepObserver
 from services.provisioning.repository import ProvisioningRepository
-
-log = logging.getLogger(__name__)
 
 SCHEMA = "provisioning"
 R = TypeVar("R")
