@@ -158,3 +158,4 @@ class Reason(enum.Enum):
     IMPORT_ID_REUSED = _INVALID, "the import id was already used for another file"
     IMPORT_HAS_ERRORS = _INVALID, "the file has errors: fix them and import again"
     TOO_MANY_RETRIES = _ABORTED, "the operation kept losing races; retry later"
+    OPERATION_UNFINISHED = _DOWN, "the operation is under way: retry with the same request_id"

@@ -35,6 +35,19 @@ class ProvisioningSettings(ServiceSettings):
     )
     pool_timeout_seconds: float = Field(default=30.0, gt=0, description="Deadline per pool call.")
     pool_attempts: int = Field(default=4, ge=1, le=10, description="Tries of retryable calls.")
+    operation_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A driver's lease on an operation that takes pool units; one whose "
+        "driver died is recovered once the lease ran out.",
+    )
+    recovery_interval_seconds: float = Field(
+        default=10.0, gt=0, description="How often interrupted operations are looked for."
+    )
+    # Testing only: "<operation>:<step>" (e.g. "create_user:written") makes the process
+    # exit right after that step, the way a crash would, so that tests can interrupt an
+    # operation between two calls.
+    crash_after_step: str = Field(default="")
     import_chunk_size: int = Field(
         default=1000, ge=1, le=10000, description="Units per pool call when importing."
     )

@@ -277,12 +277,13 @@ class PoolClient:
         )
         return _unit(response.unit)
 
-    async def hold_pending(self, company_id: uuid.UUID, hold_id: uuid.UUID) -> bool:
+    async def hold_state(self, company_id: uuid.UUID, hold_id: uuid.UUID) -> str:
+        """ "PENDING", "COMMITTED", "RELEASED" or "EXPIRED"."""
         request = pb.GetHoldRequest(company_id=str(company_id), hold_id=str(hold_id))
         response: pb.GetHoldResponse = await self._read(
             lambda: self._stub.GetHold(request, timeout=self._timeout)
         )
-        return response.hold.state == pb.HOLD_STATE_PENDING
+        return pb.HoldState.Name(response.hold.state).removeprefix("HOLD_STATE_")
 
     async def office_currency(self, company_id: uuid.UUID, office_id: uuid.UUID) -> str:
         request = pb.GetOfficeRequest(company_id=str(company_id), office_id=str(office_id))

@@ -10,6 +10,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from libs.common.idempotency import IdempotencyKey, reused
 from services.provisioning.domain.catalog import PHONE_SYSTEM
 from services.provisioning.domain.csv_import import Account, AccountUser, ExistingLicense
 from services.provisioning.domain.csv_import import PlannedRow as ImportRow
@@ -25,6 +26,13 @@ from services.provisioning.domain.model import (
     RowIssue,
     User,
 )
+from services.provisioning.domain.pool_operation import (
+    Held,
+    Plan,
+    PoolOperation,
+    Reservation,
+    Step,
+)
 
 Conn: TypeAlias = asyncpg.Connection
 
@@ -36,6 +44,8 @@ LICENSE_COLUMNS = """l.license_id, l.company_id, l.office_id, l.license_type, l.
                                                   'at', a.created_at) ORDER BY a.license_type)
               FROM provisioning.addons a WHERE a.license_id = l.license_id),
              '[]'::jsonb) AS addons"""
+OPERATION_COLUMNS = """company_id, request_id, fingerprint, attempt, step, kind, office_id,
+    plan, round, holds, response, lease_owner"""
 IMPORT_COLUMNS = """company_id, import_id, office_id, fingerprint, state, stage, attempt,
     chunk_size, row_count, rows_reconfiguring, warnings, quote, units_total, units_reserved,
     units_committed, rows_applied, failure, created_at, updated_at"""
@@ -129,6 +139,57 @@ def to_import(row: asyncpg.Record) -> StoredImport:
         updated_at=row["updated_at"],
     )
     return StoredImport(job, bytes(row["fingerprint"]), row["attempt"], row["chunk_size"])
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "reservations": [
+            {
+                "license_type": r.license_type,
+                "assignees": [[kind, assignee] for kind, assignee in r.assignees],
+                "purchase_if_needed": r.purchase_if_needed,
+            }
+            for r in plan.reservations
+        ],
+        "returns": [str(u) for u in plan.returns],
+        "args": dict(plan.args),
+    }
+
+
+def holds_json(holds: Sequence[Held]) -> list[dict[str, Any]]:
+    return [{"hold_id": str(h.hold_id), "unit_ids": [str(u) for u in h.unit_ids]} for h in holds]
+
+
+def to_pool_operation(row: asyncpg.Record) -> PoolOperation:
+    plan = row["plan"]
+    return PoolOperation(
+        company_id=row["company_id"],
+        request_id=row["request_id"],
+        fingerprint=bytes(row["fingerprint"]),
+        attempt=row["attempt"],
+        step=Step(row["step"]),
+        plan=Plan(
+            kind=row["kind"],
+            office_id=row["office_id"],
+            reservations=tuple(
+                Reservation(
+                    r["license_type"],
+                    tuple((int(kind), str(assignee)) for kind, assignee in r["assignees"]),
+                    bool(r["purchase_if_needed"]),
+                )
+                for r in plan["reservations"]
+            ),
+            returns=tuple(uuid.UUID(u) for u in plan["returns"]),
+            args=dict(plan["args"]),
+        ),
+        round=row["round"],
+        holds=tuple(
+            Held(uuid.UUID(h["hold_id"]), tuple(uuid.UUID(u) for u in h["unit_ids"]))
+            for h in row["holds"]
+        ),
+        response=bytes(row["response"]) if row["response"] is not None else None,
+        lease_owner=row["lease_owner"],
+    )
 
 
 class ProvisioningRepository:
@@ -439,6 +500,171 @@ class ProvisioningRepository:
             addon_id,
         )
         return base
+
+    # --- idempotency ----------------------------------------------------------------------
+
+    async def stored_response(self, conn: Conn, key: IdempotencyKey) -> bytes | None:
+        """The stored response of an already completed request, if any; REQUEST_ID_REUSED
+        if the request_id was used for another request."""
+        row = await conn.fetchrow(
+            "SELECT fingerprint, response FROM provisioning.idempotency_keys"
+            " WHERE company_id = $1 AND request_id = $2",
+            key.company_id,
+            key.request_id,
+        )
+        if row is None or row["response"] is None:
+            return None
+        if bytes(row["fingerprint"]) != key.fingerprint:
+            raise reused(key)
+        return bytes(row["response"])
+
+    # --- pool operations ----------------------------------------------------------------
+    # Leases are on the database's own clock: they measure whether a driver is alive, not
+    # business time.
+
+    async def start_operation(
+        self,
+        conn: Conn,
+        company_id: uuid.UUID,
+        request_id: str,
+        fingerprint: bytes,
+        plan: Plan,
+        owner: uuid.UUID,
+        lease_seconds: float,
+    ) -> PoolOperation | None:
+        """A new operation under the request_id, leased to `owner`; after an UNDONE one,
+        its next attempt. None if the request_id has an operation that is not UNDONE (a
+        concurrent duplicate started it)."""
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO provisioning.pool_operations AS o (company_id, request_id,
+                fingerprint, attempt, step, kind, office_id, plan, lease_owner, lease_until)
+            VALUES ($1, $2, $3, 1, 'RESERVING', $4, $5, $6, $7,
+                now() + make_interval(secs => $8))
+            ON CONFLICT (company_id, request_id) DO UPDATE SET
+                fingerprint = EXCLUDED.fingerprint, attempt = o.attempt + 1,
+                step = 'RESERVING', kind = EXCLUDED.kind, office_id = EXCLUDED.office_id,
+                plan = EXCLUDED.plan, round = 0, holds = '[]', response = NULL,
+                lease_owner = EXCLUDED.lease_owner, lease_until = EXCLUDED.lease_until,
+                updated_at = now()
+            WHERE o.step = 'UNDONE'
+            RETURNING {OPERATION_COLUMNS}
+            """,
+            company_id,
+            request_id,
+            fingerprint,
+            plan.kind,
+            plan.office_id,
+            plan_json(plan),
+            owner,
+            lease_seconds,
+        )
+        return to_pool_operation(row) if row else None
+
+    async def get_operation(
+        self, conn: Conn, company_id: uuid.UUID, request_id: str, for_update: bool = False
+    ) -> PoolOperation | None:
+        row = await conn.fetchrow(
+            f"SELECT {OPERATION_COLUMNS} FROM provisioning.pool_operations"
+            " WHERE company_id = $1 AND request_id = $2" + (" FOR UPDATE" if for_update else ""),
+            company_id,
+            request_id,
+        )
+        return to_pool_operation(row) if row else None
+
+    async def lease_operation(
+        self,
+        conn: Conn,
+        company_id: uuid.UUID,
+        request_id: str,
+        owner: uuid.UUID,
+        lease_seconds: float,
+    ) -> PoolOperation | None:
+        """Makes `owner` the only driver of an unfinished operation whose lease ended."""
+        row = await conn.fetchrow(
+            f"""
+            UPDATE provisioning.pool_operations
+            SET lease_owner = $3, lease_until = now() + make_interval(secs => $4)
+            WHERE company_id = $1 AND request_id = $2 AND step IN ('RESERVING', 'WRITTEN')
+              AND lease_until <= now()
+            RETURNING {OPERATION_COLUMNS}
+            """,
+            company_id,
+            request_id,
+            owner,
+            lease_seconds,
+        )
+        return to_pool_operation(row) if row else None
+
+    async def drop_lease(self, conn: Conn, operation: PoolOperation) -> None:
+        await conn.execute(
+            "UPDATE provisioning.pool_operations SET lease_until = now()"
+            " WHERE company_id = $1 AND request_id = $2 AND lease_owner = $3"
+            " AND step IN ('RESERVING', 'WRITTEN')",
+            operation.company_id,
+            operation.request_id,
+            operation.lease_owner,
+        )
+
+    async def set_round(self, conn: Conn, operation: PoolOperation, round_: int) -> bool:
+        result: str = await conn.execute(
+            "UPDATE provisioning.pool_operations SET round = $4, updated_at = now()"
+            " WHERE company_id = $1 AND request_id = $2 AND attempt = $3"
+            " AND step = 'RESERVING'",
+            operation.company_id,
+            operation.request_id,
+            operation.attempt,
+            round_,
+        )
+        return result.endswith(" 1")
+
+    async def mark_written(
+        self,
+        conn: Conn,
+        operation: PoolOperation,
+        holds: Sequence[Held],
+        response: bytes,
+        lease_seconds: float,
+    ) -> PoolOperation:
+        """RESERVING -> WRITTEN (the caller holds the row lock and checked the step)."""
+        row = await conn.fetchrow(
+            f"""
+            UPDATE provisioning.pool_operations SET step = 'WRITTEN', holds = $3,
+                response = $4, lease_until = now() + make_interval(secs => $5),
+                updated_at = now()
+            WHERE company_id = $1 AND request_id = $2
+            RETURNING {OPERATION_COLUMNS}
+            """,
+            operation.company_id,
+            operation.request_id,
+            holds_json(holds),
+            response,
+            lease_seconds,
+        )
+        assert row is not None
+        return to_pool_operation(row)
+
+    async def end_operation(self, conn: Conn, operation: PoolOperation, step: Step) -> None:
+        """-> DONE or UNDONE (the caller holds the row lock and checked the step). An
+        UNDONE operation keeps no response: it had no effect."""
+        await conn.execute(
+            "UPDATE provisioning.pool_operations SET step = $3, updated_at = now(),"
+            " response = CASE WHEN $3 = 'UNDONE' THEN NULL ELSE response END"
+            " WHERE company_id = $1 AND request_id = $2",
+            operation.company_id,
+            operation.request_id,
+            step.value,
+        )
+
+    async def interrupted_operations(self, conn: Conn, limit: int) -> list[tuple[uuid.UUID, str]]:
+        """Unfinished operations whose driver's lease ended, oldest first."""
+        rows = await conn.fetch(
+            "SELECT company_id, request_id FROM provisioning.pool_operations"
+            " WHERE step IN ('RESERVING', 'WRITTEN') AND lease_until <= now()"
+            " ORDER BY lease_until LIMIT $1",
+            limit,
+        )
+        return [(r["company_id"], r["request_id"]) for r in rows]
 
     # --- imports ------------------------------------------------------------------------
 

@@ -1,17 +1,18 @@
 """Provisioning use cases: users, base licenses, add-ons, extensions, search, terminate.
 
-Licenses are pool units, so most use cases are "pool call(s), then one local
-transaction". Idempotency spans both services: the pool calls carry request_ids derived
-deterministically from ours (and the payload's fingerprint), so a retry after a crash
-replays them in the pool instead of repeating them; the local transaction then claims
-our request_id and stores the response (`run_once`). No database lock is held across a
-network call.
+Licenses are pool units. Use cases that take units (creating a user, assigning a license,
+adding add-ons, changing a user's license) are pool operations (`pool_operations.py`): a
+durable record first, then Reserve, the local write, Commit; they either complete or leave
+the pool exactly as it was, and a crash at any step is finished or undone by the
+recovery. The others are "pool call(s), then one local transaction". Idempotency spans
+both services: the pool calls carry request_ids derived deterministically from ours (and
+the payload's fingerprint), so a retry after a crash replays them in the pool instead of
+repeating them; the local transaction then claims our request_id and stores the response
+(`run_once`). No database lock is held across a network call.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -20,72 +21,76 @@ from typing import TypeVar
 import asyncpg
 
 from libs.common.clock import Clock
-from libs.common.errors import Aborted, DomainError, FailedPrecondition
-from libs.common.idempotency import IdempotencyKey, IdempotencyStore, Once, reused, run_once
+from libs.common.errors import Aborted, FailedPrecondition
+from libs.common.idempotency import IdempotencyKey, IdempotencyStore, Once, run_once
 from libs.common.license_catalog import license_type
 from services.provisioning.billing import BillingGateway
-from services.provisioning.domain import catalog, errors
+from services.provisioning.domain import catalog, errors, pool_operation
 from services.provisioning.domain.extensions import number_key
 from services.provisioning.domain.model import License, Subscription, User
-from services.provisioning.pool_client import (
-    BASE_LICENSE,
-    USER,
-    AssigneeKind,
-    PoolClient,
-    PoolUnit,
-)
+from services.provisioning.domain.pool_operation import Plan, PoolOperation, Reservation
+from services.provisioning.pool_client import BASE_LICENSE, USER, PoolClient
+from services.provisioning.pool_operations import PoolOperations, StepObserver
 from services.provisioning.repository import ProvisioningRepository
-
-log = logging.getLogger(__name__)
 
 SCHEMA = "provisioning"
 R = TypeVar("R")
-X = TypeVar("X")
 _USER_NAMESPACE = uuid.UUID("5d4f0b0e-7a53-4c4e-9d7e-2f3d4a8c1b60")
-_HOLD_SECONDS = 300
-_GENERATIONS = 5
+
+
+def _license_changed() -> Aborted:
+    return Aborted("CONCURRENT_CHANGE", "the license changed meanwhile; retry")
 
 
 def derived_request_id(key: IdempotencyKey, step: str) -> str:
     """The pool request_id of one step of our request: same request, same payload, same
     id (so the pool replays it); another payload, another id."""
-    digest = hashlib.sha256(
-        f"{key.company_id}/{key.request_id}/".encode() + key.fingerprint
-    ).hexdigest()[:40]
-    return f"prov-{digest}-{step}"
+    return pool_operation.derived_request_id(key.company_id, key.request_id, key.fingerprint, step)
 
 
-def is_no_license(error: DomainError) -> bool:
-    return error.reason == "NO_LICENSE_AVAILABLE"
+# Pool operations, by kind (the name of their local undo).
+CREATE_USER = "create_user"
+CHANGE_USER_LICENSE = "change_user_license"
+ASSIGN_LICENSE = "assign_license"
+ADD_ADDONS = "add_addons"
 
 
 class ProvisioningService:
     def __init__(
-        self, db: asyncpg.Pool, pool: PoolClient, billing: BillingGateway, clock: Clock
+        self,
+        db: asyncpg.Pool,
+        pool: PoolClient,
+        billing: BillingGateway,
+        clock: Clock,
+        lease_seconds: float = 60.0,
+        after_step: StepObserver | None = None,
     ) -> None:
         self._db = db
         self._pool = pool
-        self._billing = billing
         self._clock = clock
         self._repo = ProvisioningRepository()
         self._idempotency = IdempotencyStore(SCHEMA)
+        self.operations = PoolOperations(
+            db,
+            pool,
+            billing,
+            clock,
+            {
+                CREATE_USER: self._undo_create_user,
+                CHANGE_USER_LICENSE: self._undo_change_user_license,
+                ASSIGN_LICENSE: self._undo_assign_license,
+                ADD_ADDONS: self._undo_add_addons,
+            },
+            lease_seconds,
+            after_step,
+        )
 
     # --- the shape of every mutation ------------------------------------------------------
 
     async def _replayed(self, key: IdempotencyKey) -> bytes | None:
         """The stored response of an already completed request, if any."""
         async with self._db.acquire() as conn:
-            row = await conn.fetchrow(
-                f"SELECT fingerprint, response FROM {SCHEMA}.idempotency_keys"
-                " WHERE company_id = $1 AND request_id = $2",
-                key.company_id,
-                key.request_id,
-            )
-        if row is None or row["response"] is None:
-            return None
-        if bytes(row["fingerprint"]) != key.fingerprint:
-            raise reused(key)
-        return bytes(row["response"])
+            return await self._repo.stored_response(conn, key)
 
     async def _locally(
         self, once: Once[R], effect: Callable[[asyncpg.Connection, datetime], Awaitable[R]]
@@ -95,15 +100,6 @@ class ProvisioningService:
         async with self._db.acquire() as conn, conn.transaction():
             now = await self._repo.now(conn, self._clock.sql_now())
             return await run_once(conn, self._idempotency, once, lambda: effect(conn, now))
-
-    async def _undo(
-        self, key: IdempotencyKey, company_id: uuid.UUID, units: Sequence[uuid.UUID]
-    ) -> None:
-        """Gives back units a failed request took (best effort; logged when it fails)."""
-        try:
-            await self._pool.return_units(derived_request_id(key, "undo"), company_id, units)
-        except DomainError:
-            log.exception("could not give back units %s", [str(u) for u in units])
 
     # --- users ----------------------------------------------------------------------------
 
@@ -117,73 +113,41 @@ class ProvisioningService:
         purchase_if_needed: bool,
         once: Once[User],
     ) -> bytes:
-        if (stored := await self._replayed(once.key)) is not None:
-            return stored
-        if email:
-            async with self._db.acquire() as conn:
-                if await self._repo.email_holder(conn, company_id, email) is not None:
-                    raise errors.email_taken(email)
         user_id = uuid.uuid5(
             _USER_NAMESPACE, derived_request_id(once.key, "user")
         )  # the same on every retry
-        units = await self._acquire(
-            once.key, company_id, office_id, code, [(USER, str(user_id))], purchase_if_needed
-        )
-        unit_id = units[0].unit_id
 
-        async def effect(conn: asyncpg.Connection, now: datetime) -> User:
+        async def prepare() -> Plan:
+            if email:
+                async with self._db.acquire() as conn:
+                    if await self._repo.email_holder(conn, company_id, email) is not None:
+                        raise errors.email_taken(email)
+            return Plan(
+                CREATE_USER,
+                office_id,
+                (Reservation(code, ((USER, str(user_id)),), purchase_if_needed),),
+                args={"user_id": str(user_id)},
+            )
+
+        async def write(conn: asyncpg.Connection, now: datetime, op: PoolOperation) -> User:
+            (unit_id,) = op.units(0)
             user = User(
                 user_id, company_id, office_id, display_name, email, code, unit_id, now, now
             )
-            await self._repo.insert_user(conn, user)
+            try:
+                await self._repo.insert_user(conn, user)
+            except asyncpg.UniqueViolationError as error:
+                if error.constraint_name == "users_email":
+                    raise errors.email_taken(email or "") from None
+                raise
             return user
 
-        try:
-            return await self._locally(once, effect)
-        except asyncpg.UniqueViolationError:
-            await self._undo(once.key, company_id, [unit_id])
-            raise errors.email_taken(email or "") from None
+        return await self.operations.run(once, prepare, write)
 
-    async def _acquire(
-        self,
-        key: IdempotencyKey,
-        company_id: uuid.UUID,
-        office_id: uuid.UUID,
-        code: str,
-        assignees: Sequence[tuple[AssigneeKind, str]],
-        purchase_if_needed: bool = False,
-    ) -> list[PoolUnit]:
-        """Units for the office (own spare, own returns in grace, pool); a shortfall is
-        bought through billing when asked for and billing is there, otherwise it fails
-        with NO_LICENSE_AVAILABLE carrying the shortfall."""
-        try:
-            return await self._pool.acquire(
-                derived_request_id(key, f"acquire-{code}"),
-                company_id,
-                office_id,
-                code,
-                assignees,
-            )
-        except FailedPrecondition as error:
-            if not (is_no_license(error) and purchase_if_needed and self._billing.configured):
-                raise
-            shortfall = int(error.metadata.get("shortfall", len(assignees)))
-        # The quantity is part of the id: a retry that finds another shortfall is another
-        # purchase, not a reuse of this one's id.
-        await self._billing.purchase(
-            company_id,
-            office_id,
-            code,
-            shortfall,
-            derived_request_id(key, f"purchase-{code}-{shortfall}"),
-        )
-        return await self._pool.acquire(
-            derived_request_id(key, f"acquire-after-purchase-{code}"),
-            company_id,
-            office_id,
-            code,
-            assignees,
-        )
+    async def _undo_create_user(
+        self, conn: asyncpg.Connection, now: datetime, op: PoolOperation
+    ) -> None:
+        await self._repo.delete_user(conn, op.company_id, uuid.UUID(op.plan.args["user_id"]))
 
     async def get_user(self, company_id: uuid.UUID, user_id: uuid.UUID) -> User:
         async with self._db.acquire() as conn:
@@ -232,26 +196,53 @@ class ProvisioningService:
     ) -> bytes:
         """A unit of the new type first (nothing changes if there is none), then the old
         unit goes back to the pool."""
-        if (stored := await self._replayed(once.key)) is not None:
-            return stored
-        user = await self.get_user(company_id, user_id)
-        if user.license_type == code:
-            return once.encode((user, None))
-        units = await self._acquire(
-            once.key, company_id, user.office_id, code, [(USER, str(user_id))]
-        )
-        old = user.license_unit_id
-        await self._pool.return_units(derived_request_id(once.key, "return"), company_id, [old])
 
-        async def effect(conn: asyncpg.Connection, now: datetime) -> tuple[User, uuid.UUID | None]:
+        async def prepare() -> Plan | bytes:
+            user = await self.get_user(company_id, user_id)
+            if user.license_type == code:
+                return once.encode((user, None))
+            return Plan(
+                CHANGE_USER_LICENSE,
+                user.office_id,
+                (Reservation(code, ((USER, str(user_id)),)),),
+                returns=(user.license_unit_id,),
+                args={
+                    "user_id": str(user_id),
+                    "license_type": user.license_type,
+                    "updated_at": user.updated_at.isoformat(),
+                },
+            )
+
+        async def write(
+            conn: asyncpg.Connection, now: datetime, op: PoolOperation
+        ) -> tuple[User, uuid.UUID | None]:
+            (old,) = op.plan.returns
+            (unit_id,) = op.units(0)
             changed = await self._repo.change_user_license(
-                conn, company_id, user_id, old, code, units[0].unit_id, now
+                conn, company_id, user_id, old, code, unit_id, now
             )
             if changed is None:
                 raise Aborted("CONCURRENT_CHANGE", "the user changed meanwhile; retry")
             return changed, old
 
-        return await self._locally(once, effect)
+        return await self.operations.run(once, prepare, write)
+
+    async def _undo_change_user_license(
+        self, conn: asyncpg.Connection, now: datetime, op: PoolOperation
+    ) -> None:
+        """The user is as it was: its license (the unit was not given back yet), and
+        when it last changed."""
+        (old,) = op.plan.returns
+        (unit_id,) = op.units(0)
+        await self._repo.change_user_license(
+            conn,
+            op.company_id,
+            uuid.UUID(op.plan.args["user_id"]),
+            unit_id,
+            op.plan.args["license_type"],
+            old,
+            datetime.fromisoformat(op.plan.args["updated_at"]),
+        )
 
     # --- base licenses --------------------------------------------------------------------
 
@@ -265,33 +256,37 @@ class ProvisioningService:
     async def assign_license(
         self, company_id: uuid.UUID, user_id: uuid.UUID, code: str, once: Once[License]
     ) -> bytes:
-        if (stored := await self._replayed(once.key)) is not None:
-            return stored
-        user = await self.get_user(company_id, user_id)
-        async with self._db.acquire() as conn:
-            if await self._repo.user_has_type(conn, user_id, code):
-                raise errors.already_has_license(user_id, code)
-        units = await self._acquire(
-            once.key, company_id, user.office_id, code, [(USER, str(user_id))]
-        )
-        unit_id = units[0].unit_id
-
-        async def effect(conn: asyncpg.Connection, now: datetime) -> License:
-            await self._repo.insert_license(
-                conn,
-                License(
-                    unit_id, company_id, user.office_id, code, user_id, None, None, (), now, now
-                ),
+        async def prepare() -> Plan:
+            user = await self.get_user(company_id, user_id)
+            async with self._db.acquire() as conn:
+                if await self._repo.user_has_type(conn, user_id, code):
+                    raise errors.already_has_license(user_id, code)
+            return Plan(
+                ASSIGN_LICENSE, user.office_id, (Reservation(code, ((USER, str(user_id)),)),)
             )
+
+        async def write(conn: asyncpg.Connection, now: datetime, op: PoolOperation) -> License:
+            (unit_id,) = op.units(0)
+            held = License(
+                unit_id, company_id, op.plan.office_id, code, user_id, None, None, (), now, now
+            )
+            try:
+                await self._repo.insert_license(conn, held)
+            except asyncpg.UniqueViolationError:
+                raise errors.already_has_license(user_id, code) from None
+            except asyncpg.ForeignKeyViolationError:
+                raise errors.user_not_found(user_id) from None
             found = await self._repo.get_license(conn, company_id, unit_id)
             assert found is not None
             return found
 
-        try:
-            return await self._locally(once, effect)
-        except asyncpg.UniqueViolationError:
-            await self._undo(once.key, company_id, [unit_id])
-            raise errors.already_has_license(user_id, code) from None
+        return await self.operations.run(once, prepare, write)
+
+    async def _undo_assign_license(
+        self, conn: asyncpg.Connection, now: datetime, op: PoolOperation
+    ) -> None:
+        (unit_id,) = op.units(0)
+        await self._repo.delete_license(conn, op.company_id, unit_id)
 
     async def unassign_license(
         self, company_id: uuid.UUID, license_id: uuid.UUID, once: Once[list[uuid.UUID]]
@@ -387,55 +382,49 @@ class ProvisioningService:
         """All or nothing: every add-on type is held first; only if all can be held are
         they assigned to the base license, otherwise the holds are released (units back
         exactly as they were) and NO_LICENSE_AVAILABLE names the missing type."""
-        if (stored := await self._replayed(once.key)) is not None:
-            return stored
-        held = await self.get_license(company_id, license_id)
-        for code in codes:
-            if held.addon(code) is not None:
-                raise errors.addon_present(code)
-        holds: list[tuple[str, uuid.UUID, str]] = []  # code, hold, its request id
-        try:
-            for code in codes:
-                holds.append(await self._reserve_one(once.key, company_id, held.office_id, code))
-        except DomainError:
-            for _, hold_id, rid in holds:
-                await self._pool.release(rid + "-release", company_id, hold_id)
-            raise
-        addons: list[tuple[uuid.UUID, uuid.UUID, str]] = []
-        for code, hold_id, rid in holds:
-            units = await self._pool.commit(
-                rid + "-commit", company_id, hold_id, [(BASE_LICENSE, str(license_id))]
-            )
-            addons.append((units[0].unit_id, license_id, code))
 
-        async def effect(conn: asyncpg.Connection, now: datetime) -> License:
-            await self._repo.insert_addons(conn, company_id, addons, now)
+        async def prepare() -> Plan:
+            held = await self.get_license(company_id, license_id)
+            for code in codes:
+                if held.addon(code) is not None:
+                    raise errors.addon_present(code)
+            base = ((BASE_LICENSE, str(license_id)),)
+            return Plan(
+                ADD_ADDONS,
+                held.office_id,
+                tuple(Reservation(code, base) for code in codes),
+                args={"license_id": str(license_id), "updated_at": held.updated_at.isoformat()},
+            )
+
+        async def write(conn: asyncpg.Connection, now: datetime, op: PoolOperation) -> License:
+            addons = [
+                (op.units(index)[0], license_id, reservation.license_type)
+                for index, reservation in enumerate(op.plan.reservations)
+            ]
+            try:
+                await self._repo.insert_addons(conn, company_id, addons, now)
+            except (asyncpg.UniqueViolationError, asyncpg.ForeignKeyViolationError):
+                raise _license_changed() from None
             await self._repo.touch_license(conn, company_id, license_id, now)
             found = await self._repo.get_license(conn, company_id, license_id)
             if found is None:
-                raise Aborted("CONCURRENT_CHANGE", "the license changed meanwhile; retry")
+                raise _license_changed()
             return found
 
-        try:
-            return await self._locally(once, effect)
-        except (asyncpg.UniqueViolationError, asyncpg.ForeignKeyViolationError, Aborted):
-            await self._undo(once.key, company_id, [a for a, _, _ in addons])
-            raise Aborted("CONCURRENT_CHANGE", "the license changed meanwhile; retry") from None
+        return await self.operations.run(once, prepare, write)
 
-    async def _reserve_one(
-        self, key: IdempotencyKey, company_id: uuid.UUID, office_id: uuid.UUID, code: str
-    ) -> tuple[str, uuid.UUID, str]:
-        """A pending hold of one unit. A retry of a request whose holds were released
-        (or expired) finds them replayed by the pool and moves to the next generation."""
-        for generation in range(_GENERATIONS):
-            rid = derived_request_id(key, f"reserve-{code}-{generation}")
-            reserved = await self._pool.reserve(
-                rid, company_id, office_id, code, 1, _HOLD_SECONDS, allow_partial=False
-            )
-            assert reserved.hold_id is not None
-            if await self._pool.hold_pending(company_id, reserved.hold_id):
-                return code, reserved.hold_id, rid
-        raise Aborted("TOO_MANY_RETRIES", "this request_id was retried too often; use a new one")
+    async def _undo_add_addons(
+        self, conn: asyncpg.Connection, now: datetime, op: PoolOperation
+    ) -> None:
+        """The license is as it was: without the add-ons, and when it last changed."""
+        units = [op.units(index)[0] for index in range(len(op.plan.reservations))]
+        await self._repo.delete_addons(conn, op.company_id, units)
+        await self._repo.touch_license(
+            conn,
+            op.company_id,
+            uuid.UUID(op.plan.args["license_id"]),
+            datetime.fromisoformat(op.plan.args["updated_at"]),
+        )
 
     async def remove_addons(
         self,

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+import asyncpg
 import grpc
 
 from libs.common.clock import Clock
@@ -17,6 +18,7 @@ from licensing.provisioning.v1 import provisioning_pb2 as pb
 from licensing.provisioning.v1 import provisioning_pb2_grpc
 from services.provisioning.app import ProvisioningApp, start
 from services.provisioning.config import ProvisioningSettings
+from services.provisioning.pool_operations import StepObserver
 from tests.support.billing import Shop, running_billing
 from tests.support.pool import Company, new_company, rid, running_pool
 from tests.support.processes import ServiceProcess, spawn
@@ -33,11 +35,15 @@ class Platform:
 
 @asynccontextmanager
 async def running_provisioning(
-    database_url: str, clock: Clock | None = None, **overrides: object
+    database_url: str,
+    clock: Clock | None = None,
+    after_step: StepObserver | None = None,
+    **overrides: object,
 ) -> AsyncIterator[Platform]:
+    """`after_step` is told every step of an operation that takes pool units."""
     async with running_pool(database_url, clock, sweep_interval_seconds=3600) as (pool, stub):  # noqa: SIM117
         async with running_provisioning_only(
-            database_url, stub, f"127.0.0.1:{pool.port}", clock, **overrides
+            database_url, stub, f"127.0.0.1:{pool.port}", clock, after_step, **overrides
         ) as platform:
             yield platform
 
@@ -75,6 +81,7 @@ async def running_provisioning_only(
     pool_stub: pool_pb2_grpc.PoolServiceStub,
     pool_address: str,
     clock: Clock | None = None,
+    after_step: StepObserver | None = None,
     **overrides: object,
 ) -> AsyncIterator[Platform]:
     settings = ProvisioningSettings(
@@ -83,7 +90,7 @@ async def running_provisioning_only(
         pool_address=pool_address,
         **overrides,  # type: ignore[arg-type]
     )
-    app = await start(settings, clock)
+    app = await start(settings, clock, after_step=after_step)
     channel = grpc.aio.insecure_channel(
         f"127.0.0.1:{app.port}", options=[("grpc.max_receive_message_length", 64 << 20)]
     )
@@ -272,3 +279,51 @@ async def spawned_platform(
         )
         await running.start_provisioning()
         yield running
+
+
+# --- both services' rows, read straight from the database ---------------------------------
+
+
+async def pool_units(db: asyncpg.Pool, company_id: str) -> dict[str, dict[str, object]]:
+    """Every unit of the company as the pool keeps it (all but the row's updated_at),
+    with whether it is on the free-list: equal before and after means "exactly as it was"
+    (same state, holder, grace period and place in the claim order)."""
+    rows = await db.fetch(
+        """
+        SELECT u.unit_id, u.office_id, u.license_type, u.state, u.assignee_kind,
+               u.assignee_id, u.returned_at, u.claimable_at, u.hold_id, u.held_from,
+               f.unit_id IS NOT NULL AS free
+        FROM pool.units u LEFT JOIN pool.free_units f USING (unit_id)
+        WHERE u.company_id = $1
+        """,
+        uuid.UUID(company_id),
+    )
+    return {str(r["unit_id"]): {k: v for k, v in r.items() if k != "unit_id"} for r in rows}
+
+
+async def stray_units(db: asyncpg.Pool, company_id: str) -> list[str]:
+    """Units that are HELD, or ASSIGNED to a user or base license provisioning does not
+    have: what a half-done operation leaves behind."""
+    rows = await db.fetch(
+        """
+        SELECT u.unit_id, u.state FROM pool.units u
+        WHERE u.company_id = $1 AND (u.state = 'HELD' OR (u.state = 'ASSIGNED' AND (
+            (u.assignee_kind = 'USER' AND NOT EXISTS (
+                SELECT 1 FROM provisioning.users p WHERE p.user_id::text = u.assignee_id))
+            OR (u.assignee_kind = 'BASE_LICENSE' AND NOT EXISTS (
+                SELECT 1 FROM provisioning.licenses l
+                WHERE l.license_id::text = u.assignee_id)))))
+        """,
+        uuid.UUID(company_id),
+    )
+    return [f"{r['unit_id']} {r['state']}" for r in rows]
+
+
+async def operation_step(db: asyncpg.Pool, company_id: str, request_id: str) -> str | None:
+    """The step of the pool operation of a request (None: there is none)."""
+    step: str | None = await db.fetchval(
+        "SELECT step FROM provisioning.pool_operations WHERE company_id = $1 AND request_id = $2",
+        uuid.UUID(company_id),
+        request_id,
+    )
+    return step

@@ -121,15 +121,18 @@ async def test_create_user_is_one_trace_across_provisioning_and_pool(
     trace = await trace_of(
         spans,
         "CreateUser",
-        {("provisioning", POOL + "Acquire"), ("pool", POOL + "Acquire")},
+        {(svc, POOL + m) for svc in ("provisioning", "pool") for m in ("Reserve", "Commit")},
         before,
     )
     assert_linked(trace)
     assert {s["service"] for s in trace} == {"provisioning", "pool"}
-    assert hops(trace) == {("provisioning", "pool", "Acquire")}
-    (pool_span,) = [s for s in trace if s["service"] == "pool"]
-    (client,) = [s for s in trace if s["span_id"] == pool_span["parent_id"]]
-    assert client["parent_id"] == trace_root(trace)["span_id"]
+    # Two-phase: the unit is held, the user written, then the hold committed.
+    assert hops(trace) == {("provisioning", "pool", "Reserve"), ("provisioning", "pool", "Commit")}
+    pool_spans = [s for s in trace if s["service"] == "pool"]
+    assert sorted(str(s["name"]) for s in pool_spans) == [POOL + "Commit", POOL + "Reserve"]
+    for pool_span in pool_spans:
+        (client,) = [s for s in trace if s["span_id"] == pool_span["parent_id"]]
+        assert client["parent_id"] == trace_root(trace)["span_id"]
 
 
 async def test_a_purchase_is_one_trace_across_provisioning_billing_and_pool(
@@ -159,7 +162,8 @@ async def test_a_purchase_is_one_trace_across_provisioning_billing_and_pool(
         {
             ("billing", BILLING + "PurchaseLicenses"),
             ("pool", POOL + "AddUnits"),
-            ("pool", POOL + "Acquire"),
+            ("pool", POOL + "Reserve"),
+            ("pool", POOL + "Commit"),
         },
         before,
     )
@@ -167,9 +171,10 @@ async def test_a_purchase_is_one_trace_across_provisioning_billing_and_pool(
     assert {s["service"] for s in trace} == {"provisioning", "pool", "billing"}
     found = hops(trace)
     assert ("provisioning", "billing", "PurchaseLicenses") in found
-    acquires = [s for s in trace if s["name"] == POOL + "Acquire" and s["service"] == "pool"]
-    assert len(acquires) == 2  # refused (the shortfall), then after the purchase
-    assert ("provisioning", "pool", "Acquire") in found
+    reserves = [s for s in trace if s["name"] == POOL + "Reserve" and s["service"] == "pool"]
+    assert len(reserves) == 2  # refused (the shortfall), then after the purchase
+    assert ("provisioning", "pool", "Reserve") in found
+    assert ("provisioning", "pool", "Commit") in found
     assert ("billing", "pool", "AddUnits") in found  # the new unit
     # Billing's server span hangs under provisioning's server span (through its client).
     (billing_server,) = [

@@ -1,0 +1,107 @@
+"""An operation that takes pool units and then writes locally (creating a user, assigning
+a license, adding add-ons, changing a user's license), kept as a durable record so that it
+either completes or leaves the pool exactly as it was.
+
+Its steps, each stored before the next one starts:
+
+RESERVING  the record exists (written before the first pool call); the units are being
+           held (`Reserve`). Nothing is decided yet: the operation can still be undone,
+           and undoing means releasing the holds, which puts the units back exactly as
+           they were (a pool unit keeps its place in the claim order).
+WRITTEN    the local effect and the response are stored (one local transaction); the
+           holds are still pending. Committing them is next.
+DONE       every hold committed, the units it gives back returned, the response stored
+           under the caller's request_id.
+UNDONE     the holds released and the local effect (if any) removed. A retry of the same
+           request_id is a new attempt, with new pool request ids.
+
+The pivot is the first commit: before it, a failure undoes everything; after it, only an
+outage can stop the operation, and a retry or the recovery finishes it. An operation whose
+driver died (its lease ran out) is undone by the recovery if it was RESERVING, and
+finished if it was WRITTEN (unless its holds expired meanwhile: then it is undone).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class Step(enum.StrEnum):
+    RESERVING = "RESERVING"
+    WRITTEN = "WRITTEN"
+    DONE = "DONE"
+    UNDONE = "UNDONE"
+
+
+UNFINISHED = frozenset({Step.RESERVING, Step.WRITTEN})
+
+
+def derived_request_id(
+    company_id: uuid.UUID, request_id: str, fingerprint: bytes, step: str
+) -> str:
+    """The pool (or billing) request_id of one step of a caller's request: same request,
+    same payload, same id (so the peer replays it); another payload, another id."""
+    digest = hashlib.sha256(f"{company_id}/{request_id}/".encode() + fingerprint).hexdigest()
+    return f"prov-{digest[:40]}-{step}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Units of one license type to hold for the operation's office, one per assignee
+    (the pool assignee kind and id each unit gets when the hold is committed)."""
+
+    license_type: str
+    assignees: tuple[tuple[int, str], ...]
+    purchase_if_needed: bool = False  # buy the shortfall through billing, then hold
+
+    @property
+    def quantity(self) -> int:
+        return len(self.assignees)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What an operation does in the pool, fixed before its first pool call."""
+
+    kind: str  # which use case; names the local undo
+    office_id: uuid.UUID
+    reservations: tuple[Reservation, ...]
+    returns: tuple[uuid.UUID, ...] = ()  # units given back once the holds are committed
+    args: Mapping[str, str] = field(default_factory=dict)  # what the local undo needs
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A pending hold of one reservation; its unit ids sorted, the order in which the
+    commit pairs them with the reservation's assignees."""
+
+    hold_id: uuid.UUID
+    unit_ids: tuple[uuid.UUID, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOperation:
+    company_id: uuid.UUID
+    request_id: str
+    fingerprint: bytes
+    attempt: int
+    step: Step
+    plan: Plan
+    # Which pool request ids hold the units: 0, or 1 once billing bought the shortfall.
+    round: int
+    holds: tuple[Held, ...]  # once WRITTEN, one per reservation
+    response: bytes | None  # once WRITTEN
+    lease_owner: uuid.UUID | None
+
+    def request_id_of(self, step: str) -> str:
+        """The peer request_id of one step of this attempt."""
+        return derived_request_id(
+            self.company_id, self.request_id, self.fingerprint, f"a{self.attempt}-{step}"
+        )
+
+    def units(self, reservation: int) -> tuple[uuid.UUID, ...]:
+        return self.holds[reservation].unit_ids
