@@ -382,6 +382,23 @@ FROM pool.free_units WHERE company_id = $1 AND currency = $2 AND pooled
 GROUP BY license_type ORDER BY license_type
 """
 
+AVAILABILITY = """
+SELECT license_type,
+    count(*) FILTER (WHERE NOT pooled AND office_id = $2) AS own_spare,
+    count(*) FILTER (WHERE pooled AND office_id = $2 AND claimable_at > $4) AS own_in_grace,
+    count(*) FILTER (WHERE pooled AND claimable_at <= $4) AS claimable
+FROM pool.free_units
+WHERE company_id = $1 AND currency = $3 AND (cardinality($5::text[]) = 0 OR license_type = ANY($5))
+GROUP BY license_type
+"""
+
+REMOVAL_SCHEDULED_COUNTS = """
+SELECT license_type, count(*) AS scheduled FROM pool.units
+WHERE company_id = $1 AND office_id = $2 AND state = 'REMOVAL_SCHEDULED'
+    AND (cardinality($3::text[]) = 0 OR license_type = ANY($3))
+GROUP BY license_type
+"""
+
 ADD_UNITS = f"""
 WITH new AS (
     INSERT INTO pool.units (unit_id, company_id, office_id, currency, license_type, state,
@@ -617,6 +634,29 @@ class PoolRepository:
     ) -> list[tuple[str, int, int]]:
         rows = await conn.fetch(POOL_CONTENTS, company_id, currency, now)
         return [(r["license_type"], r["claimable"], r["in_grace"]) for r in rows]
+
+    async def availability(
+        self, conn: Conn, office: Office, license_types: Sequence[str], now: datetime
+    ) -> dict[str, tuple[int, int, int, int]]:
+        """Per type: own spare, own returns in grace, pool claimable, removal scheduled."""
+        types = list(license_types)
+        found: dict[str, list[int]] = {}
+        for row in await conn.fetch(
+            AVAILABILITY, office.company_id, office.office_id, office.currency, now, types
+        ):
+            found[row["license_type"]] = [
+                row["own_spare"],
+                row["own_in_grace"],
+                row["claimable"],
+                0,
+            ]
+        for row in await conn.fetch(
+            REMOVAL_SCHEDULED_COUNTS, office.company_id, office.office_id, types
+        ):
+            found.setdefault(row["license_type"], [0, 0, 0, 0])[3] = row["scheduled"]
+        for code in types:
+            found.setdefault(code, [0, 0, 0, 0])
+        return {code: (a, b, c, d) for code, (a, b, c, d) in sorted(found.items())}
 
     # --- units --------------------------------------------------------------------------
 

@@ -426,6 +426,15 @@ class PoolService:
             contents = await self._repo.pool_contents(conn, company_id, currency, now)
         return pool, contents
 
+    async def availability(
+        self, company_id: uuid.UUID, office_id: uuid.UUID, license_types: Sequence[str]
+    ) -> tuple[datetime, dict[str, tuple[int, int, int, int]]]:
+        """What the office could take now per type, judged at one instant."""
+        office = await self.get_office(company_id, office_id)
+        async with self._db.acquire() as conn, conn.transaction(readonly=True):
+            now = await self._repo.now(conn, self._clock.sql_now())
+            return now, await self._repo.availability(conn, office, license_types, now)
+
     # --- allocation -----------------------------------------------------------------------
 
     async def allocate(

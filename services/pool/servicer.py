@@ -326,6 +326,32 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         await self._service.disable_pool(company_id, currency_field("currency", request.currency))
         return pb.DisablePoolResponse()
 
+    async def GetAvailability(
+        self, request: pb.GetAvailabilityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetAvailabilityResponse:
+        codes = [
+            license_type_field(f"license_types[{i}]", code).code
+            for i, code in enumerate(request.license_types)
+        ]
+        now, found = await self._service.availability(
+            uuid_field("company_id", request.company_id),
+            uuid_field("office_id", request.office_id),
+            codes,
+        )
+        return pb.GetAvailabilityResponse(
+            availability=[
+                pb.Availability(
+                    license_type=code,
+                    own_spare=spare,
+                    own_returns_in_grace=in_grace,
+                    pool_claimable=claimable,
+                    removal_scheduled=scheduled,
+                )
+                for code, (spare, in_grace, claimable, scheduled) in found.items()
+            ],
+            as_of_time=timestamp(now),
+        )
+
     async def GetPool(
         self, request: pb.GetPoolRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetPoolResponse:
