@@ -7,10 +7,12 @@ import copy
 import random
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import grpc
-from google.protobuf.descriptor import Descriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
 
 from tests.fuzz.cases import Case, CaseMaker
 from tests.fuzz.corpus import Corpus
@@ -24,6 +26,7 @@ ALLOWED = frozenset({
     S.ABORTED, S.RESOURCE_EXHAUSTED,
 })  # fmt: skip
 TIMEOUT_SECONDS = 30
+_CODE_BY_NUMBER = {code.value[0]: code for code in S}
 _VARYING = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}|\d+|'[^']*'|\"[^\"]*\"")
 
 
@@ -62,6 +65,23 @@ def report(findings: list[Finding]) -> list[str]:
     return lines
 
 
+def embedded_statuses(message: Message) -> Iterator[tuple[grpc.StatusCode, str, str]]:
+    """Statuses carried inside an answer (the per-record results of a batch): messages
+    shaped like google.rpc.Status, an integer `code` and a string `message`."""
+    fields = message.DESCRIPTOR.fields_by_name
+    code, text = fields.get("code"), fields.get("message")
+    shaped = code is not None and code.cpp_type == FieldDescriptor.CPPTYPE_INT32
+    shaped = shaped and text is not None and text.type == FieldDescriptor.TYPE_STRING
+    if shaped and getattr(message, "code", 0):
+        number, reason = getattr(message, "code", 0), getattr(message, "reason", "")
+        yield _CODE_BY_NUMBER.get(number, S.UNKNOWN), reason, getattr(message, "message", "")
+    for inner, value in message.ListFields():
+        if inner.message_type is None or inner.message_type.GetOptions().map_entry:
+            continue
+        for item in value if inner.is_repeated else [value]:
+            yield from embedded_statuses(item)
+
+
 @dataclass
 class Campaign:
     rpc: Rpc
@@ -74,6 +94,9 @@ class Campaign:
     findings: dict[tuple[object, ...], Finding] = field(default_factory=dict)
     outcomes: Counter[str] = field(default_factory=Counter)
     _last: Snapshot | None = None
+    # Whether a successful call (here, or before this campaign) may have left work running
+    # in the background (an import) since the database was last seen quiet.
+    _busy: bool = True
 
     async def run(self) -> list[Finding]:
         corpus = copy.deepcopy(self.corpus)  # what this RPC's answers teach stays here
@@ -86,6 +109,11 @@ class Campaign:
             self.outcomes[outcome.label] += 1
             for response in outcome.responses:
                 corpus.learn(response)
+                for code, reason, message in embedded_statuses(response):
+                    if code not in ALLOWED:
+                        self.found(
+                            f"OK, but a result inside is {code.name} {reason}", message, case
+                        )
             if outcome.code not in ALLOWED:
                 case, outcome = await self.narrow(maker, case, outcome)
                 self.found(f"{outcome.code.name} {outcome.reason}".strip(), outcome.message, case)
@@ -97,14 +125,20 @@ class Campaign:
         assert self._last is not None
         self._last, changes = await self.tables.changes_since(self._last)
         if outcome.code == S.OK or not changes:
+            self._busy = self._busy or bool(changes)
             return outcome
-        # Something was written while a rejected call ran; work a successful call left in
-        # the background (an import) writes too: let it end, then ask again.
+        if not self._busy:
+            self.found("rejected but wrote rows", f"{outcome.label}: {'; '.join(changes)}", case)
+            return outcome
+        # Work an earlier successful call left in the background may have written this:
+        # let it end, then ask again.
         quiet = await self.tables.settled()
+        self._busy = False
         again = await call(self.channel, self.rpc, [case.payload], TIMEOUT_SECONDS)
         self._last, changes = await self.tables.changes_since(quiet)
         if again.code != S.OK and changes:
             self.found("rejected but wrote rows", f"{again.label}: {'; '.join(changes)}", case)
+        self._busy = again.code == S.OK and bool(changes)
         return outcome
 
     async def narrow(self, maker: CaseMaker, case: Case, outcome: Outcome) -> tuple[Case, Outcome]:

@@ -324,7 +324,7 @@ def flip(rng: random.Random, data: bytes) -> bytes:
 
 
 def wrong_wire_type(rng: random.Random, request_type: Descriptor) -> bytes:
-    """A known field encoded with a wire type its type never has."""
+    """A known field encoded with another wire type than its own."""
     if not request_type.fields:
         return tag(1, _WIRE_I64) + b"\x00" * 8
     field = rng.choice(request_type.fields)

@@ -15,8 +15,9 @@ WHERE c.relkind IN ('r', 'p')
   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
 ORDER BY 1, 2
 """
-# The first transaction id not yet assigned when the snapshot was taken: every row a later
-# transaction writes has an xmin at or past it (xmin is the low 32 bits of the id).
+# One past the last transaction id that ended when the snapshot was taken: every row a
+# later transaction writes has an xmin at or past it (xmin is the low 32 bits of the id),
+# and while it stays the same, no transaction that could have written anything has ended.
 _MARKER = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
 
 
@@ -56,6 +57,11 @@ class TableWatch:
     async def changes_since(self, before: Snapshot | None) -> tuple[Snapshot, list[str]]:
         """The database now, and what changed since `before`: tables whose row count moved,
         and tables with rows written (inserted or updated) after it."""
+        async with self._db.acquire() as conn:
+            if before is not None and await conn.fetchval(_MARKER) == before.marker:
+                # No transaction that got an id since has ended: nothing can have been
+                # written (a write needs a transaction id), the tables need no scan.
+                return before, []
         async with (
             self._db.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),

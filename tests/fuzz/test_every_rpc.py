@@ -3,8 +3,9 @@ malformed requests with a precise status (never INTERNAL or UNKNOWN), writes not
 it refuses, and leaves every service healthy.
 
 Size and seed: FUZZ_EXAMPLES (requests per RPC) and FUZZ_SEED; `pytest -m fuzz` runs only
-this. The corpus of realistic values comes from a fixture data set, so a rerun with the
-same seed draws the same kinds of values (the ids themselves are new each run)."""
+this. Realistic values come from a small data set made at the start and from the answers
+of earlier calls, so a rerun with the same seed draws much the same requests, not exactly
+them (the ids are new each run); each finding prints the request it was found with."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ RPCS = every_rpc()
 
 @pytest.mark.parametrize("rpc", RPCS, ids=[rpc.id for rpc in RPCS])
 async def test_rpc_answers_hostile_requests_precisely(
-    rpc: Rpc, fuzzed: Fuzzed, budget: Budget
+    rpc: Rpc, fuzzed: Fuzzed, budget: Budget, request: pytest.FixtureRequest
 ) -> None:
     channel = fuzzed.platform.channels.get(rpc.service.full_name)
     assert channel is not None, f"{rpc.service.full_name} is not served by the fuzzed platform"
@@ -44,8 +45,9 @@ async def test_rpc_answers_hostile_requests_precisely(
     print(f"{rpc.id}: {outcomes}")
     if findings or unhealthy:
         lines = [
-            f"{rpc.id}: {len(findings)} distinct findings in {budget.examples} requests "
-            f"(FUZZ_SEED={budget.seed} FUZZ_EXAMPLES={budget.examples} to draw them again)",
+            f"{rpc.id}: {len(findings)} distinct findings in {budget.examples} requests; "
+            f"rerun with this seed: FUZZ_SEED={budget.seed} "
+            f"FUZZ_EXAMPLES={budget.examples} pytest '{request.node.nodeid}'",
             *report(findings),
             *(f"  unhealthy afterwards: {problem}" for problem in unhealthy),
             f"  answers: {outcomes}",

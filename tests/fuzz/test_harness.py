@@ -14,8 +14,9 @@ from google.protobuf.message import DecodeError
 
 from libs.common.database import create_pool
 from licensing.billing.v1 import billing_pb2 as bpb
+from licensing.credits.v1 import credits_pb2 as cpb
 from licensing.pool.v1 import pool_pb2 as ppb
-from tests.fuzz.campaign import Campaign
+from tests.fuzz.campaign import Campaign, embedded_statuses
 from tests.fuzz.cases import CaseMaker, slots
 from tests.fuzz.corpus import Corpus
 from tests.fuzz.rpcs import every_rpc
@@ -60,6 +61,20 @@ def test_every_service_and_nested_field_is_found() -> None:
     request = bpb.CreatePlanRequest(plan=bpb.Plan(prices=[bpb.Price()]))
     names = {slot.name for slot in slots(request)}
     assert {"plan.start_time", "plan.prices.unit_price.amount_minor"} <= names
+
+
+def test_statuses_inside_an_answer_are_found() -> None:
+    answer = cpb.BatchRecordUsageResponse(
+        results=[
+            cpb.RecordResult(request_id="a", usage=cpb.UsageRecord(usage_id="u")),
+            cpb.RecordResult(request_id="b", error=cpb.RecordError(code=13, message="boom")),
+            cpb.RecordResult(request_id="c", error=cpb.RecordError(code=3, reason="BAD")),
+        ]
+    )
+    assert list(embedded_statuses(answer)) == [
+        (grpc.StatusCode.INTERNAL, "", "boom"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "BAD", ""),
+    ]
 
 
 def test_invalid_utf8_cases_cannot_be_decoded() -> None:

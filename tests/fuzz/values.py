@@ -116,10 +116,13 @@ class Values:
         if field.cpp_type == F.CPPTYPE_STRING:
             if field.name == "company_id":
                 return self.company
+            is_id = names[-1].endswith("_id")
+            if is_id and rng.random() < 0.15:
+                return self.uuid()  # a new entity's id (an office that has no plan yet, ...)
             found = self.corpus.pick(rng, self.company, names, lambda v: isinstance(v, str))
             if found is not None:
                 return found
-            if names[-1].endswith("_id"):
+            if is_id:
                 return self.uuid()
             return "" if rng.random() < 0.7 else rng.choice(WORDS)  # optional, mostly
         if field.cpp_type == F.CPPTYPE_ENUM:
@@ -151,7 +154,8 @@ class Values:
         message = new_message(message_type)
         if full_name == FIELD_MASK:
             candidates = mask_candidates(parent)
-            message.paths.extend(self.rng.sample(candidates, self.rng.randint(1, len(candidates))))
+            count = min(len(candidates), self.rng.choice([1, 1, 2]))
+            message.paths.extend(self.rng.sample(candidates, count))
             return message
         if learned is not None and (full_name == TIMESTAMP or self.rng.random() < 0.5):
             message.CopyFrom(learned)
