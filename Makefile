@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 GEN_STAMP := gen/.stamp
 
-.PHONY: run test test-unit test-integration test-e2e lint typecheck buf-lint proto install bench demo clean
+.PHONY: run test test-unit test-integration test-e2e test-fuzz lint typecheck buf-lint proto install bench demo clean
 
 run: $(GEN_STAMP)  ## Run the whole platform locally (embedded PostgreSQL unless DATABASE_URL is set)
 	$(PY) -m services
@@ -22,6 +22,9 @@ test-integration: $(GEN_STAMP)
 
 test-e2e: $(GEN_STAMP)
 	$(PY) -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+test-fuzz: $(GEN_STAMP)  ## Every RPC against hostile requests; FUZZ_EXAMPLES=1000 for a longer run
+	$(PY) -m pytest -q -m fuzz tests/fuzz $(PYTEST_ARGS)
 
 lint: $(GEN_STAMP)  ## ruff, mypy (strict on libs/, services/, licensing_cli/ and bench/) and buf lint
 	$(VENV)/bin/ruff check .
