@@ -8,7 +8,8 @@ lease ran out. Should two drivers still meet (a lease that ran out under a slow 
 they do no harm: every pool call carries a request_id derived from the operation and its
 attempt (the pool replays it), every step is a compare-and-set on the row, and the pool
 decides each hold once (a committed hold cannot be released, a released one not
-committed), so both arrive at the same end.
+committed), so both arrive at the same end. An undone operation's record is deleted with
+its local undo: a refused request leaves nothing, and its retry is a new attempt.
 """
 
 from __future__ import annotations
@@ -167,13 +168,13 @@ class PoolOperations:
                 found = await self._repo.get_operation(conn, key.company_id, key.request_id)
             if stored is not None:
                 return stored
-            if found is not None and found.step is not Step.UNDONE:
+            if found is not None:
                 if found.fingerprint != key.fingerprint:
                     raise reused(key)
                 if found.step is Step.DONE:
                     assert found.response is not None
                     return found.response
-            if found is None or found.step is Step.UNDONE:
+            if found is None:
                 prepared = await prepare()
                 if isinstance(prepared, bytes):
                     return prepared
@@ -199,7 +200,8 @@ class PoolOperations:
                 key.request_id,
                 key.fingerprint,
                 plan,
-                uuid.uuid4(),
+                uuid.uuid4(),  # the attempt
+                uuid.uuid4(),  # this driver
                 self._lease_seconds,
             )
 
@@ -253,7 +255,7 @@ class PoolOperations:
         encode: Callable[[R], bytes] | None,
         write: LocalWrite[R] | None,
     ) -> bytes | None:
-        """Runs a leased operation to DONE or UNDONE; the recovery (no `write`) undoes one
+        """Runs a leased operation to DONE or undoes it; the recovery (no `write`) undoes one
         that has not written locally and finishes one that has."""
         try:
             if operation.step is Step.RESERVING:
@@ -472,7 +474,7 @@ class PoolOperations:
                 log.warning("request_id %s was used by another request", key.request_id)
             else:
                 await self._idempotency.complete(conn, [(key, current.response)])
-            await self._repo.end_operation(conn, current, Step.DONE)
+            await self._repo.complete_operation(conn, current)
         return replace(current, step=Step.DONE)
 
     # --- undoing --------------------------------------------------------------------------
@@ -505,7 +507,7 @@ class PoolOperations:
 
     async def _undo(self, operation: PoolOperation, progress: _Progress | None) -> None:
         """Releases the operation's holds (units back exactly as they were), then removes
-        its local effect and marks it UNDONE. Raises _PastPivot if a hold was committed."""
+        its local effect and its record. Raises _PastPivot if a hold was committed."""
         for index, held in await self._holds_of(operation, progress):
             await self._release(operation, index, held)
         await self._undo_locally(operation)
@@ -552,8 +554,6 @@ class PoolOperations:
             return []
         if current.step is Step.DONE:
             raise _PastPivot()
-        if current.step is Step.UNDONE:
-            return []
         if current.step is Step.WRITTEN:
             return list(enumerate(current.holds))
         known = progress.holds if progress is not None else []
@@ -590,4 +590,4 @@ class PoolOperations:
             if current.step is Step.WRITTEN:
                 now = await self._repo.now(conn, self._clock.sql_now())
                 await self._undo_locally_by_kind[current.plan.kind](conn, now, current)
-            await self._repo.end_operation(conn, current, Step.UNDONE)
+            await self._repo.delete_operation(conn, current)

@@ -529,30 +529,25 @@ class ProvisioningRepository:
         request_id: str,
         fingerprint: bytes,
         plan: Plan,
+        attempt: uuid.UUID,
         owner: uuid.UUID,
         lease_seconds: float,
     ) -> PoolOperation | None:
-        """A new operation under the request_id, leased to `owner`; after an UNDONE one,
-        its next attempt. None if the request_id has an operation that is not UNDONE (a
-        concurrent duplicate started it)."""
+        """A new operation (one attempt) under the request_id, leased to `owner`. None if
+        the request_id has one already (a concurrent duplicate started it)."""
         row = await conn.fetchrow(
             f"""
-            INSERT INTO provisioning.pool_operations AS o (company_id, request_id,
-                fingerprint, attempt, step, kind, office_id, plan, lease_owner, lease_until)
-            VALUES ($1, $2, $3, 1, 'RESERVING', $4, $5, $6, $7,
-                now() + make_interval(secs => $8))
-            ON CONFLICT (company_id, request_id) DO UPDATE SET
-                fingerprint = EXCLUDED.fingerprint, attempt = o.attempt + 1,
-                step = 'RESERVING', kind = EXCLUDED.kind, office_id = EXCLUDED.office_id,
-                plan = EXCLUDED.plan, round = 0, holds = '[]', response = NULL,
-                lease_owner = EXCLUDED.lease_owner, lease_until = EXCLUDED.lease_until,
-                updated_at = now()
-            WHERE o.step = 'UNDONE'
+            INSERT INTO provisioning.pool_operations (company_id, request_id, fingerprint,
+                attempt, step, kind, office_id, plan, lease_owner, lease_until)
+            VALUES ($1, $2, $3, $4, 'RESERVING', $5, $6, $7, $8,
+                now() + make_interval(secs => $9))
+            ON CONFLICT (company_id, request_id) DO NOTHING
             RETURNING {OPERATION_COLUMNS}
             """,
             company_id,
             request_id,
             fingerprint,
+            attempt,
             plan.kind,
             plan.office_id,
             plan_json(plan),
@@ -644,16 +639,25 @@ class ProvisioningRepository:
         assert row is not None
         return to_pool_operation(row)
 
-    async def end_operation(self, conn: Conn, operation: PoolOperation, step: Step) -> None:
-        """-> DONE or UNDONE (the caller holds the row lock and checked the step). An
-        UNDONE operation keeps no response: it had no effect."""
+    async def complete_operation(self, conn: Conn, operation: PoolOperation) -> None:
+        """WRITTEN -> DONE (the caller holds the row lock and checked the step)."""
         await conn.execute(
-            "UPDATE provisioning.pool_operations SET step = $3, updated_at = now(),"
-            " response = CASE WHEN $3 = 'UNDONE' THEN NULL ELSE response END"
-            " WHERE company_id = $1 AND request_id = $2",
+            "UPDATE provisioning.pool_operations SET step = 'DONE', updated_at = now()"
+            " WHERE company_id = $1 AND request_id = $2 AND attempt = $3",
             operation.company_id,
             operation.request_id,
-            step.value,
+            operation.attempt,
+        )
+
+    async def delete_operation(self, conn: Conn, operation: PoolOperation) -> None:
+        """An undone operation leaves no record (the caller holds the row lock and
+        checked the step)."""
+        await conn.execute(
+            "DELETE FROM provisioning.pool_operations"
+            " WHERE company_id = $1 AND request_id = $2 AND attempt = $3",
+            operation.company_id,
+            operation.request_id,
+            operation.attempt,
         )
 
     async def interrupted_operations(self, conn: Conn, limit: int) -> list[tuple[uuid.UUID, str]]:

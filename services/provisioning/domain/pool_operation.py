@@ -12,13 +12,18 @@ WRITTEN    the local effect and the response are stored (one local transaction);
            holds are still pending. Committing them is next.
 DONE       every hold committed, the units it gives back returned, the response stored
            under the caller's request_id.
-UNDONE     the holds released and the local effect (if any) removed. A retry of the same
-           request_id is a new attempt, with new pool request ids.
+undone     the holds released and the local effect (if any) removed, and the record
+           deleted with it (one local transaction): a request that was refused or undone
+           leaves nothing behind. A retry of the same request_id is a new attempt, with a
+           new random attempt id, so new pool request ids (the pool remembers a Reserve
+           that succeeded and was then released: reusing its id would replay that hold).
 
 The pivot is the first commit: before it, a failure undoes everything; after it, only an
 outage can stop the operation, and a retry or the recovery finishes it. An operation whose
 driver died (its lease ran out) is undone by the recovery if it was RESERVING, and
 finished if it was WRITTEN (unless its holds expired meanwhile: then it is undone).
+Every step is a compare-and-set on the record's attempt id: a driver whose attempt was
+undone (its record deleted, or replaced by a new attempt) can change nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +39,6 @@ class Step(enum.StrEnum):
     RESERVING = "RESERVING"
     WRITTEN = "WRITTEN"
     DONE = "DONE"
-    UNDONE = "UNDONE"
 
 
 UNFINISHED = frozenset({Step.RESERVING, Step.WRITTEN})
@@ -88,7 +92,7 @@ class PoolOperation:
     company_id: uuid.UUID
     request_id: str
     fingerprint: bytes
-    attempt: int
+    attempt: uuid.UUID  # random, one per attempt: the pool request ids derive from it
     step: Step
     plan: Plan
     # Which pool request ids hold the units: 0, or 1 once billing bought the shortfall.
@@ -99,9 +103,7 @@ class PoolOperation:
 
     def request_id_of(self, step: str) -> str:
         """The peer request_id of one step of this attempt."""
-        return derived_request_id(
-            self.company_id, self.request_id, self.fingerprint, f"a{self.attempt}-{step}"
-        )
+        return f"prov-{self.attempt.hex}-{step}"
 
     def units(self, reservation: int) -> tuple[uuid.UUID, ...]:
         return self.holds[reservation].unit_ids

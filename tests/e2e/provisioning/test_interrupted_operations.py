@@ -30,7 +30,8 @@ from tests.support.provisioning import (
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
-STEPS = [("reserved", "UNDONE"), ("written", "DONE"), ("committed", "DONE")]
+# The step each operation is settled at; None: undone (an undone operation leaves no record).
+STEPS = [("reserved", None), ("written", "DONE"), ("committed", "DONE")]
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -59,14 +60,19 @@ async def killed(processes: Processes, call: Awaitable[object]) -> None:
 
 
 async def settled(db: asyncpg.Pool, company_id: str, request_id: str) -> str | None:
-    """The operation's step once the recovery settled it."""
+    """The operation's step once the recovery settled it (None: undone)."""
     step = None
     for _ in range(300):
         step = await operation_step(db, company_id, request_id)
-        if step in ("DONE", "UNDONE"):
+        if step in ("DONE", None):
             break
         await asyncio.sleep(0.1)
     return step
+
+
+async def unfinished(db: asyncpg.Pool, company_id: str, request_id: str) -> bool:
+    """The killed driver left its operation recorded, unfinished, for the recovery."""
+    return await operation_step(db, company_id, request_id) in ("RESERVING", "WRITTEN")
 
 
 async def users(tenant: Tenant) -> list[pb.User]:
@@ -94,11 +100,12 @@ async def test_create_user_killed_after_each_step(
     )
 
     await killed(processes, tenant.stub.CreateUser(request))
+    assert await unfinished(db, tenant.company_id, request.request_id)
     await restart(processes)
 
     assert await settled(db, tenant.company_id, request.request_id) == outcome
     assert await stray_units(db, tenant.company_id) == []
-    if outcome == "UNDONE":
+    if outcome is None:
         assert await pool_units(db, tenant.company_id) == before
         assert await users(tenant) == []
     else:
@@ -132,12 +139,13 @@ async def test_add_addons_killed_after_each_step(
     )
 
     await killed(processes, tenant.stub.AddAddons(request))
+    assert await unfinished(db, tenant.company_id, request.request_id)
     await restart(processes)
 
     assert await settled(db, tenant.company_id, request.request_id) == outcome
     assert await stray_units(db, tenant.company_id) == []
     (now,) = await tenant.licenses()
-    if outcome == "UNDONE":
+    if outcome is None:
         assert await pool_units(db, tenant.company_id) == before
         assert now == held
     else:

@@ -1,6 +1,6 @@
 """Pool operations: the durable record of a request that takes pool units and then writes
 locally, written before its first pool call, so that a failure or a crash at any step is
-finished or undone (see services/provisioning/domain/pool_operation.py).
+finished or undone (an undone one is deleted) (see services/provisioning/domain/pool_operation.py).
 
 Revision ID: 0002
 Revises: 0001
@@ -19,8 +19,10 @@ def upgrade() -> None:
             company_id uuid NOT NULL,
             request_id text NOT NULL,
             fingerprint bytea NOT NULL,
-            attempt integer NOT NULL,
-            step text NOT NULL CHECK (step IN ('RESERVING', 'WRITTEN', 'DONE', 'UNDONE')),
+            -- Random, one per attempt: the pool request ids of the attempt derive from it.
+            -- An undone attempt's row is deleted, so a retry starts a new one.
+            attempt uuid NOT NULL,
+            step text NOT NULL CHECK (step IN ('RESERVING', 'WRITTEN', 'DONE')),
             kind text NOT NULL,
             office_id uuid NOT NULL,
             plan jsonb NOT NULL,
