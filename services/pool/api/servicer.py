@@ -9,10 +9,13 @@ messages, and registration only needs the method names.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TypeAlias
+from typing import Protocol, TypeAlias, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from libs.common.handlers import once
 from libs.common.validation import currency_field, optional_currency_field, uuid_field
@@ -20,13 +23,22 @@ from licensing.pool.v1 import pool_pb2 as pb
 from services.pool.api import convert
 from services.pool.domain.errors import HoldLapsed, NoLicenseAvailable
 from services.pool.domain.model import Terms
-from services.pool.unit_of_work import PoolUnitOfWork
+from services.pool.unit_of_work import PoolUnitOfWork, Tx
 from services.pool.use_cases import allocation, holds, offices, pools, units
 from services.pool.use_cases.allocation import Allocate, Allocator
 from services.pool.use_cases.holds import HoldExpiry
 from services.pool.use_cases.offices import OfficeDirectory
 
 Context: TypeAlias = grpc.aio.ServicerContext
+
+
+class _Command(Protocol):
+    @property
+    def company_id(self) -> uuid.UUID: ...
+
+
+C = TypeVar("C", bound=_Command)
+R = TypeVar("R")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PoolService"].full_name
 
 
@@ -45,15 +57,26 @@ class PoolServicer:
         self._allocator = allocator
         self._expiry = expiry
 
+    async def _once(
+        self,
+        request: Message,
+        command: C,
+        use_case: Callable[[C, Tx], Awaitable[R]],
+        encode: Callable[[R], Message],
+    ) -> bytes:
+        """A one-transaction use case, at most once per request_id (`handlers.once`)."""
+        return await once(
+            self._uow, request, command.company_id, partial(use_case, command), encode
+        )
+
     # --- offices ----------------------------------------------------------------------
 
     async def PutOffice(self, request: pb.PutOfficeRequest, context: Context) -> bytes:
         office = convert.office(request)
-        effect = partial(offices.put_office, office)
-        response = await once(
-            self._uow, request, office.company_id, effect, convert.put_office_response
+        response = await self._once(
+            request, office, offices.put_office, convert.put_office_response
         )
-        self._directory.forget(office.company_id, office.office_id)
+        self._directory.forget(office.company_id, office.office_id)  # routed anew
         return response
 
     async def GetOffice(
@@ -75,37 +98,31 @@ class PoolServicer:
 
     async def AddUnits(self, request: pb.AddUnitsRequest, context: Context) -> bytes:
         command = convert.office_units(request)
-        effect = partial(units.add_units, command)
-        response = await once(self._uow, request, command.company_id, effect, convert.added)
+        response = await self._once(request, command, units.add_units, convert.added)
         await units.refresh_statistics(self._uow, changed=command.quantity)
         return response
 
     async def MarkForRemoval(self, request: pb.MarkForRemovalRequest, context: Context) -> bytes:
         command = convert.office_units(request)
-        effect = partial(units.mark_for_removal, command)
-        return await once(self._uow, request, command.company_id, effect, convert.marked)
+        return await self._once(request, command, units.mark_for_removal, convert.marked)
 
     async def RestoreFromRemoval(
         self, request: pb.RestoreFromRemovalRequest, context: Context
     ) -> bytes:
         command = convert.office_units(request)
-        effect = partial(units.restore_from_removal, command)
-        return await once(self._uow, request, command.company_id, effect, convert.restored)
+        return await self._once(request, command, units.restore_from_removal, convert.restored)
 
     async def ReassignUnits(self, request: pb.ReassignUnitsRequest, context: Context) -> bytes:
         command = convert.reassign(request)
-        effect = partial(units.reassign_units, command)
-        return await once(self._uow, request, command.company_id, effect, convert.reassigned)
+        return await self._once(request, command, units.reassign_units, convert.reassigned)
 
     async def ReturnUnits(self, request: pb.ReturnUnitsRequest, context: Context) -> bytes:
         command = convert.return_units(request, self._terms)
-        effect = partial(units.return_units, command)
-        return await once(self._uow, request, command.company_id, effect, convert.returned)
+        return await self._once(request, command, units.return_units, convert.returned)
 
     async def TerminateUnits(self, request: pb.TerminateUnitsRequest, context: Context) -> bytes:
         command = convert.terminate(request)
-        effect = partial(units.terminate_units, command)
-        return await once(self._uow, request, command.company_id, effect, convert.terminated)
+        return await self._once(request, command, units.terminate_units, convert.terminated)
 
     async def GetUnit(self, request: pb.GetUnitRequest, context: Context) -> pb.GetUnitResponse:
         company_id = convert.company(request)
@@ -134,10 +151,7 @@ class PoolServicer:
         command = convert.enable_pool(request)
         if request.validate_only:  # a preview: nothing to remember
             return convert.enabled_response(await pools.preview_enable(self._uow, command))
-        effect = partial(pools.enable_pool, command)
-        response = await once(
-            self._uow, request, command.company_id, effect, convert.enabled_response
-        )
+        response = await self._once(request, command, pools.enable_pool, convert.enabled_response)
         await units.refresh_statistics(self._uow)
         return response
 
@@ -179,19 +193,15 @@ class PoolServicer:
 
     async def Commit(self, request: pb.CommitRequest, context: Context) -> bytes:
         command = convert.commit(request)
-        effect = partial(holds.commit, command)
         try:
-            return await once(
-                self._uow, request, command.company_id, effect, convert.committed_response
-            )
+            return await self._once(request, command, holds.commit, convert.committed_response)
         except HoldLapsed as lapsed:  # the commit rolled back: put the units back first
             await self._expiry.expire_lapsed(lapsed)
             raise
 
     async def Release(self, request: pb.ReleaseRequest, context: Context) -> bytes:
         command = convert.release(request)
-        effect = partial(holds.release, command)
-        return await once(self._uow, request, command.company_id, effect, convert.released_response)
+        return await self._once(request, command, holds.release, convert.released_response)
 
     async def GetHold(self, request: pb.GetHoldRequest, context: Context) -> pb.GetHoldResponse:
         company_id = convert.company(request)

@@ -1,4 +1,4 @@
-"""Two-phase allocation (SPEC §8): a hold resolves at most once."""
+"""Two-phase allocation (docs/product.md, "Holds"): a hold resolves at most once."""
 
 import asyncio
 
