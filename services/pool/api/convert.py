@@ -15,6 +15,7 @@ from libs.common import paging
 from libs.common.errors import invalid
 from libs.common.handlers import method_name, next_page_token
 from libs.common.idempotency import key_for
+from libs.common.reasons import Reason
 from libs.common.timestamps import timestamp
 from libs.common.validation import (
     currency_field,
@@ -132,7 +133,7 @@ def _sources(values: Iterable[int]) -> frozenset[Source]:
 def _unit_ids(values: Iterable[str]) -> tuple[uuid.UUID, ...]:
     unit_ids = tuple(uuid_field(f"unit_ids[{i}]", u) for i, u in enumerate(values))
     if not unit_ids:
-        raise invalid("unit_ids", "is required", "MISSING_FIELD")
+        raise invalid("unit_ids", "is required", Reason.MISSING_FIELD.name)
     quantity_field("unit_ids", len(unit_ids))
     if len(set(unit_ids)) != len(unit_ids):
         raise invalid("unit_ids", "lists a unit twice")
