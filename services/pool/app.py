@@ -1,10 +1,13 @@
-"""Wiring of the pool service: database, use cases, gRPC server, hold sweeper."""
+"""Wiring of the pool service: database, unit of work, use cases, gRPC server, sweeper."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -12,14 +15,22 @@ import asyncpg
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
-from libs.common.database_outage import DatabaseWatch
+from libs.common.database_outage import DatabaseWatch, is_database_unreachable
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.pool.v1 import pool_pb2_grpc
+from services.pool.api import convert
+from services.pool.api.servicer import SERVICE_NAME, PoolServicer
 from services.pool.config import PoolSettings
-from services.pool.service import SCHEMA, PoolService
-from services.pool.servicer import SERVICE_NAME, PoolServicer
+from services.pool.domain.model import Terms
+from services.pool.unit_of_work import SCHEMA, unit_of_work
+from services.pool.use_cases.allocation import Allocator
+from services.pool.use_cases.holds import HoldExpiry
+from services.pool.use_cases.offices import OfficeDirectory
 
 ERROR_DOMAIN = "pool.licensing"
+PURGE_EVERY_SECONDS = 3600.0
+
+log = logging.getLogger(__name__)
 
 
 def migrate(database_url: str) -> None:
@@ -30,9 +41,10 @@ def migrate(database_url: str) -> None:
 @dataclass
 class PoolApp:
     server: RunningServer
-    service: PoolService
     db: asyncpg.Pool
-    sweeper: asyncio.Task[None]
+    allocator: Allocator
+    expiry: HoldExpiry
+    tasks: tuple[asyncio.Task[None], ...]
 
     @property
     def port(self) -> int:
@@ -40,11 +52,34 @@ class PoolApp:
 
     async def stop(self, grace: float = 0) -> None:
         await self.server.stop(grace)
-        self.sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.sweeper
-        await self.service.close()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self.allocator.close()
         await self.db.close()
+
+
+def terms(settings: PoolSettings) -> Terms:
+    return Terms(
+        grace=timedelta(seconds=settings.grace_seconds),
+        hold_default=timedelta(seconds=settings.hold_default_seconds),
+        hold_max=timedelta(seconds=settings.hold_max_seconds),
+    )
+
+
+async def periodically(seconds: float, work: Callable[[], Awaitable[object]], what: str) -> None:
+    """Runs `work` every `seconds` until cancelled; a failure (a lost connection, say)
+    waits for the next turn instead of ending the task."""
+    while True:
+        try:
+            await work()
+        except Exception as error:
+            if not is_database_unreachable(error):  # the database watch logs outages
+                log.warning("%s failed; will retry", what, exc_info=True)
+        await asyncio.sleep(seconds)
 
 
 async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
@@ -52,10 +87,27 @@ async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
     db = await create_pool(
         settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
     )
-    service = PoolService(db, clock or DatabaseClock(), settings)
+    uow = unit_of_work(db, clock or DatabaseClock())
+    directory = OfficeDirectory(uow)
+    allocator = Allocator(
+        uow,
+        directory,
+        convert.allocated,
+        max_batch=settings.max_batch,
+        max_waiting=settings.max_waiting,
+    )
+    expiry = HoldExpiry(uow, settings.idempotency_retention_hours)
+    servicer = PoolServicer(uow, terms(settings), directory, allocator, expiry)
     registration = Registration(
-        SERVICE_NAME, PoolServicer(service), pool_pb2_grpc.add_PoolServiceServicer_to_server
+        SERVICE_NAME, servicer, pool_pb2_grpc.add_PoolServiceServicer_to_server
     )
     server = await start_server([registration], settings, ERROR_DOMAIN, DatabaseWatch(settings))
-    sweeper = asyncio.create_task(service.run_sweeper())
-    return PoolApp(server, service, db, sweeper)
+    tasks = (
+        asyncio.create_task(
+            periodically(settings.sweep_interval_seconds, expiry.expire_all_due, "hold sweep")
+        ),
+        asyncio.create_task(
+            periodically(PURGE_EVERY_SECONDS, expiry.purge_request_ids, "request id purge")
+        ),
+    )
+    return PoolApp(server, db, allocator, expiry, tasks)

@@ -32,8 +32,8 @@ from services.credits import app as credits_app
 from services.credits.config import CreditsSettings
 from services.credits.servicer import SERVICE_NAME as CREDITS
 from services.pool import app as pool_app
+from services.pool.api.servicer import SERVICE_NAME as POOL
 from services.pool.config import PoolSettings
-from services.pool.servicer import SERVICE_NAME as POOL
 from services.provisioning import app as provisioning_app
 from services.provisioning.config import ProvisioningSettings
 from services.provisioning.servicer import SERVICE_NAME as PROVISIONING

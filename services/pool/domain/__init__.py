@@ -1,1 +1,1 @@
-"""The rules of SPEC §6-§8 in plain Python: no gRPC, SQL or protobuf here."""
+"""The pool's product rules in plain Python: no gRPC, SQL or protobuf here."""

@@ -1,11 +1,12 @@
-"""What the pool service keeps: offices, units, holds, receipts (SPEC §4, §6, §8)."""
+"""What the pool service keeps: offices, units, holds, receipts (docs/product.md,
+"Companies, offices and plans", "License units and their states", "Holds")."""
 
 from __future__ import annotations
 
 import enum
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 class PlanKind(enum.StrEnum):
@@ -16,7 +17,7 @@ class PlanKind(enum.StrEnum):
 
 
 class UnitState(enum.StrEnum):
-    """A unit is in exactly one state (SPEC §6)."""
+    """A unit is in exactly one state."""
 
     SPARE = "SPARE"
     ASSIGNED = "ASSIGNED"
@@ -142,3 +143,45 @@ class Pool:
     @property
     def enabled(self) -> bool:
         return self.enabled_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolContent:
+    """Pooled units of one type: claimable now, and still in their grace period."""
+
+    license_type: str
+    claimable: int
+    in_grace: int
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """What an office could take of one type now, and what it has scheduled for removal."""
+
+    license_type: str
+    own_spare: int
+    own_in_grace: int
+    pool_claimable: int
+    removal_scheduled: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnitCount:
+    """How many units of one office and type are in one state (a snapshot's raw count)."""
+
+    office_id: uuid.UUID
+    currency: str
+    license_type: str
+    state: UnitState
+    held_from: UnitState | None
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """The pool's configured periods (settings): how long a return stays its office's
+    alone, and how long a hold lasts by default and at most."""
+
+    grace: timedelta
+    hold_default: timedelta
+    hold_max: timedelta

@@ -1,4 +1,5 @@
-"""Allocation order, grace, pooling rules and receipts (SPEC §7-§8) against PostgreSQL."""
+"""Allocation order, grace, pooling rules and receipts against PostgreSQL (docs/product.md,
+"Pools", "Allocation")."""
 
 from datetime import timedelta
 

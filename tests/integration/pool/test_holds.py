@@ -1,4 +1,4 @@
-"""Two-phase allocation (SPEC §8): a hold resolves at most once."""
+"""Two-phase allocation (docs/product.md, "Holds"): a hold resolves at most once."""
 
 import asyncio
 
@@ -128,10 +128,10 @@ async def test_sweeper_expires_holds_by_the_clock(
     held = await reserve(company, "b", 1, ttl_seconds=30)
     app = pool_service[0]
     clock.advance(seconds=29)
-    await app.service.expire_due_holds()
+    await app.expiry.expire_due()
     assert len(await company.units(state=pb.UNIT_STATE_HELD)) == 1
     clock.advance(seconds=1)
-    await app.service.expire_due_holds()
+    await app.expiry.expire_due()
     assert len(await company.units(state=pb.UNIT_STATE_HELD)) == 0
     hold = await company.stub.GetHold(
         pb.GetHoldRequest(company_id=company.company_id, hold_id=held.hold.hold_id)
@@ -178,7 +178,7 @@ async def test_commit_racing_expiry_resolves_once(
             return reason_of(error)
 
     outcomes = await asyncio.gather(
-        app.service.expire_due_holds(), *(commit(h.hold.hold_id) for h in holds)
+        app.expiry.expire_due(), *(commit(h.hold.hold_id) for h in holds)
     )
     assert set(outcomes[1:]) == {"HOLD_EXPIRED"}
     units = await company.units()
@@ -217,7 +217,7 @@ async def test_commit_before_expiry_wins_against_the_sweeper(
 
     commits = asyncio.gather(*(commit(h.hold.hold_id) for h in holds))
     clock.advance(seconds=0)
-    expired, committed = await asyncio.gather(app.service.expire_due_holds(), commits)
+    expired, committed = await asyncio.gather(app.expiry.expire_due(), commits)
     assert expired == 0
     assert len(committed) == 20
     assert len(await company.units(state=pb.UNIT_STATE_ASSIGNED)) == 20

@@ -1,4 +1,5 @@
-"""request_id idempotency (SPEC §12) on real gRPC and PostgreSQL."""
+"""request_id idempotency (docs/product.md, "Behaviour every endpoint shares") on real gRPC
+and PostgreSQL."""
 
 import asyncio
 

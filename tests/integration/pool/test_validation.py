@@ -157,12 +157,12 @@ async def test_changing_currency_of_an_office_with_units_is_refused(company: Com
 async def test_internal_errors_do_not_leak(
     company: Company, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.pool.repository import PoolRepository
+    from services.pool.repository.pools import Pools
 
     async def broken(*args: object) -> None:
         raise RuntimeError("secret connection string postgres://admin:hunter2@db")
 
-    monkeypatch.setattr(PoolRepository, "get_pool", broken)
+    monkeypatch.setattr(Pools, "get", broken)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await company.stub.GetPool(pb.GetPoolRequest(company_id=company.company_id, currency="USD"))
     assert caught.value.code() == grpc.StatusCode.INTERNAL

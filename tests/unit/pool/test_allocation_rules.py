@@ -1,4 +1,4 @@
-"""The allocation rules of SPEC §7-§8, without a database."""
+"""The allocation rules (docs/product.md, "Pools", "Allocation"), without a database."""
 
 from datetime import UTC, datetime, timedelta
 

@@ -1,0 +1,217 @@
+"""The pool's gRPC handlers: check the request and build the command (`convert`), run the
+use case, convert the result.
+
+Mutating calls answer encoded bytes (`handlers.once` stores them with the effect; the
+allocation batch encodes its own), which the server sends as they are. The generated
+`PoolServiceServicer` base class is not inherited: its methods are typed to answer
+messages, and registration only needs the method names.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Protocol, TypeAlias, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from libs.common.handlers import once
+from libs.common.validation import currency_field, optional_currency_field, uuid_field
+from licensing.pool.v1 import pool_pb2 as pb
+from services.pool.api import convert
+from services.pool.domain.errors import HoldLapsed, NoLicenseAvailable
+from services.pool.domain.model import Terms
+from services.pool.unit_of_work import PoolUnitOfWork, Tx
+from services.pool.use_cases import allocation, holds, offices, pools, units
+from services.pool.use_cases.allocation import Allocate, Allocator
+from services.pool.use_cases.holds import HoldExpiry
+from services.pool.use_cases.offices import OfficeDirectory
+
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+class _Command(Protocol):
+    @property
+    def company_id(self) -> uuid.UUID: ...
+
+
+C = TypeVar("C", bound=_Command)
+R = TypeVar("R")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PoolService"].full_name
+
+
+class PoolServicer:
+    def __init__(
+        self,
+        uow: PoolUnitOfWork,
+        terms: Terms,
+        directory: OfficeDirectory,
+        allocator: Allocator,
+        expiry: HoldExpiry,
+    ) -> None:
+        self._uow = uow
+        self._terms = terms
+        self._directory = directory
+        self._allocator = allocator
+        self._expiry = expiry
+
+    async def _once(
+        self,
+        request: Message,
+        command: C,
+        use_case: Callable[[C, Tx], Awaitable[R]],
+        encode: Callable[[R], Message],
+    ) -> bytes:
+        """A one-transaction use case, at most once per request_id (`handlers.once`)."""
+        return await once(
+            self._uow, request, command.company_id, partial(use_case, command), encode
+        )
+
+    # --- offices ----------------------------------------------------------------------
+
+    async def PutOffice(self, request: pb.PutOfficeRequest, context: Context) -> bytes:
+        office = convert.office(request)
+        response = await self._once(
+            request, office, offices.put_office, convert.put_office_response
+        )
+        self._directory.forget(office.company_id, office.office_id)  # routed anew
+        return response
+
+    async def GetOffice(
+        self, request: pb.GetOfficeRequest, context: Context
+    ) -> pb.GetOfficeResponse:
+        company_id = convert.company(request)
+        office_id = uuid_field("office_id", request.office_id)
+        office = await offices.get_office(self._uow, company_id, office_id)
+        return pb.GetOfficeResponse(office=convert.office_pb(office))
+
+    async def ListOffices(
+        self, request: pb.ListOfficesRequest, context: Context
+    ) -> pb.ListOfficesResponse:
+        query = convert.list_offices(request)
+        found = await offices.list_offices(self._uow, query)
+        return convert.offices_page(found, query.page_size)
+
+    # --- units ------------------------------------------------------------------------
+
+    async def AddUnits(self, request: pb.AddUnitsRequest, context: Context) -> bytes:
+        command = convert.office_units(request)
+        response = await self._once(request, command, units.add_units, convert.added)
+        await units.refresh_statistics(self._uow, changed=command.quantity)
+        return response
+
+    async def MarkForRemoval(self, request: pb.MarkForRemovalRequest, context: Context) -> bytes:
+        command = convert.office_units(request)
+        return await self._once(request, command, units.mark_for_removal, convert.marked)
+
+    async def RestoreFromRemoval(
+        self, request: pb.RestoreFromRemovalRequest, context: Context
+    ) -> bytes:
+        command = convert.office_units(request)
+        return await self._once(request, command, units.restore_from_removal, convert.restored)
+
+    async def ReassignUnits(self, request: pb.ReassignUnitsRequest, context: Context) -> bytes:
+        command = convert.reassign(request)
+        return await self._once(request, command, units.reassign_units, convert.reassigned)
+
+    async def ReturnUnits(self, request: pb.ReturnUnitsRequest, context: Context) -> bytes:
+        command = convert.return_units(request, self._terms)
+        return await self._once(request, command, units.return_units, convert.returned)
+
+    async def TerminateUnits(self, request: pb.TerminateUnitsRequest, context: Context) -> bytes:
+        command = convert.terminate(request)
+        return await self._once(request, command, units.terminate_units, convert.terminated)
+
+    async def GetUnit(self, request: pb.GetUnitRequest, context: Context) -> pb.GetUnitResponse:
+        company_id = convert.company(request)
+        unit = await units.get_unit(self._uow, company_id, uuid_field("unit_id", request.unit_id))
+        return pb.GetUnitResponse(unit=convert.unit_pb(unit))
+
+    async def ListUnits(
+        self, request: pb.ListUnitsRequest, context: Context
+    ) -> pb.ListUnitsResponse:
+        query = convert.list_units(request)
+        return convert.units_page(await units.list_units(self._uow, query), query.page_size)
+
+    async def GetSnapshot(
+        self, request: pb.GetSnapshotRequest, context: Context
+    ) -> pb.GetSnapshotResponse:
+        company_id = convert.company(request)
+        currency = optional_currency_field("currency", request.currency)
+        snapshot = await units.snapshot(self._uow, company_id, currency)
+        return convert.snapshot_response(snapshot)
+
+    # --- pools ------------------------------------------------------------------------
+
+    async def EnablePool(
+        self, request: pb.EnablePoolRequest, context: Context
+    ) -> bytes | pb.EnablePoolResponse:
+        command = convert.enable_pool(request)
+        if request.validate_only:  # a preview: nothing to remember
+            return convert.enabled_response(await pools.preview_enable(self._uow, command))
+        response = await self._once(request, command, pools.enable_pool, convert.enabled_response)
+        await units.refresh_statistics(self._uow)
+        return response
+
+    async def DisablePool(
+        self, request: pb.DisablePoolRequest, context: Context
+    ) -> pb.DisablePoolResponse:
+        company_id = convert.company(request)
+        currency = currency_field("currency", request.currency)
+        await pools.disable_pool(self._uow, company_id, currency)
+        return pb.DisablePoolResponse()  # not reached: disabling is always refused
+
+    async def GetPool(self, request: pb.GetPoolRequest, context: Context) -> pb.GetPoolResponse:
+        company_id = convert.company(request)
+        currency = currency_field("currency", request.currency)
+        pool, contents = await pools.get_pool(self._uow, company_id, currency)
+        return convert.pool_response(pool, contents)
+
+    async def GetAvailability(
+        self, request: pb.GetAvailabilityRequest, context: Context
+    ) -> pb.GetAvailabilityResponse:
+        query = convert.availability_query(request)
+        now, found = await pools.availability(self._uow, query)
+        return convert.availability_response(now, found)
+
+    # --- allocation and holds ---------------------------------------------------------
+
+    async def Acquire(self, request: pb.AcquireRequest, context: Context) -> bytes:
+        return await self._allocate(convert.acquire(request))
+
+    async def Reserve(self, request: pb.ReserveRequest, context: Context) -> bytes:
+        return await self._allocate(convert.reserve(request, self._terms))
+
+    async def _allocate(self, command: Allocate) -> bytes:
+        try:
+            return await self._allocator.allocate(command)
+        except NoLicenseAvailable as error:
+            error.details = (convert.receipt_pb(error.receipt),)
+            raise
+
+    async def Commit(self, request: pb.CommitRequest, context: Context) -> bytes:
+        command = convert.commit(request)
+        try:
+            return await self._once(request, command, holds.commit, convert.committed_response)
+        except HoldLapsed as lapsed:  # the commit rolled back: put the units back first
+            await self._expiry.expire_lapsed(lapsed)
+            raise
+
+    async def Release(self, request: pb.ReleaseRequest, context: Context) -> bytes:
+        command = convert.release(request)
+        return await self._once(request, command, holds.release, convert.released_response)
+
+    async def GetHold(self, request: pb.GetHoldRequest, context: Context) -> pb.GetHoldResponse:
+        company_id = convert.company(request)
+        hold = await holds.get_hold(self._uow, company_id, uuid_field("hold_id", request.hold_id))
+        return pb.GetHoldResponse(hold=convert.hold_pb(hold))
+
+    async def GetReceipt(
+        self, request: pb.GetReceiptRequest, context: Context
+    ) -> pb.GetReceiptResponse:
+        company_id = convert.company(request)
+        receipt_id = uuid_field("receipt_id", request.receipt_id)
+        receipt = await allocation.get_receipt(self._uow, company_id, receipt_id)
+        return pb.GetReceiptResponse(receipt=convert.receipt_pb(receipt))

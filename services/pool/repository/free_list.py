@@ -1,0 +1,85 @@
+"""The free-list's selections, built from the allocation rules in `domain/allocation.py`.
+
+`pool.free_units` holds one row per SPARE or POOLED unit (`pooled` tells which); a unit
+is handed out by deleting its row. What each allocation source offers, and in which
+order, is the data of `allocation.ALLOCATION_RULES`; the SQL below is made from it, so
+the order is read (and changed) in one place.
+"""
+
+from __future__ import annotations
+
+from services.pool.domain.allocation import Grace, OrderKey, SourceRule
+
+# The grace boundary of `allocation.is_claimable` (claimable from claimable_at on).
+_GRACE = {Grace.CLAIMABLE: "claimable_at <= {now}", Grace.IN_GRACE: "claimable_at > {now}"}
+
+
+def grace(which: Grace, now: str) -> str:
+    """The predicate of pooled rows in grace, or claimable, at the instant `now`."""
+    return _GRACE[which].format(now=now)
+
+
+def offered(rule: SourceRule, office: str, currency: str, now: str) -> str:
+    """The predicate of the free rows a source offers (its company and type aside)."""
+    parts = [f"office_id = {office}" if rule.own else f"currency = {currency}"]
+    parts.append("pooled" if rule.pooled else "NOT pooled")
+    if rule.grace is not None:
+        parts.append(grace(rule.grace, now))
+    return " AND ".join(parts)
+
+
+def _oldest(rule: SourceRule) -> str:
+    """The instant a source takes its units by (NULL: by unit id only)."""
+    *first, last = rule.order
+    assert last is OrderKey.UNIT_ID, "a source orders its units by unit id last"
+    assert len(first) <= 1, "and by at most one instant before that"
+    return first[0].value if first else "NULL::timestamptz"
+
+
+def candidates(rules: tuple[SourceRule, ...]) -> str:
+    """Up to a limit of free units, locked, in allocation order, with their source's rank.
+
+    Parameters: $1 company, $2 office, $3 currency, $4 license type, then one boolean per
+    rule (whether the allocation tries that source), the limit, and the instant. Each
+    source reads its own partial index in its own order and stops at the limit.
+    """
+    count = len(rules)
+    limit, now = f"${5 + count}", f"${6 + count}"
+    sources = []
+    for rank, rule in enumerate(rules, start=1):
+        where = f"${4 + rank} AND company_id = $1 AND license_type = $4 AND " + offered(
+            rule, "$2", "$3", now
+        )
+        order = ", ".join(key.value for key in rule.order)
+        sources.append(
+            f"""s{rank} AS (
+    SELECT unit_id, {rank} AS rank, {_oldest(rule)} AS ord FROM pool.free_units
+    WHERE {where}
+    ORDER BY {order} LIMIT {limit} FOR UPDATE SKIP LOCKED
+)"""
+        )
+    union = " UNION ALL ".join(f"SELECT * FROM s{rank}" for rank in range(1, count + 1))
+    return f"""
+WITH {", ".join(sources)}
+SELECT unit_id, rank FROM ({union}) candidates
+ORDER BY rank, ord, unit_id LIMIT {limit}
+"""
+
+
+def counts_by_source(rules: tuple[SourceRule, ...]) -> str:
+    """Per license type, how many free units each source offers the office now.
+
+    Parameters: $1 company, $2 office, $3 currency, $4 the instant, $5 the types (empty:
+    all). Column `s<rank>` counts the source of that rank.
+    """
+    columns = ",\n    ".join(
+        f"count(*) FILTER (WHERE {offered(rule, '$2', '$3', '$4')}) AS s{rank}"
+        for rank, rule in enumerate(rules, start=1)
+    )
+    return f"""
+SELECT license_type,
+    {columns}
+FROM pool.free_units
+WHERE company_id = $1 AND currency = $3 AND (cardinality($5::text[]) = 0 OR license_type = ANY($5))
+GROUP BY license_type
+"""

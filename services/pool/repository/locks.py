@@ -1,0 +1,63 @@
+"""The (company, currency) lock every writer of the pool takes, and the instant of a
+transaction (the clock's: the database's, or a test's)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from libs.common.clock import Clock
+from libs.common.idempotency import IdempotencyStore
+
+log = logging.getLogger(__name__)
+
+# The first statement of a writer's transaction: the lock, and the transaction's instant.
+LOCK = """
+SELECT coalesce($3::timestamptz, now())
+FROM pg_advisory_xact_lock(hashtextextended('pool/' || $1::text || '/' || $2::text, 0))
+"""
+NOW = "SELECT coalesce($1::timestamptz, now())"
+
+
+class Locks:
+    """Writers of one (company, currency) serialize on a transaction-level advisory lock,
+    across every replica: allocation sees a consistent free-list."""
+
+    def __init__(self, conn: asyncpg.Connection, clock: Clock) -> None:
+        self._conn = conn
+        self._clock = clock
+
+    async def take(self, company_id: uuid.UUID, currency: str) -> datetime:
+        """Holds the lock until the transaction ends; returns the transaction's instant."""
+        now: datetime = await self._conn.fetchval(
+            LOCK, str(company_id), currency, self._clock.sql_now()
+        )
+        return now
+
+    async def now(self) -> datetime:
+        """The instant for a reader."""
+        value: datetime = await self._conn.fetchval(NOW, self._clock.sql_now())
+        return value
+
+
+class Housekeeping:
+    """Upkeep of the schema: planner statistics, old request ids."""
+
+    def __init__(self, conn: asyncpg.Connection, requests: IdempotencyStore) -> None:
+        self._conn = conn
+        self._requests = requests
+
+    async def refresh_statistics(self) -> None:
+        """Re-reads the statistics of the free-list and units after a bulk change, so the
+        next picks are planned on the new sizes instead of waiting for autovacuum."""
+        try:
+            await self._conn.execute("ANALYZE pool.free_units, pool.units")
+        except asyncpg.PostgresError:  # not the owner: autovacuum will do it later
+            log.warning("could not analyze the pool tables", exc_info=True)
+
+    async def purge_request_ids(self, retention_hours: int) -> int:
+        """Drops request ids older than the retention; returns how many."""
+        return await self._requests.purge(self._conn, retention_hours)

@@ -1,0 +1,138 @@
+"""Rows of the pool schema as domain objects, and the columns they are read from."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from services.pool.domain.model import (
+    Assignee,
+    Hold,
+    HoldState,
+    Office,
+    PassedOver,
+    PassOverReason,
+    PlanKind,
+    Receipt,
+    Source,
+    SourceTake,
+    Unit,
+    UnitState,
+)
+
+UNIT_COLUMNS = """unit_id, company_id, office_id, currency, license_type, state, assignee_kind,
+    assignee_id, returned_at, claimable_at, hold_id, held_from, created_at, updated_at"""
+# The same, of the table an UPDATE ... FROM names `u`.
+UPDATED_UNIT_COLUMNS = ", ".join("u." + c.strip() for c in UNIT_COLUMNS.split(","))
+HOLD_COLUMNS = """h.hold_id, h.company_id, h.office_id, h.currency, h.license_type, h.state,
+    h.expires_at, h.receipt_id, h.created_at, h.resolved_at, h.unit_ids"""
+OFFICE_COLUMNS = "company_id, office_id, currency, plan_kind, is_primary"
+RECEIPT_COLUMNS = """receipt_id, company_id, office_id, currency, license_type, requested,
+    taken, shortfall, passed_over, hold_id, created_at"""
+
+
+def to_unit(row: asyncpg.Record) -> Unit:
+    kind = row["assignee_kind"]
+    return Unit(
+        unit_id=row["unit_id"],
+        company_id=row["company_id"],
+        office_id=row["office_id"],
+        currency=row["currency"],
+        license_type=row["license_type"],
+        state=UnitState(row["state"]),
+        assignee=Assignee(kind, row["assignee_id"] or "") if kind else None,
+        returned_at=row["returned_at"],
+        claimable_at=row["claimable_at"],
+        hold_id=row["hold_id"],
+        held_from=UnitState(row["held_from"]) if row["held_from"] else None,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def to_units_by_id(rows: list[asyncpg.Record]) -> list[Unit]:
+    return sorted((to_unit(r) for r in rows), key=lambda u: u.unit_id)
+
+
+def to_hold(row: asyncpg.Record) -> Hold:
+    return Hold(
+        hold_id=row["hold_id"],
+        company_id=row["company_id"],
+        office_id=row["office_id"],
+        currency=row["currency"],
+        license_type=row["license_type"],
+        state=HoldState(row["state"]),
+        unit_ids=tuple(row["unit_ids"]),
+        expires_at=row["expires_at"],
+        receipt_id=row["receipt_id"],
+        created_at=row["created_at"],
+        resolved_at=row["resolved_at"],
+    )
+
+
+def to_office(row: asyncpg.Record) -> Office:
+    return Office(
+        company_id=row["company_id"],
+        office_id=row["office_id"],
+        currency=row["currency"],
+        plan_kind=PlanKind(row["plan_kind"]),
+        primary=row["is_primary"],
+    )
+
+
+def to_receipt(row: asyncpg.Record) -> Receipt:
+    return Receipt(
+        receipt_id=row["receipt_id"],
+        company_id=row["company_id"],
+        office_id=row["office_id"],
+        currency=row["currency"],
+        license_type=row["license_type"],
+        requested=row["requested"],
+        taken=tuple(
+            SourceTake(Source(t["source"]), tuple(uuid.UUID(u) for u in t["unit_ids"]))
+            for t in row["taken"]
+        ),
+        shortfall=row["shortfall"],
+        passed_over=tuple(
+            PassedOver(
+                PassOverReason(p["reason"]),
+                p["quantity"],
+                datetime.fromisoformat(p["earliest"]) if p.get("earliest") else None,
+            )
+            for p in row["passed_over"]
+        ),
+        hold_id=row["hold_id"],
+        created_at=row["created_at"],
+    )
+
+
+def taken_json(receipt: Receipt) -> str:
+    return json.dumps(
+        [
+            {"source": t.source.value, "unit_ids": [str(u) for u in t.unit_ids]}
+            for t in receipt.taken
+        ]
+    )
+
+
+def passed_over_json(receipt: Receipt) -> str:
+    return json.dumps(
+        [
+            {
+                "reason": p.reason.value,
+                "quantity": p.quantity,
+                "earliest": p.earliest_claimable_at.isoformat()
+                if p.earliest_claimable_at
+                else None,
+            }
+            for p in receipt.passed_over
+        ]
+    )
+
+
+def uuid_array(ids: tuple[uuid.UUID, ...]) -> str:
+    """A uuid[] literal, for an array of arrays passed through unnest as text."""
+    return "{" + ",".join(str(u) for u in ids) + "}"
