@@ -13,6 +13,7 @@ import asyncpg
 
 from libs.common.clock import Clock
 from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestLog
+from libs.common.reasons import Reason
 from libs.common.unit_of_work import PostgresUnitOfWork, UnitOfWork
 from services.credits.repository.ledger import LedgerRepository
 from services.credits.repository.offices import OfficeRepository
@@ -70,6 +71,20 @@ class PostgresCreditsUnitOfWork(PostgresUnitOfWork[Tx]):
         super().__init__(db, bind)
         self._pool = db
         self._bind_tx = bind
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """See `UnitOfWork.transaction`. Two transactions that wait for each other (a
+        request_id claimed by one while it waits for the (company, currency) lock that
+        the other holds, waiting to record the same request_id) are broken up by
+        PostgreSQL: the one rolled back is ABORTED, to retry with the same request_id."""
+        try:
+            async with super().transaction() as tx:
+                yield tx
+        except asyncpg.exceptions.DeadlockDetectedError:
+            raise Reason.CONCURRENT_CHANGE.error(
+                "two requests waited for each other and this one was rolled back; retry"
+            ) from None
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Tx]:
