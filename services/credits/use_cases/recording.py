@@ -31,8 +31,8 @@ from libs.common.reasons import Reason
 from services.credits.domain import charging, errors
 from services.credits.domain.charging import Charging, Placed
 from services.credits.domain.errors import InsufficientCredits
-from services.credits.domain.model import UsageKind, UsageRecord
-from services.credits.unit_of_work import CreditsUnitOfWork
+from services.credits.domain.model import OfficeAccount, UsageKind, UsageRecord
+from services.credits.unit_of_work import CreditsUnitOfWork, Tx
 from services.credits.use_cases.routing import OfficeCurrencies
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ class UsageRecorder:
     async def _charge_together(
         self, lane: _Lane, commands: Sequence[RecordUsage]
     ) -> list[Response | BaseException]:
+        """One transaction for the batch; each usage gets its own outcome."""
         company_id, currency = lane
         results: list[Response | BaseException | None] = [None] * len(commands)
         leaders: dict[tuple[uuid.UUID, str], int] = {}  # the first of each request_id
@@ -137,67 +138,14 @@ class UsageRecorder:
         async with self._uow.transaction() as tx:
             now = await tx.ledger.lock(company_id, currency)
             stored = await tx.requests.lookup([commands[i].key for i in leaders.values()])
-            fresh = []
+            fresh: list[tuple[int, RecordUsage]] = []
             for ident, index in leaders.items():
                 if ident in stored:
                     results[index] = stored[ident]
                 else:
-                    fresh.append(index)
+                    fresh.append((index, commands[index]))
             if fresh:
-                offices, primary, pooling = await tx.offices.usage_context(
-                    company_id, currency, list({commands[i].office_id for i in fresh})
-                )
-                placed: list[tuple[int, Placed]] = []
-                for index in fresh:
-                    command = commands[index]
-                    office = offices.get(command.office_id)
-                    try:
-                        if office is None or office.currency != currency:
-                            self._currencies.forget(company_id, command.office_id)
-                            raise errors.office_changed(command.office_id)
-                        placed.append(
-                            (
-                                index,
-                                charging.place(
-                                    office,
-                                    command.key.request_id,
-                                    command.kind,
-                                    command.amount,
-                                    command.occurred_at,
-                                    now,
-                                    self._future_tolerance,
-                                ),
-                            )
-                        )
-                    except DomainError as error:
-                        results[index] = error
-                ai_credits = charging.ai_credits_for(currency, primary)
-                accounts, allowances = charging.accounts_to_load((p for _, p in placed), ai_credits)
-                loaded = await tx.ledger.load(
-                    company_id, currency, accounts, now, lookup_only=allowances
-                )
-                book = Charging(loaded.balances, allowances, pooling.enabled, ai_credits)
-                records: list[UsageRecord] = []
-                done: list[tuple[IdempotencyKey, Response]] = []
-                for index, usage in placed:
-                    try:
-                        record = book.charge(usage, uuid.uuid4(), now)
-                    except InsufficientCredits as error:
-                        results[index] = error
-                        continue
-                    response = self._encode(record)
-                    results[index] = response
-                    records.append(record)
-                    done.append((commands[index].key, response))
-                ids = loaded.ids
-                if book.opened:
-                    opened = await tx.ledger.load(company_id, currency, book.opened, now)
-                    ids = {**ids, **opened.ids}
-                await tx.usage.insert(company_id, records)
-                postings = book.ledger.postings
-                await tx.ledger.apply(
-                    company_id, currency, ids, postings, book.ledger.deltas(), now
-                )
+                done = await self._charge(tx, lane, now, fresh, results)
                 await tx.requests.record(done)
         for index, command in enumerate(commands):
             leader = leaders[command.key.ident]
@@ -205,6 +153,70 @@ class UsageRecorder:
                 same = commands[leader].key.fingerprint == command.key.fingerprint
                 results[index] = results[leader] if same else reused(command.key)
         return [r if r is not None else _not_run() for r in results]
+
+    async def _charge(
+        self,
+        tx: Tx,
+        lane: _Lane,
+        now: datetime,
+        fresh: Sequence[tuple[int, RecordUsage]],
+        results: list[Response | BaseException | None],
+    ) -> list[tuple[IdempotencyKey, Response]]:
+        """Charges the usages not seen before, in order; sets their outcomes in
+        `results` and returns the responses to record for their request_ids."""
+        company_id, currency = lane
+        offices, primary, pooling = await tx.offices.usage_context(
+            company_id, currency, list({command.office_id for _, command in fresh})
+        )
+        placed: list[tuple[int, RecordUsage, Placed]] = []
+        for index, command in fresh:
+            try:
+                usage = self._place(command, offices.get(command.office_id), currency, now)
+            except DomainError as error:
+                results[index] = error
+                continue
+            placed.append((index, command, usage))
+        ai_credits = charging.ai_credits_for(currency, primary)
+        accounts, allowances = charging.accounts_to_load((p for _, _, p in placed), ai_credits)
+        loaded = await tx.ledger.load(company_id, currency, accounts, now, lookup_only=allowances)
+        book = Charging(loaded.balances, allowances, pooling.enabled, ai_credits)
+        records: list[UsageRecord] = []
+        done: list[tuple[IdempotencyKey, Response]] = []
+        for index, command, usage in placed:
+            try:
+                record = book.charge(usage, uuid.uuid4(), now)
+            except InsufficientCredits as error:
+                results[index] = error
+                continue
+            response = self._encode(record)
+            results[index] = response
+            records.append(record)
+            done.append((command.key, response))
+        ids = loaded.ids
+        if book.opened:  # the periods opened now get their allowance accounts
+            opened = await tx.ledger.load(company_id, currency, book.opened, now)
+            ids = {**ids, **opened.ids}
+        await tx.usage.insert(company_id, records)
+        await tx.ledger.apply(
+            company_id, currency, ids, book.ledger.postings, book.ledger.deltas(), now
+        )
+        return done
+
+    def _place(
+        self, command: RecordUsage, office: OfficeAccount | None, currency: str, now: datetime
+    ) -> Placed:
+        if office is None or office.currency != currency:  # it moved since it was routed
+            self._currencies.forget(command.company_id, command.office_id)
+            raise errors.office_changed(command.office_id)
+        return charging.place(
+            office,
+            command.key.request_id,
+            command.kind,
+            command.amount,
+            command.occurred_at,
+            now,
+            self._future_tolerance,
+        )
 
 
 def _not_run() -> DomainError:
