@@ -1,10 +1,12 @@
-"""Wiring of the credits service: database, use cases, gRPC server, housekeeping."""
+"""Wiring of the credits service: database, unit of work, use cases, gRPC server,
+housekeeping."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -15,9 +17,14 @@ from libs.common.database import create_pool
 from libs.common.database_outage import DatabaseWatch
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.credits.v1 import credits_pb2_grpc
+from services.credits.api import convert
+from services.credits.api.servicer import CreditsServicer
 from services.credits.config import CreditsSettings
-from services.credits.service import SCHEMA, CreditsService
-from services.credits.servicer import SERVICE_NAME, CreditsServicer
+from services.credits.unit_of_work import SCHEMA, PostgresCreditsUnitOfWork
+from services.credits.use_cases.accounts import PutAccount
+from services.credits.use_cases.housekeeping import purge_request_ids
+from services.credits.use_cases.recording import UsageRecorder
+from services.credits.use_cases.routing import OfficeCurrencies
 
 ERROR_DOMAIN = "credits.licensing"
 
@@ -30,7 +37,7 @@ def migrate(database_url: str) -> None:
 @dataclass
 class CreditsApp:
     server: RunningServer
-    service: CreditsService
+    recorder: UsageRecorder
     db: asyncpg.Pool
     purger: asyncio.Task[None]
 
@@ -43,7 +50,8 @@ class CreditsApp:
         self.purger.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.purger
-        await self.service.close()
+        with contextlib.suppress(Exception):
+            await self.recorder.close()
         await self.db.close()
 
 
@@ -52,12 +60,24 @@ async def start(settings: CreditsSettings, clock: Clock | None = None) -> Credit
     db = await create_pool(
         settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
     )
-    service = CreditsService(db, clock or DatabaseClock(), settings)
+    uow = PostgresCreditsUnitOfWork(db, clock or DatabaseClock())
+    currencies = OfficeCurrencies()
+    recorder = UsageRecorder(
+        uow,
+        convert.encode_usage,
+        currencies,
+        future_tolerance=timedelta(seconds=settings.future_tolerance_seconds),
+        max_batch=settings.max_batch,
+        max_waiting=settings.max_waiting,
+    )
+    servicer = CreditsServicer(uow, PutAccount(currencies), recorder, settings.max_batch_records)
     registration = Registration(
-        SERVICE_NAME,
-        CreditsServicer(service, settings.max_batch_records),
-        credits_pb2_grpc.add_CreditsServiceServicer_to_server,
+        convert.SERVICE_NAME, servicer, credits_pb2_grpc.add_CreditsServiceServicer_to_server
     )
     server = await start_server([registration], settings, ERROR_DOMAIN, DatabaseWatch(settings))
-    purger = asyncio.create_task(service.run_purger())
-    return CreditsApp(server, service, db, purger)
+    purger = asyncio.create_task(
+        purge_request_ids(
+            uow, settings.idempotency_retention_hours, settings.purge_interval_seconds
+        )
+    )
+    return CreditsApp(server, recorder, db, purger)

@@ -29,8 +29,8 @@ from services.billing import app as billing_app
 from services.billing.config import BillingSettings
 from services.billing.servicer import SERVICE_NAME as BILLING
 from services.credits import app as credits_app
+from services.credits.api.convert import SERVICE_NAME as CREDITS
 from services.credits.config import CreditsSettings
-from services.credits.servicer import SERVICE_NAME as CREDITS
 from services.pool import app as pool_app
 from services.pool.api.servicer import SERVICE_NAME as POOL
 from services.pool.config import PoolSettings

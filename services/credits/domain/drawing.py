@@ -1,4 +1,4 @@
-"""The draw order of a usage (SPEC §10).
+"""The draw order of a usage (docs/product.md, "Credits").
 
 A usage of an office (calling, messaging, fax) draws, in this order:
 

@@ -1,4 +1,4 @@
-"""The double-entry credit ledger (SPEC §10).
+"""The double-entry credit ledger (docs/product.md, "Credits").
 
 Every movement of credits is one posting: an amount above zero leaves a debit account
 and enters a credit account of the same (company, currency). An account's balance is
@@ -35,6 +35,7 @@ from services.credits.domain.model import (
     LedgerAccount,
     Posting,
     Split,
+    Transfer,
     Violation,
     ai_agent_credits,
     allowance_of,
@@ -176,6 +177,14 @@ def pool_office_balances(ledger: Ledger, office_ids: Iterable[uuid.UUID]) -> dic
             ledger.post(EntryKind.TRANSFER, balance_of(office_id), company_pool(), amount)
             moved[office_id] = amount
     return moved
+
+
+def transfers_to_pool(moved: Mapping[uuid.UUID, int], currency: str) -> tuple[Transfer, ...]:
+    """What `pool_office_balances` moved, as the transfers SetCreditPooling lists."""
+    return tuple(
+        Transfer(office, AccountKind.OFFICE_BALANCE, AccountKind.COMPANY_POOL, currency, amount)
+        for office, amount in moved.items()
+    )
 
 
 def violations(

@@ -1,5 +1,5 @@
-"""What the credits service keeps (SPEC §10): office credit accounts, pooling switches,
-grants, usage records, and the ledger's accounts and entries.
+"""What the credits service keeps (docs/product.md, "Credits"): office credit accounts,
+pooling switches, grants, usage records, and the ledger's accounts and entries.
 
 Amounts are integers in the minor unit of their currency (USD cents, JPY yen).
 """

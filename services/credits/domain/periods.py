@@ -1,4 +1,5 @@
-"""Billing periods (SPEC §4, §10): monthly, anchored at the plan's start.
+"""Billing periods (docs/product.md, "Companies, offices and plans" and "Credits"):
+monthly, anchored at the plan's start.
 
 Period n starts at the anchor plus n months, with the anchor's day clamped to the
 month's end (an anchor on the 31st gives Feb 28/29, Apr 30, then Mar 31 again: the day

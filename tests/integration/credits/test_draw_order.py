@@ -1,4 +1,5 @@
-"""The draw order of SPEC §10 over real gRPC and PostgreSQL, one case per combination."""
+"""The draw order (docs/product.md, "Credits") over real gRPC and PostgreSQL, one case
+per combination."""
 
 from __future__ import annotations
 

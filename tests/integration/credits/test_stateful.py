@@ -1,6 +1,6 @@
 """A hypothesis state machine drives the real service (gRPC, PostgreSQL) and a simple
-in-memory model of SPEC §10 side by side; after every step the balances must agree and
-the ledger must prove itself."""
+in-memory model of the credit rules (docs/product.md, "Credits") side by side; after
+every step the balances must agree and the ledger must prove itself."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _month(instant: datetime) -> tuple[int, int]:
 
 @dataclass
 class Model:
-    """SPEC §10 the obvious way: dictionaries and arithmetic."""
+    """The credit rules the obvious way: dictionaries and arithmetic."""
 
     allowance: dict[str, int]
     reject: dict[str, bool]

@@ -1,4 +1,4 @@
-"""The draw order of SPEC §10 as plain rules: every combination, no database."""
+"""The draw order (docs/product.md, "Credits") as plain rules: every combination, no database."""
 
 from __future__ import annotations
 

@@ -1,0 +1,165 @@
+"""The credits service's gRPC handlers: validate, build the command, run the use case,
+convert the result. Mutating handlers return the response's bytes, stored with the
+request_id (the server sends them as they are), so this class does not inherit the
+generated servicer base class."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from libs.common import call_context
+from libs.common.handlers import once
+from libs.common.validation import currency_field, optional_currency_field, uuid_field
+from licensing.credits.v1 import credits_pb2 as pb
+from services.credits.api import convert
+from services.credits.unit_of_work import CreditsUnitOfWork, Tx
+from services.credits.use_cases import accounts, grants, ledger, pooling, usage
+from services.credits.use_cases.accounts import PutAccount
+from services.credits.use_cases.recording import RecordUsage, UsageRecorder
+
+
+class _OfCompany(Protocol):
+    @property
+    def company_id(self) -> uuid.UUID: ...
+
+
+C = TypeVar("C", bound=_OfCompany)
+R = TypeVar("R")
+
+
+class CreditsServicer:
+    def __init__(
+        self,
+        uow: CreditsUnitOfWork,
+        put_account: PutAccount,
+        recorder: UsageRecorder,
+        max_batch_records: int,
+    ) -> None:
+        self._uow = uow
+        self._put_account = put_account
+        self._recorder = recorder
+        self._max_batch_records = max_batch_records
+
+    async def _once(
+        self,
+        request: Message,
+        command: C,
+        use_case: Callable[[C, Tx], Awaitable[R]],
+        encode: Callable[[R], Message],
+    ) -> bytes:
+        """A one-transaction mutation, at most once per request_id of its company."""
+        return await once(
+            self._uow, request, command.company_id, lambda tx: use_case(command, tx), encode
+        )
+
+    # --- accounts -------------------------------------------------------------------------
+
+    async def PutAccount(
+        self, request: pb.PutAccountRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        account = convert.account(request)
+        return await self._once(request, account, self._put_account, convert.put_account_response)
+
+    async def GetAccount(
+        self, request: pb.GetAccountRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetAccountResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        office_id = uuid_field("office_id", request.office_id)
+        found = await accounts.get_account(company_id, office_id, self._uow)
+        return pb.GetAccountResponse(account=convert.account_pb(found))
+
+    async def ListAccounts(
+        self, request: pb.ListAccountsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAccountsResponse:
+        page = convert.accounts_page(request)
+        found = await accounts.list_accounts(page, self._uow)
+        return convert.accounts_response(found, page.size)
+
+    # --- pooling and grants ---------------------------------------------------------------
+
+    async def SetCreditPooling(
+        self, request: pb.SetCreditPoolingRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        command = convert.set_pooling(request)
+        return await self._once(request, command, pooling.set_pooling, convert.pooling_response)
+
+    async def GetCreditPooling(
+        self, request: pb.GetCreditPoolingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCreditPoolingResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        currency = currency_field("currency", request.currency)
+        found = await pooling.get_pooling(company_id, currency, self._uow)
+        return pb.GetCreditPoolingResponse(pooling=convert.pooling_pb(found))
+
+    async def GrantCredits(
+        self, request: pb.GrantCreditsRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        command = convert.grant(request)
+        return await self._once(request, command, grants.grant_credits, convert.granted_response)
+
+    # --- usage ----------------------------------------------------------------------------
+
+    async def RecordUsage(
+        self, request: pb.RecordUsageRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        company_id = uuid_field("company_id", request.company_id)
+        command = convert.record_usage(request, company_id)
+        return await self._recorder.record(command, call_context.time_remaining())
+
+    async def BatchRecordUsage(
+        self, request: pb.BatchRecordUsageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BatchRecordUsageResponse:
+        records = convert.batch_records(request, self._max_batch_records)
+        valid = [r for r in records if isinstance(r, RecordUsage)]
+        outcomes = await self._recorder.record_each(valid, call_context.time_remaining())
+        return convert.batch_response(request, records, outcomes)
+
+    async def GetUsage(
+        self, request: pb.GetUsageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetUsageResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        usage_id = uuid_field("usage_id", request.usage_id)
+        found = await usage.get_usage(company_id, usage_id, self._uow)
+        return pb.GetUsageResponse(usage=convert.usage_pb(found))
+
+    async def ListUsage(
+        self, request: pb.ListUsageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListUsageResponse:
+        page = convert.usage_page(request)
+        found = await usage.list_usage(page, self._uow)
+        return convert.usage_list_response(found, page.size)
+
+    async def GetUsageTotals(
+        self, request: pb.GetUsageTotalsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetUsageTotalsResponse:
+        totals = await usage.usage_totals(convert.totals_filter(request), self._uow)
+        return convert.totals_response(totals)
+
+    # --- balances and the ledger ----------------------------------------------------------
+
+    async def GetBalances(
+        self, request: pb.GetBalancesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetBalancesResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        currency = optional_currency_field("currency", request.currency)
+        found = await ledger.get_balances(company_id, currency, self._uow)
+        return convert.balances_response(found)
+
+    async def ListLedgerEntries(
+        self, request: pb.ListLedgerEntriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListLedgerEntriesResponse:
+        page = convert.entries_page(request)
+        found = await ledger.list_entries(page, self._uow)
+        return convert.entries_response(found, page.size)
+
+    async def CheckLedger(
+        self, request: pb.CheckLedgerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CheckLedgerResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        check = await ledger.check_ledger(company_id, self._uow)
+        return convert.check_response(check)

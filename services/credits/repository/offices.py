@@ -1,0 +1,212 @@
+"""Office credit accounts and the pooling switches."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from services.credits.domain.model import OfficeAccount, OveragePolicy, Pooling
+
+OFFICE_COLUMNS = """company_id, office_id, currency, is_primary, allowance, period_anchor,
+    overage_policy, created_at, updated_at"""
+
+# A batch of usages reads the offices it charges, the company's primary office (AI agent
+# credits) and the currency's pooling switch at once: one row per office, or one row of
+# NULL offices when none matches, the switch on every row.
+USAGE_CONTEXT = f"""
+SELECT p.enabled AS pooling_enabled, p.updated_at AS pooling_updated_at,
+    {", ".join("o." + c.strip() for c in OFFICE_COLUMNS.split(","))}
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN credits.pooling p ON p.company_id = $1 AND p.currency = $2
+LEFT JOIN credits.offices o
+    ON o.company_id = $1 AND (o.office_id = ANY($3::uuid[]) OR o.is_primary)
+"""
+
+
+def to_office(row: asyncpg.Record) -> OfficeAccount:
+    return OfficeAccount(
+        company_id=row["company_id"],
+        office_id=row["office_id"],
+        currency=row["currency"],
+        primary=row["is_primary"],
+        allowance=row["allowance"],
+        period_anchor=row["period_anchor"],
+        overage_policy=OveragePolicy(row["overage_policy"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class OfficeRepository:
+    """Offices and pooling switches, on one connection."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    # --- offices ------------------------------------------------------------------------
+
+    async def owner(self, office_id: uuid.UUID) -> uuid.UUID | None:
+        """The company the office belongs to, whichever it is."""
+        value: uuid.UUID | None = await self._conn.fetchval(
+            "SELECT company_id FROM credits.offices WHERE office_id = $1", office_id
+        )
+        return value
+
+    async def get(self, company_id: uuid.UUID, office_id: uuid.UUID) -> OfficeAccount | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {OFFICE_COLUMNS} FROM credits.offices"
+            " WHERE company_id = $1 AND office_id = $2",
+            company_id,
+            office_id,
+        )
+        return to_office(row) if row else None
+
+    async def with_primary(
+        self, company_id: uuid.UUID, office_ids: Sequence[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, OfficeAccount], OfficeAccount | None]:
+        """The named offices, and the company's primary office (if any)."""
+        rows = await self._conn.fetch(
+            f"SELECT {OFFICE_COLUMNS} FROM credits.offices"
+            " WHERE company_id = $1 AND (office_id = ANY($2::uuid[]) OR is_primary)",
+            company_id,
+            list(office_ids),
+        )
+        return _named_and_primary([to_office(r) for r in rows], office_ids)
+
+    async def usage_context(
+        self, company_id: uuid.UUID, currency: str, office_ids: Sequence[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, OfficeAccount], OfficeAccount | None, Pooling]:
+        """What a batch of usages of one (company, currency) charges against: the named
+        offices, the primary office and the pooling switch (one statement)."""
+        rows = await self._conn.fetch(USAGE_CONTEXT, company_id, currency, list(office_ids))
+        first = rows[0]
+        pooling = Pooling(
+            company_id,
+            currency,
+            bool(first["pooling_enabled"]),
+            first["pooling_updated_at"],
+        )
+        offices = [to_office(r) for r in rows if r["office_id"] is not None]
+        named, primary = _named_and_primary(offices, office_ids)
+        return named, primary, pooling
+
+    async def put(self, office: OfficeAccount, now: datetime) -> OfficeAccount:
+        """Creates or replaces the office's account; a primary office takes the flag from
+        the company's previous one (one primary office per company: a unique index)."""
+        if office.primary:
+            await self._conn.execute(
+                "UPDATE credits.offices SET is_primary = false, updated_at = $3"
+                " WHERE company_id = $1 AND is_primary AND office_id <> $2",
+                office.company_id,
+                office.office_id,
+                now,
+            )
+        row = await self._conn.fetchrow(
+            f"""
+            INSERT INTO credits.offices ({OFFICE_COLUMNS})
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+            ON CONFLICT (office_id) DO UPDATE SET currency = EXCLUDED.currency,
+                is_primary = EXCLUDED.is_primary, allowance = EXCLUDED.allowance,
+                period_anchor = EXCLUDED.period_anchor,
+                overage_policy = EXCLUDED.overage_policy, updated_at = EXCLUDED.updated_at
+            RETURNING {OFFICE_COLUMNS}
+            """,
+            office.company_id,
+            office.office_id,
+            office.currency,
+            office.primary,
+            office.allowance,
+            office.period_anchor,
+            office.overage_policy.value,
+            now,
+        )
+        return to_office(row)
+
+    async def page(
+        self, company_id: uuid.UUID, currency: str | None, after: uuid.UUID | None, limit: int
+    ) -> list[OfficeAccount]:
+        rows = await self._conn.fetch(
+            f"""
+            SELECT {OFFICE_COLUMNS} FROM credits.offices
+            WHERE company_id = $1 AND ($2::text IS NULL OR currency = $2)
+              AND ($3::uuid IS NULL OR office_id > $3)
+            ORDER BY office_id LIMIT $4
+            """,
+            company_id,
+            currency,
+            after,
+            limit,
+        )
+        return [to_office(r) for r in rows]
+
+    async def has_ledger(self, office_id: uuid.UUID) -> bool:
+        """Whether anything was ever charged or granted to the office."""
+        found: bool = await self._conn.fetchval(
+            """
+            SELECT EXISTS (SELECT 1 FROM credits.usage_records WHERE office_id = $1)
+                OR EXISTS (SELECT 1 FROM credits.grants WHERE office_id = $1)
+                OR EXISTS (SELECT 1 FROM credits.ledger_accounts
+                           WHERE office_id = $1 AND balance <> 0)
+            """,
+            office_id,
+        )
+        return found
+
+    async def of_currency(self, company_id: uuid.UUID, currency: str) -> list[uuid.UUID]:
+        rows = await self._conn.fetch(
+            "SELECT office_id FROM credits.offices WHERE company_id = $1 AND currency = $2"
+            " ORDER BY office_id",
+            company_id,
+            currency,
+        )
+        return [r["office_id"] for r in rows]
+
+    # --- pooling ------------------------------------------------------------------------
+
+    async def pooling(self, company_id: uuid.UUID, currency: str) -> Pooling:
+        row = await self._conn.fetchrow(
+            "SELECT enabled, updated_at FROM credits.pooling"
+            " WHERE company_id = $1 AND currency = $2",
+            company_id,
+            currency,
+        )
+        if row is None:
+            return Pooling(company_id, currency, False, None)
+        return Pooling(company_id, currency, row["enabled"], row["updated_at"])
+
+    async def company_pooling(self, company_id: uuid.UUID, currency: str | None) -> list[Pooling]:
+        rows = await self._conn.fetch(
+            "SELECT currency, enabled, updated_at FROM credits.pooling"
+            " WHERE company_id = $1 AND ($2::text IS NULL OR currency = $2)",
+            company_id,
+            currency,
+        )
+        return [Pooling(company_id, r["currency"], r["enabled"], r["updated_at"]) for r in rows]
+
+    async def set_pooling(
+        self, company_id: uuid.UUID, currency: str, enabled: bool, now: datetime
+    ) -> Pooling:
+        await self._conn.execute(
+            """
+            INSERT INTO credits.pooling (company_id, currency, enabled, updated_at)
+            VALUES ($1, $2, $3, $4)
+            ON CONFLICT (company_id, currency) DO UPDATE
+                SET enabled = EXCLUDED.enabled, updated_at = EXCLUDED.updated_at
+            """,
+            company_id,
+            currency,
+            enabled,
+            now,
+        )
+        return Pooling(company_id, currency, enabled, now)
+
+
+def _named_and_primary(
+    offices: Sequence[OfficeAccount], office_ids: Sequence[uuid.UUID]
+) -> tuple[dict[uuid.UUID, OfficeAccount], OfficeAccount | None]:
+    primary = next((o for o in offices if o.primary), None)
+    wanted = set(office_ids)
+    return {o.office_id: o for o in offices if o.office_id in wanted}, primary

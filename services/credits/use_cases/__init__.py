@@ -1,0 +1,11 @@
+"""The credits service's use cases, one module per family:
+
+- `accounts`: PutAccount, GetAccount, ListAccounts;
+- `pooling`: SetCreditPooling, GetCreditPooling;
+- `grants`: GrantCredits;
+- `recording`: RecordUsage and BatchRecordUsage, through the per-(company, currency)
+  writer that charges concurrent usages in one transaction;
+- `usage`: GetUsage, ListUsage, GetUsageTotals;
+- `ledger`: GetBalances, ListLedgerEntries, CheckLedger;
+- `housekeeping`: dropping request_ids past their retention.
+"""
