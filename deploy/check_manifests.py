@@ -26,7 +26,7 @@ SERVICES = ("pool", "billing", "credits", "provisioning")
 GRPC_PORT = 50051
 # The health name that stays SERVING while the process is up (libs/common/server.py).
 LIVENESS_SERVICE = "liveness"
-# Who calls whom (SPEC.md §2 and deploy/base): callee -> pod callers.
+# Who calls whom (docs/architecture.md and deploy/base): callee -> pod callers.
 POD_CALLERS = {"pool": {"billing", "provisioning"}, "billing": {"provisioning"}}
 # Called from other namespaces carrying this label.
 CLIENT_NAMESPACE_LABEL = ("licensing.io/client", "true")

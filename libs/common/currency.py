@@ -1,4 +1,7 @@
-"""Billing currencies (SPEC §3) and their minor units, taken from CLDR via Babel."""
+"""Billing currencies and their minor units, taken from CLDR via Babel.
+
+The rules are in docs/product.md, "Money, currencies and time".
+"""
 
 from __future__ import annotations
 

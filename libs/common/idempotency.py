@@ -1,4 +1,6 @@
-"""request_id idempotency (SPEC §12), kept in the same transaction as the effect.
+"""request_id idempotency, kept in the same transaction as the effect.
+
+The rule is in docs/product.md, "Behaviour every endpoint shares".
 
 A key is (company, request_id); its fingerprint covers the method and the payload. The
 protocol, inside the caller's transaction:

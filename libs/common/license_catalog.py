@@ -1,4 +1,7 @@
-"""The license catalog of SPEC §5, loaded from `license_catalog.toml` (data, not `if`s)."""
+"""The license catalog, loaded from `license_catalog.toml` (data, not `if`s).
+
+What each type means is in docs/product.md, "License types".
+"""
 
 from __future__ import annotations
 
