@@ -27,9 +27,9 @@ DURATION_WEIGHT = 0.05
 class Admission:
     """Refuses calls beyond `limit` in flight; `drain()` waits for the calls to stop.
 
-    The server's one interceptor (`error_status.ErrorMappingInterceptor`) lets every call
-    in through `enter` and out through `leave`, so a refusal becomes a status like any
-    other domain error.
+    The guard of every handler (`error_status.CallGuard`) lets every call in through
+    `enter` and out through `leave`, so a refusal becomes a status like any other
+    domain error.
     """
 
     def __init__(self, limit: int) -> None:

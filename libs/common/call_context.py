@@ -1,8 +1,9 @@
 """What the server knows about the call being handled: its method and its deadline.
 
-The server's interceptor sets it when a call starts; anything below the handler may read
-it without it being passed down: the idempotency key takes the method name from it, and
-peer calls take their deadline from what is left of the caller's.
+The guard around every handler (`error_status.CallGuard`) sets it when a call starts;
+anything below the handler may read it without it being passed down: the idempotency
+key takes the method name from it, and peer calls take their deadline from what is left
+of the caller's.
 """
 
 from __future__ import annotations

@@ -50,13 +50,18 @@ def status_of(error: DomainError, domain: str) -> grpc.Status:
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Maps `DomainError` to its status, and anything unexpected to INTERNAL (but a
-    database that cannot be reached to UNAVAILABLE, see `libs.common.database_outage`).
+class CallGuard:
+    """Wraps every handler of a service, once, when it is registered: each call is
+    admitted (`Admission`), its request decoded and checked (`request_checks`: gRPC
+    hands the handler raw bytes, so a request that does not parse, or holds a value the
+    database cannot store, is refused INVALID_ARGUMENT like any other domain error), and
+    whatever escapes the handler becomes a status: `DomainError` its own, a database
+    that cannot be reached UNAVAILABLE (`libs.common.database_outage`), anything else
+    INTERNAL.
 
-    It also decodes and checks every request (`request_checks`): gRPC hands the handler
-    raw bytes, so a request that does not parse, or holds a value the database cannot
-    store, is refused INVALID_ARGUMENT like any other domain error.
+    Wrapping at registration rather than in a `ServerInterceptor` keeps grpc.aio's
+    per-call interceptor machinery off every call: an overloaded server refuses calls
+    at the rate it can take them, so what each call costs before it is refused matters.
     """
 
     def __init__(
@@ -68,24 +73,16 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._domain = domain
         self._database = database
         self._admission = admission
-        # The guarded handler of each method, built once (handlers are static).
-        self._guarded: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method: str = handler_call_details.method
-        cached = self._guarded.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        guarded = self._guard(method, handler)
-        self._guarded[method] = (handler, guarded)
-        return guarded
+    def service(
+        self, name: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> dict[str, grpc.RpcMethodHandler]:
+        """The guarded handlers of service `name` (its method name -> handler)."""
+        return {method: self.guard(f"/{name}/{method}", h) for method, h in handlers.items()}
+
+    def guard(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """The guarded handler of `method` (its full name, "/package.Service/Method")."""
+        return self._guard(method, handler)
 
     def _guard(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         decode = decoder(method, handler.request_deserializer)

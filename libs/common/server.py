@@ -21,7 +21,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from libs.common.admission import Admission
 from libs.common.database_outage import DatabaseWatch
-from libs.common.error_status import ErrorMappingInterceptor
+from libs.common.error_status import CallGuard
 from libs.common.settings import ServiceSettings
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -94,10 +94,7 @@ async def start_server(
     """
     admission = Admission(settings.max_concurrent_rpcs)
     server = grpc.aio.server(
-        interceptors=[
-            aio_server_interceptor(),  # type: ignore[no-untyped-call]
-            ErrorMappingInterceptor(error_domain, database, admission),
-        ],
+        interceptors=[aio_server_interceptor()],  # type: ignore[no-untyped-call]
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.server.max_pending_requests", MAX_UNTAKEN_CALLS),
@@ -107,8 +104,9 @@ async def start_server(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
+    guard = CallGuard(error_domain, database, admission)
     for registration in registrations:
-        registration.add(registration.servicer, server)
+        _add_guarded(registration, server, guard)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = tuple(r.name for r in registrations)
@@ -127,6 +125,36 @@ async def start_server(
     await running.set_serving(True)
     database.start(running.set_serving)
     return running
+
+
+class _GuardingRegistry:
+    """What a generated `add_<Service>Servicer_to_server` registers through: it hands
+    over the service's method handlers, and the real server gets them guarded."""
+
+    def __init__(self, server: grpc.aio.Server, guard: CallGuard) -> None:
+        self._server = server
+        self._guard = guard
+        self.unguarded = 0  # generic handlers handed over without their method handlers
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        # Built from the same method handlers, which come next (unguarded: not served).
+        self.unguarded += len(handlers)
+
+    def add_registered_method_handlers(
+        self, name: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        guarded = self._guard.service(name, handlers)
+        generic = grpc.method_handlers_generic_handler(name, guarded)
+        self._server.add_generic_rpc_handlers((generic,))
+        self._server.add_registered_method_handlers(name, guarded)
+        self.unguarded -= 1
+
+
+def _add_guarded(registration: Registration, server: grpc.aio.Server, guard: CallGuard) -> None:
+    registry = _GuardingRegistry(server, guard)
+    registration.add(registration.servicer, registry)
+    if registry.unguarded:  # an adder that does not hand over its method handlers
+        raise RuntimeError(f"{registration.name}: its handlers cannot be guarded")
 
 
 async def wait_for_signal() -> None:

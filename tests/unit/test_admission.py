@@ -10,7 +10,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from libs.common.admission import Admission
-from libs.common.error_status import ErrorMappingInterceptor
+from libs.common.error_status import CallGuard
 from tests.support.pool import details_of, reason_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -37,14 +37,11 @@ class Held:
 async def served() -> AsyncIterator[tuple[Admission, Held, grpc.aio.Channel]]:
     admission = Admission(limit=1)
     held = Held()
-    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor("test", None, admission)])
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "test.Held", {"Wait": grpc.unary_unary_rpc_method_handler(held.wait)}
-            ),
-        )
+    server = grpc.aio.server()
+    guarded = CallGuard("test", None, admission).service(
+        "test.Held", {"Wait": grpc.unary_unary_rpc_method_handler(held.wait)}
     )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Held", guarded),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
