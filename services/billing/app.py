@@ -14,10 +14,11 @@ from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
 from libs.common.database_outage import DatabaseWatch
+from libs.common.peer import PeerSettings
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.billing.v1 import billing_pb2_grpc
+from services.billing.adapters.pool import PoolGateway
 from services.billing.config import BillingSettings
-from services.billing.pool_client import PoolClient
 from services.billing.service import SCHEMA, BillingService
 from services.billing.servicer import SERVICE_NAME, BillingServicer
 
@@ -62,11 +63,11 @@ async def start(
     db = await create_pool(
         settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
     )
-    pool = PoolClient(
+    pool = PoolGateway(
         settings.pool_address,
-        settings.pool_deadline_seconds,
-        settings.pool_attempts,
-        settings.pool_retry_max_wait_seconds,
+        PeerSettings(
+            deadline_seconds=settings.pool_deadline_seconds, max_attempts=settings.pool_attempts
+        ),
     )
     service = BillingService(db, clock or DatabaseClock(), settings, pool)
     registration = Registration(

@@ -55,7 +55,9 @@ from libs.common.errors import (
     Unavailable,
 )
 from libs.common.idempotency import IdempotencyStore, Once, reused, run_once
+from libs.common.reasons import Reason
 from licensing.pool.v1 import pool_pb2 as ppb
+from services.billing.adapters.pool import PoolGateway
 from services.billing.config import BillingSettings
 from services.billing.domain import checkout, cycles, errors, invoicing, parity, proration
 from services.billing.domain.model import (
@@ -71,7 +73,6 @@ from services.billing.domain.model import (
     Split,
 )
 from services.billing.leases import Lease, LeaseKeeper, LeaseLost
-from services.billing.pool_client import PoolClient
 from services.billing.repository import BillingRepository
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ class _PastPivot(Exception):
 
 class BillingService:
     def __init__(
-        self, db: asyncpg.Pool, clock: Clock, settings: BillingSettings, pool: PoolClient
+        self, db: asyncpg.Pool, clock: Clock, settings: BillingSettings, pool: PoolGateway
     ) -> None:
         self._db = db
         self._clock = clock
@@ -936,7 +937,7 @@ class BillingService:
         try:
             await self._pool.mark_for_removal(request)
         except FailedPrecondition as error:
-            if error.reason != "NOT_ENOUGH_SPARE":
+            if Reason.parse(error.reason) is not Reason.NOT_ENOUGH_SPARE:
                 raise
             spare = await self._pool.list_units(
                 ppb.ListUnitsRequest(
