@@ -603,6 +603,7 @@ class PurchaseSaga:
         if not purchase.step.undoing:  # the recovery, at a step before the pivot
             failure = failure or errors.purchase_interrupted()
             purchase = await self._begin_undo(purchase, failure)
+            learned.record = purchase
         reached = purchase.step.reached
         for undo in saga.undo_plan(reached):
             if undo is UndoAction.RELEASE_HOLD:

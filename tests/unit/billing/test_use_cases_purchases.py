@@ -274,3 +274,23 @@ async def test_a_quote_is_bought_once(shop: Shop) -> None:
     await shop.buy("", None, quote_id=quote.quote_id)  # type: ignore[arg-type]
     error = await refused(shop.buy("", None, quote_id=quote.quote_id))  # type: ignore[arg-type]
     assert error.reason == "QUOTE_ALREADY_USED"
+
+
+async def test_an_interrupted_purchase_keeps_its_reason_while_the_pool_is_down(
+    shop: Shop,
+) -> None:
+    await crashed_after(shop, Action.RESERVE)
+    shop.pool.refuse("reserve", Unavailable("POOL_UNAVAILABLE", "down"))  # the replay
+    assert await shop.saga.recover_interrupted() == 0
+    waiting = shop.only_purchase()
+    assert (waiting.state, waiting.step, waiting.failure_reason) == (
+        PurchaseState.PENDING,
+        Step.UNDOING_RESERVING,
+        "PURCHASE_INTERRUPTED",
+    )
+    assert shop.pool.calls.count("reserve") == 2  # the first attempt, one replay
+    shop.uow.state.end_leases()
+    assert await shop.saga.recover_interrupted() == 1
+    failed = shop.only_purchase()
+    assert (failed.state, failed.failure_reason) == (PurchaseState.FAILED, "PURCHASE_INTERRUPTED")
+    assert shop.pool.states() == {"REMOVAL_SCHEDULED": 1, "POOLED": 1}
