@@ -1,10 +1,12 @@
-"""Wiring of the billing service: database, pool client, use cases, gRPC server, recovery
-and the heartbeat of purchase leases."""
+"""Wiring of the billing service: database, unit of work, pool gateway, the purchase saga,
+gRPC server, recovery and the heartbeat of purchase leases."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,15 +15,25 @@ import asyncpg
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
-from libs.common.database_outage import DatabaseWatch
+from libs.common.database_outage import DatabaseWatch, is_database_unreachable
+from libs.common.peer import PeerSettings
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.billing.v1 import billing_pb2_grpc
+from services.billing.adapters.pool import PoolGateway
+from services.billing.api.convert import SERVICE_NAME
+from services.billing.api.servicer import BillingServicer
 from services.billing.config import BillingSettings
-from services.billing.pool_client import PoolClient
-from services.billing.service import SCHEMA, BillingService
-from services.billing.servicer import SERVICE_NAME, BillingServicer
+from services.billing.domain.model import Purchase
+from services.billing.domain.purchase import Action
+from services.billing.leases import LeaseKeeper
+from services.billing.repository import BillingRepository
+from services.billing.unit_of_work import SCHEMA, BillingUnitOfWork, PostgresBillingUnitOfWork
+from services.billing.use_cases.purchases import PurchaseSaga, StepObserver
 
 ERROR_DOMAIN = "billing.licensing"
+PURGE_EVERY_SECONDS = 3600.0
+
+log = logging.getLogger(__name__)
 
 
 def migrate(database_url: str) -> None:
@@ -33,10 +45,46 @@ async def _idle() -> None:
     await asyncio.Event().wait()
 
 
+def crash_after(step: str) -> StepObserver | None:
+    """For tests: exits the process right after the pool call `step` of a purchase
+    ("restore", "reserve", "commit", "add") the way a crash would (no cleanup, nothing
+    flushed); None when no step is set."""
+    if not step:
+        return None
+
+    def observe(purchase: Purchase, done: Action) -> None:
+        if done.value == step:
+            log.error("crashing after %s, as configured (BILLING_CRASH_AFTER_STEP)", step)
+            os._exit(70)
+
+    return observe
+
+
+async def run_recovery(
+    saga: PurchaseSaga, uow: BillingUnitOfWork, settings: BillingSettings
+) -> None:
+    """Recovers interrupted purchases (at once, then every recovery interval) and purges
+    old idempotency keys until cancelled."""
+    since_purge = PURGE_EVERY_SECONDS
+    while True:
+        try:
+            await saga.recover_interrupted()
+            if since_purge >= PURGE_EVERY_SECONDS:
+                since_purge = 0.0
+                async with uow.reading() as tx:
+                    await tx.request_ids.purge(settings.idempotency_retention_hours)
+        except Exception as error:
+            if not is_database_unreachable(error):  # the database watch logs outages
+                log.warning("purchase recovery failed; will retry", exc_info=True)
+        await asyncio.sleep(settings.recovery_interval_seconds)
+        since_purge += settings.recovery_interval_seconds
+
+
 @dataclass
 class BillingApp:
     server: RunningServer
-    service: BillingService
+    saga: PurchaseSaga
+    pool: PoolGateway
     db: asyncpg.Pool
     recovery: asyncio.Task[None]
     heartbeat: asyncio.Task[None]
@@ -51,7 +99,8 @@ class BillingApp:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.service.close()
+        with contextlib.suppress(Exception):
+            await self.pool.close()
         await self.db.close()
 
 
@@ -62,20 +111,29 @@ async def start(
     db = await create_pool(
         settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
     )
-    pool = PoolClient(
+    uow = PostgresBillingUnitOfWork(db, clock or DatabaseClock())
+    pool = PoolGateway(
         settings.pool_address,
-        settings.pool_deadline_seconds,
-        settings.pool_attempts,
-        settings.pool_retry_max_wait_seconds,
+        PeerSettings(
+            deadline_seconds=settings.pool_deadline_seconds, max_attempts=settings.pool_attempts
+        ),
     )
-    service = BillingService(db, clock or DatabaseClock(), settings, pool)
+    leases = LeaseKeeper(db, BillingRepository(), settings.purchase_lease_seconds)
+    saga = PurchaseSaga(
+        uow,
+        pool,
+        leases,
+        hold_seconds=settings.purchase_hold_seconds,
+        wait_seconds=settings.purchase_wait_seconds,
+        observer=crash_after(settings.crash_after_step),
+    )
     registration = Registration(
         SERVICE_NAME,
-        BillingServicer(service),
+        BillingServicer(uow, pool, saga, settings.quote_hold_seconds),
         billing_pb2_grpc.add_BillingServiceServicer_to_server,
     )
     server = await start_server([registration], settings, ERROR_DOMAIN, DatabaseWatch(settings))
-    task = asyncio.create_task(service.run_recovery() if recovery else _idle())
+    task = asyncio.create_task(run_recovery(saga, uow, settings) if recovery else _idle())
     # Leases are renewed with or without the recovery task: drives need them either way.
-    heartbeat = asyncio.create_task(service.keep_leases())
-    return BillingApp(server, service, db, task, heartbeat)
+    heartbeat = asyncio.create_task(leases.run())
+    return BillingApp(server, saga, pool, db, task, heartbeat)

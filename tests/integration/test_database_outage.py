@@ -26,8 +26,8 @@ from licensing.credits.v1 import credits_pb2, credits_pb2_grpc
 from licensing.pool.v1 import pool_pb2, pool_pb2_grpc
 from licensing.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc
 from services.billing import app as billing_app
+from services.billing.api.convert import SERVICE_NAME as BILLING
 from services.billing.config import BillingSettings
-from services.billing.servicer import SERVICE_NAME as BILLING
 from services.credits import app as credits_app
 from services.credits.api.convert import SERVICE_NAME as CREDITS
 from services.credits.config import CreditsSettings

@@ -1,1 +1,2 @@
-"""The rules of SPEC §3, §4 and §9 in plain Python: no gRPC, SQL or protobuf here."""
+"""Billing's rules (plans, cycles, proration, checkout, the purchase saga, removals,
+invoices) in plain Python: no gRPC, SQL or protobuf here."""

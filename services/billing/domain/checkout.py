@@ -1,4 +1,5 @@
-"""Checkout (SPEC §9): restore scheduled removals first, then the pool, then new units."""
+"""Checkout (docs/product.md, "Checkout and purchases"): restore scheduled removals first,
+then the pool, then new units."""
 
 from __future__ import annotations
 

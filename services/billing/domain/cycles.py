@@ -1,4 +1,5 @@
-"""Monthly billing cycles anchored at a plan's start (SPEC §4).
+"""Monthly billing cycles anchored at a plan's start (docs/product.md, "Money, currencies
+and time").
 
 Cycle k runs from `start + k months` to `start + (k + 1) months`, always counted from the
 original start, with the day clamped to the month's end: a plan starting Jan 31 has

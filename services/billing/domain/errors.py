@@ -1,10 +1,19 @@
-"""The billing service's business errors, with the reasons SPEC §9 names."""
+"""The billing service's business errors (reasons from `libs/common/reasons.py`)."""
 
 from __future__ import annotations
 
 import uuid
 
-from libs.common.errors import FailedPrecondition, NotFound
+from libs.common.errors import (
+    Aborted,
+    DeadlineExceeded,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 
 
 class PricingMismatch(FailedPrecondition):
@@ -112,4 +121,71 @@ def invoice_not_found(invoice_id: uuid.UUID) -> NotFound:
 def period_not_started(period: str) -> FailedPrecondition:
     return FailedPrecondition(
         "PERIOD_NOT_STARTED", f"period {period} has not started yet", {"period": period}
+    )
+
+
+def quote_mismatch(field: str, quoted: object) -> InvalidArgument:
+    return InvalidArgument(
+        "QUOTE_MISMATCH", f"{field}: differs from the quote's ({quoted})", {"field": field}
+    )
+
+
+def purchases_in_progress(period: str, pending: int) -> Aborted:
+    return Aborted(
+        "PURCHASES_IN_PROGRESS",
+        f"{pending} purchase(s) of {period} are under way; retry shortly",
+        {"period": period},
+    )
+
+
+def purchase_in_progress(purchase_id: uuid.UUID) -> Aborted:
+    return Aborted(
+        "PURCHASE_IN_PROGRESS",
+        "this purchase is still under way; retry with the same request_id",
+        {"purchase_id": str(purchase_id)},
+    )
+
+
+def driven_elsewhere() -> Aborted:
+    """The recovery found the purchase leased to a live driver: that one carries it."""
+    return Aborted("PURCHASE_IN_PROGRESS", "another driver holds the purchase")
+
+
+def purchase_interrupted() -> Aborted:
+    return Aborted(
+        "PURCHASE_INTERRUPTED",
+        "the purchase was interrupted and undone; nothing was charged. Retry it",
+    )
+
+
+def pool_down() -> Unavailable:
+    return Unavailable(
+        "POOL_UNAVAILABLE",
+        "the pool service is unavailable; nothing was charged. Retry with the same request_id",
+    )
+
+
+_CLASSES: dict[str, type[DomainError]] = {
+    cls.kind.value: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        FailedPrecondition,
+        Aborted,
+        Unavailable,
+        ResourceExhausted,
+        DeadlineExceeded,
+    )
+}
+
+
+def purchase_failed(
+    purchase_id: uuid.UUID, kind: str | None, reason: str | None, message: str | None
+) -> DomainError:
+    """The outcome of a FAILED purchase, as recorded (for a retry of it)."""
+    cls = _CLASSES.get(kind or "", Aborted)
+    return cls(
+        reason or "PURCHASE_FAILED",
+        message or "the purchase failed; nothing was charged",
+        {"purchase_id": str(purchase_id)},
     )

@@ -1,4 +1,5 @@
-"""Invoices from one pool snapshot (SPEC §6, §9): who pays for which unit, exactly once.
+"""Invoices from one pool snapshot (docs/product.md, "Invoices"): who pays for which unit,
+exactly once.
 
 - Units an office owns (assigned, spare, scheduled for removal, held from spare) are billed
   to the office's plan.

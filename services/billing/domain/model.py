@@ -1,4 +1,6 @@
-"""What the billing service keeps: plans, quotes, purchases, invoices (SPEC §4, §9)."""
+"""What the billing service keeps (plans, quotes, purchases, invoices) and what it learns
+from the pool (availability, holds, snapshots). See docs/product.md, "Companies, offices
+and plans", "Checkout and purchases" and "Invoices"."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from services.billing.domain.purchase import Step
 
 
 class PlanKind(enum.StrEnum):
@@ -58,7 +62,7 @@ class Cycle:
 
 @dataclass(frozen=True, slots=True)
 class Split:
-    """Where the licenses of a checkout come from (SPEC §9), in that order."""
+    """Where the licenses of a checkout come from, in that order."""
 
     restored: int  # from the office's scheduled removals, free
     from_pool: int  # from the company's pool, free
@@ -102,17 +106,52 @@ class Purchase:
     cycle: Cycle
     purchased_at: datetime
     attempt: int
-    step: str
+    step: Step
     quote_id: uuid.UUID | None = None
     split: Split | None = None
     amount: int = 0
     hold_id: uuid.UUID | None = None
     reserve_quantity: int | None = None  # what step RESERVING asks the pool for
+    # The units the purchase has so far: restored (known from RESERVING on), then from the
+    # pool (from ADDING on), then new (once COMPLETED).
     unit_ids: tuple[uuid.UUID, ...] = ()
+    restored: int | None = None  # how many were restored, once known
     resolved_at: datetime | None = None
     failure_kind: str | None = None
     failure_reason: str | None = None
     failure_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """What an office could take now for one license type, as the pool judges it (the
+    grace rule is the pool's)."""
+
+    own_spare: int = 0
+    own_returns_in_grace: int = 0
+    pool_claimable: int = 0
+    removal_scheduled: int = 0
+
+    @property
+    def from_pool_sources(self) -> int:
+        """What a Reserve from the office's returns in grace and the pool would find."""
+        return self.own_returns_in_grace + self.pool_claimable
+
+
+class HoldState(enum.StrEnum):
+    PENDING = "PENDING"
+    COMMITTED = "COMMITTED"
+    RELEASED = "RELEASED"
+    EXPIRED = "EXPIRED"
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Pool units held for an office."""
+
+    hold_id: uuid.UUID
+    unit_ids: tuple[str, ...]
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

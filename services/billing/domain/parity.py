@@ -1,4 +1,4 @@
-"""Pricing parity (SPEC §9): in a pooled currency every active plan must charge the same
+"""Pricing parity: in a pooled currency every active plan must charge the same
 for a license type, because a license moves between offices without being re-priced."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from services.billing.domain import errors
 from services.billing.domain.model import Plan
 
 
@@ -36,7 +37,7 @@ def mismatches(plans: Sequence[Plan], license_types: Iterable[str] | None = None
 
 
 def oldest_first(plan: Plan) -> tuple[object, ...]:
-    """The order of SPEC §4: earliest start, ties broken by the smallest id."""
+    """Oldest first: earliest start, ties broken by the smallest id."""
     return (plan.start_at, str(plan.plan_id))
 
 
@@ -44,3 +45,11 @@ def oldest_active(plans: Iterable[Plan], currency: str) -> Plan | None:
     """The oldest active plan of a currency: it pays for the units resting in the pool."""
     candidates = [p for p in plans if p.active and p.currency == currency]
     return min(candidates, key=oldest_first) if candidates else None
+
+
+def check(company_id: uuid.UUID, currency: str, plans: Sequence[Plan], license_type: str) -> None:
+    """PRICING_MISMATCH if the active plans of a pooled currency disagree on the price of
+    the type being bought (call it only when the currency is pooled)."""
+    found = mismatches(plans, [license_type])
+    if found:
+        raise errors.PricingMismatch(company_id, currency, tuple(found))

@@ -1,4 +1,5 @@
-"""Prorated charges (SPEC §3, §9): integer minor units, half-even, never floats.
+"""Prorated charges (docs/product.md, "Money, currencies and time"): integer minor units,
+half-even, never floats.
 
 charge = unit price x units x seconds left in the cycle / seconds in the cycle
 

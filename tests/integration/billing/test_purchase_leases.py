@@ -15,11 +15,11 @@ import pytest
 from libs.common.clock import FakeClock
 from libs.common.idempotency import key_for
 from licensing.billing.v1 import billing_pb2 as bpb
+from services.billing.api.convert import SERVICE_NAME
 from services.billing.domain import cycles
 from services.billing.domain.model import Purchase, PurchaseState
 from services.billing.leases import LeaseKeeper, LeaseLost
 from services.billing.repository import BillingRepository
-from services.billing.servicer import SERVICE_NAME
 from tests.support.billing import Shop
 from tests.support.pool import reason_of, rid
 

@@ -1,0 +1,1 @@
+"""Typed gateways to the services billing calls (only the pool)."""

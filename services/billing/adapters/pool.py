@@ -1,0 +1,326 @@
+"""The pool service, as billing calls it: one typed gateway on the shared peer client
+(`libs/common/peer.py`: the caller's deadline minus a margin, retries only for calls that
+carry a request_id, the pool's reasons passed on as registered reasons, POOL_UNAVAILABLE
+when the pool cannot be reached). It speaks billing's domain objects; `Pool` is what the
+use cases need of it (tests give them an in-memory pool, `tests/fakes/billing.py`)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Protocol
+
+from libs.common.peer import Peer, PeerSettings
+from libs.common.reasons import Reason
+from licensing.pool.v1 import pool_pb2 as pb
+from licensing.pool.v1 import pool_pb2_grpc
+from services.billing.domain.model import (
+    Availability,
+    Held,
+    HoldState,
+    OfficeCounts,
+    Plan,
+    PlanKind,
+    PoolCounts,
+    Snapshot,
+)
+
+SERVICE = pb.DESCRIPTOR.services_by_name["PoolService"]
+# A purchase takes from the office's own returns in grace, then the pool (never from the
+# office's own spare units: those are the office's already).
+POOL_SOURCES = (pb.ALLOCATION_SOURCE_OWN_RETURN_IN_GRACE, pb.ALLOCATION_SOURCE_POOL)
+_PLAN_KIND = {PlanKind.BUNDLE: pb.PLAN_KIND_BUNDLE, PlanKind.LEGACY: pb.PLAN_KIND_LEGACY}
+_HOLD_STATE = {
+    pb.HOLD_STATE_PENDING: HoldState.PENDING,
+    pb.HOLD_STATE_COMMITTED: HoldState.COMMITTED,
+    pb.HOLD_STATE_RELEASED: HoldState.RELEASED,
+    pb.HOLD_STATE_EXPIRED: HoldState.EXPIRED,
+}
+PAGE_SIZE = 1000
+
+
+class Pool(Protocol):
+    """What billing asks of the pool. Calls with a request_id replay, never repeat."""
+
+    async def put_office(self, request_id: str, plan: Plan) -> None:
+        """Tells the pool the office facts allocation needs (currency, plan kind, primary)."""
+        ...
+
+    async def pool_enabled(self, company_id: uuid.UUID, currency: str) -> bool: ...
+
+    async def availability(
+        self, company_id: uuid.UUID, office_id: uuid.UUID, license_type: str
+    ) -> Availability: ...
+
+    async def reserve(
+        self,
+        request_id: str,
+        company_id: uuid.UUID,
+        office_id: uuid.UUID,
+        license_type: str,
+        quantity: int,
+        ttl_seconds: int,
+    ) -> Held | None:
+        """Holds up to `quantity` from the office's returns in grace and the pool (None:
+        nothing was found to hold)."""
+        ...
+
+    async def commit(
+        self, request_id: str, company_id: uuid.UUID, hold_id: uuid.UUID
+    ) -> tuple[str, ...]: ...
+
+    async def release(self, request_id: str, company_id: uuid.UUID, hold_id: uuid.UUID) -> None: ...
+
+    async def hold_state(self, company_id: uuid.UUID, hold_id: uuid.UUID) -> HoldState: ...
+
+    async def add_units(
+        self,
+        request_id: str,
+        company_id: uuid.UUID,
+        office_id: uuid.UUID,
+        license_type: str,
+        quantity: int,
+    ) -> tuple[str, ...]: ...
+
+    async def mark_for_removal(
+        self,
+        request_id: str,
+        company_id: uuid.UUID,
+        office_id: uuid.UUID,
+        license_type: str,
+        quantity: int,
+    ) -> tuple[str, ...]: ...
+
+    async def restore_from_removal(
+        self,
+        request_id: str,
+        company_id: uuid.UUID,
+        office_id: uuid.UUID,
+        license_type: str,
+        quantity: int,
+    ) -> tuple[str, ...]: ...
+
+    async def terminate_units(
+        self, request_id: str, company_id: uuid.UUID, unit_ids: Sequence[str]
+    ) -> None: ...
+
+    async def snapshot(self, company_id: uuid.UUID) -> Snapshot: ...
+
+    async def scheduled_for_removal(self, company_id: uuid.UUID) -> list[str]:
+        """The ids of every unit of the company scheduled for removal."""
+        ...
+
+
+class PoolGateway:
+    """`Pool` over gRPC: licensing.pool.v1.PoolService."""
+
+    def __init__(self, address: str, settings: PeerSettings | None = None) -> None:
+        self._peer = Peer(
+            address, pool_pb2_grpc.PoolServiceStub, SERVICE, Reason.POOL_UNAVAILABLE, settings
+        )
+        self._stub = self._peer.stub
+
+    async def close(self) -> None:
+        await self._peer.close()
+
+    async def put_office(self, request_id: str, plan: Plan) -> None:
+        office = pb.Office(
+            company_id=str(plan.company_id),
+            office_id=str(plan.office_id),
+            currency=plan.currency,
+            plan_kind=_PLAN_KIND[plan.kind],
+            primary=plan.primary,
+        )
+        await self._peer.call(
+            self._stub.PutOffice, pb.PutOfficeRequest(request_id=request_id, office=office)
+        )
+
+    async def pool_enabled(self, company_id: uuid.UUID, currency: str) -> bool:
+        response: pb.GetPoolResponse = await self._peer.call(
+            self._stub.GetPool, pb.GetPoolRequest(company_id=str(company_id), currency=currency)
+        )
+        return response.pool.enabled
+
+    async def availability(
+        self, company_id: uuid.UUID, office_id: uuid.UUID, license_type: str
+    ) -> Availability:
+        response: pb.GetAvailabilityResponse = await self._peer.call(
+            self._stub.GetAvailability,
+            pb.GetAvailabilityRequest(
+                company_id=str(company_id), office_id=str(office_id), license_types=[license_type]
+            ),
+        )
+        for found in response.availability:
+            if found.license_type == license_type:
+                return Availability(
+                    own_spare=found.own_spare,
+                    own_returns_in_grace=found.own_returns_in_grace,
+                    pool_claimable=found.pool_claimable,
+                    removal_scheduled=found.removal_scheduled,
+                )
+        return Availability()
+
+    async def reserve(
+        self,
+        request_id: str,
+        company_id: uuid.UUID,
+        office_id: uuid.UUID,
+        license_type: str,
+        quantity: int,
+        ttl_seconds: int,
+    ) -> Held | None:
+        response: pb.ReserveResponse = await self._peer.call(
+            self._stub.Reserve,
+            pb.ReserveRequest(
+                request_id=request_id,
+                company_id=str(company_id),
+                office_id=str(office_id),
+                license_type=license_type,
+                quantity=quantity,
+                ttl_seconds=ttl_seconds,
+                allow_partial=True,
+                sources=POOL_SOURCES,
+            ),
+        )
+        if not response.HasField("hold"):
+            return None
+        return Held(
+            hold_id=uuid.UUID(response.hold.hold_id),
+            unit_ids=tuple(response.hold.unit_ids),
+            expires_at=response.hold.expire_time.ToDatetime(tzinfo=UTC),
+        )
+
+    async def commit(
+        self, request_id: str, company_id: uuid.UUID, hold_id: uuid.UUID
+    ) -> tuple[str, ...]:
+        response: pb.CommitResponse = await self._peer.call(
+            self._stub.Commit,
+            pb.CommitRequest(
+                request_id=request_id, company_id=str(company_id), hold_id=str(hold_id)
+            ),
+        )
+        return tuple(u.unit_id for u in response.units)
+
+    async def release(self, request_id: str, company_id: uuid.UUID, hold_id: uuid.UUID) -> None:
+        await self._peer.call(
+            self._stub.Release,
+            pb.ReleaseRequest(
+                request_id=request_id, company_id=str(company_id), hold_id=str(hold_id)
+            ),
+        )
+
+    async def hold_state(self, company_id: uuid.UUID, hold_id: uuid.UUID) -> HoldState:
+        response: pb.GetHoldResponse = await self._peer.call(
+            self._stub.GetHold, pb.GetHoldRequest(company_id=str(company_id), hold_id=str(hold_id))
+        )
+        return _HOLD_STATE.get(response.hold.state, HoldState.PENDING)
+
+    async def add_units(
+        self,
+        request_id: str,
+        company_id: uuid.UUID,
+        office_id: uuid.UUID,
+        license_type: str,
+        quantity: int,
+    ) -> tuple[str, ...]:
+        response: pb.AddUnitsResponse = await self._peer.call(
+            self._stub.AddUnits,
+            pb.AddUnitsRequest(
+                request_id=request_id,
+                company_id=str(company_id),
+                office_id=str(office_id),
+                license_type=license_type,
+                quantity=quantity,
+            ),
+        )
+        return tuple(u.unit_id for u in response.units)
+
+    async def mark_for_removal(
+        self,
+        request_id: str,
+        company_id: uuid.UUID,
+        office_id: uuid.UUID,
+        license_type: str,
+        quantity: int,
+    ) -> tuple[str, ...]:
+        response: pb.MarkForRemovalResponse = await self._peer.call(
+            self._stub.MarkForRemoval,
+            pb.MarkForRemovalRequest(
+                request_id=request_id,
+                company_id=str(company_id),
+                office_id=str(office_id),
+                license_type=license_type,
+                quantity=quantity,
+            ),
+        )
+        return tuple(u.unit_id for u in response.units)
+
+    async def restore_from_removal(
+        self,
+        request_id: str,
+        company_id: uuid.UUID,
+        office_id: uuid.UUID,
+        license_type: str,
+        quantity: int,
+    ) -> tuple[str, ...]:
+        response: pb.RestoreFromRemovalResponse = await self._peer.call(
+            self._stub.RestoreFromRemoval,
+            pb.RestoreFromRemovalRequest(
+                request_id=request_id,
+                company_id=str(company_id),
+                office_id=str(office_id),
+                license_type=license_type,
+                quantity=quantity,
+            ),
+        )
+        return tuple(u.unit_id for u in response.units)
+
+    async def terminate_units(
+        self, request_id: str, company_id: uuid.UUID, unit_ids: Sequence[str]
+    ) -> None:
+        await self._peer.call(
+            self._stub.TerminateUnits,
+            pb.TerminateUnitsRequest(
+                request_id=request_id, company_id=str(company_id), unit_ids=list(unit_ids)
+            ),
+        )
+
+    async def snapshot(self, company_id: uuid.UUID) -> Snapshot:
+        response: pb.GetSnapshotResponse = await self._peer.call(
+            self._stub.GetSnapshot, pb.GetSnapshotRequest(company_id=str(company_id))
+        )
+        return Snapshot(
+            taken_at=response.snapshot_time.ToDatetime(tzinfo=UTC),
+            offices=tuple(
+                OfficeCounts(
+                    office_id=uuid.UUID(line.office_id),
+                    currency=line.currency,
+                    license_type=line.license_type,
+                    assigned=line.assigned,
+                    spare=line.spare,
+                    held=line.held,
+                    removal_scheduled=line.removal_scheduled,
+                )
+                for line in response.office_lines
+            ),
+            pools=tuple(
+                PoolCounts(line.currency, line.license_type, line.pooled, line.held)
+                for line in response.pool_lines
+            ),
+            live_units=response.live_units,
+        )
+
+    async def scheduled_for_removal(self, company_id: uuid.UUID) -> list[str]:
+        page = pb.ListUnitsRequest(
+            company_id=str(company_id),
+            state=pb.UNIT_STATE_REMOVAL_SCHEDULED,
+            page_size=PAGE_SIZE,
+        )
+        found: list[str] = []
+        while True:
+            response: pb.ListUnitsResponse = await self._peer.call(self._stub.ListUnits, page)
+            found.extend(u.unit_id for u in response.units)
+            if not response.next_page_token:
+                return found
+            page.page_token = response.next_page_token

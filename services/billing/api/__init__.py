@@ -1,0 +1,1 @@
+"""The billing service over gRPC: converters (`convert`) and handlers (`servicer`)."""
