@@ -15,13 +15,17 @@ from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
 from libs.common.database_outage import DatabaseWatch
+from libs.common.peer import PeerSettings
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.provisioning.v1 import provisioning_pb2_grpc
-from services.provisioning.billing import BillingGateway, BillingNotConfigured
-from services.provisioning.billing_client import BillingClient
+from services.provisioning.adapters.billing import (
+    BillingClient,
+    BillingGateway,
+    BillingNotConfigured,
+)
+from services.provisioning.adapters.pool import GrpcPool
 from services.provisioning.config import ProvisioningSettings
 from services.provisioning.imports import ImportService
-from services.provisioning.pool_client import PoolClient
 from services.provisioning.pool_operations import StepObserver
 from services.provisioning.service import SCHEMA, ProvisioningService
 from services.provisioning.servicer import ERROR_DOMAIN, SERVICE_NAME, ProvisioningServicer
@@ -39,7 +43,7 @@ class ProvisioningApp:
     server: RunningServer
     service: ProvisioningService
     imports: ImportService
-    pool: PoolClient
+    pool: GrpcPool
     billing: BillingClient | None  # the billing service's channel, when we opened one
     db: asyncpg.Pool
     resumer: asyncio.Task[None]
@@ -76,7 +80,12 @@ async def start(
     db = await create_pool(
         settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
     )
-    pool = PoolClient(settings.pool_address, settings.pool_timeout_seconds, settings.pool_attempts)
+    pool = GrpcPool(
+        settings.pool_address,
+        PeerSettings(
+            deadline_seconds=settings.pool_timeout_seconds, max_attempts=settings.pool_attempts
+        ),
+    )
     client = billing_client(settings) if billing is None else None
     clock = clock or DatabaseClock()
     service = ProvisioningService(

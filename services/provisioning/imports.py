@@ -35,6 +35,8 @@ import asyncpg
 
 from libs.common.clock import Clock
 from libs.common.errors import DomainError, FailedPrecondition
+from libs.common.reasons import Reason
+from services.provisioning.adapters.pool import PoolGateway
 from services.provisioning.config import ProvisioningSettings
 from services.provisioning.domain import catalog, csv_import, errors, import_steps
 from services.provisioning.domain.csv_import import PlannedRow
@@ -48,7 +50,7 @@ from services.provisioning.domain.model import (
     QuoteLine,
     RowIssue,
 )
-from services.provisioning.pool_client import BASE_LICENSE, USER, PoolClient
+from services.provisioning.domain.peers import AssigneeKind
 from services.provisioning.repository import (
     ProvisioningRepository,
     StoredImport,
@@ -59,7 +61,7 @@ from services.provisioning.repository import (
 log = logging.getLogger(__name__)
 
 MAX_LISTED_ERRORS = 1000
-_EXPIRED = ("HOLD_EXPIRED", "HOLD_NOT_PENDING")
+_EXPIRED = (Reason.HOLD_EXPIRED.name, Reason.HOLD_NOT_PENDING.name)
 
 
 class _Retry(Exception):
@@ -80,7 +82,7 @@ class ImportService:
     def __init__(
         self,
         db: asyncpg.Pool,
-        pool: PoolClient,
+        pool: PoolGateway,
         clock: Clock,
         settings: ProvisioningSettings,
     ) -> None:
@@ -127,7 +129,7 @@ class ImportService:
         self, company_id: uuid.UUID, office_id: uuid.UUID, import_id: str, content: bytes
     ) -> ImportJob:
         """The report and the allocation quote; nothing changes, nothing is stored."""
-        await self._pool.office_currency(company_id, office_id)  # NOT_FOUND for no office
+        await self._pool.check_office(company_id, office_id)  # NOT_FOUND for no office
         planned, problems, warnings, rows = await self._check(company_id, office_id, content)
         quote = await self._quote(company_id, office_id, planned) if not problems else ()
         return ImportJob(
@@ -159,7 +161,7 @@ class ImportService:
         existing = await self._stored(company_id, import_id)
         if existing is not None:
             return self._resume(existing, print_)
-        await self._pool.office_currency(company_id, office_id)
+        await self._pool.check_office(company_id, office_id)
         planned, problems, warnings, rows = await self._check(company_id, office_id, content)
         if problems:
             raise errors.ImportRejected(tuple(problems[:MAX_LISTED_ERRORS]))
@@ -416,7 +418,7 @@ class _Run:
             listed = ", ".join(f"{n} {code}" for code, n in shortfall.items())
             raise _Fail(
                 Failure(
-                    "NO_LICENSE_AVAILABLE",
+                    Reason.NO_LICENSE_AVAILABLE.name,
                     f"{total} license(s) missing: {listed}; purchase them or free some",
                     {
                         "shortfall": str(total),
@@ -441,9 +443,11 @@ class _Run:
                 assert held.hold_id is not None
                 rows = [self.rows[n] for n in step.rows]
                 if step.license_type == catalog.PHONE_SYSTEM:
-                    assignees = [(USER, str(r.user_id)) for r in rows]
+                    assignees = [(AssigneeKind.USER, str(r.user_id)) for r in rows]
                 else:
-                    assignees = [(BASE_LICENSE, str(import_steps.base_of(r, new))) for r in rows]
+                    assignees = [
+                        (AssigneeKind.BASE_LICENSE, str(import_steps.base_of(r, new))) for r in rows
+                    ]
                 try:
                     await self.pool.commit(
                         self._rid("commit", step),
@@ -541,7 +545,7 @@ class _Run:
                         )
                         return
                     except FailedPrecondition as error:
-                        if error.reason != "HOLD_NOT_PENDING":
+                        if error.reason != Reason.HOLD_NOT_PENDING.name:
                             raise
                         # committed after all (a crash before it was recorded)
                 await self.pool.return_units(self._rid("undo", step), company_id, held.unit_ids)

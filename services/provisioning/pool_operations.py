@@ -35,7 +35,10 @@ from libs.common.errors import (
     Unavailable,
 )
 from libs.common.idempotency import IdempotencyKey, IdempotencyStore, Once, reused
-from services.provisioning.billing import BillingGateway
+from libs.common.reasons import Reason
+from services.provisioning.adapters.billing import BillingGateway
+from services.provisioning.adapters.pool import PoolGateway
+from services.provisioning.domain.peers import AssigneeKind, HoldState
 from services.provisioning.domain.pool_operation import (
     UNFINISHED,
     Held,
@@ -44,7 +47,6 @@ from services.provisioning.domain.pool_operation import (
     Reservation,
     Step,
 )
-from services.provisioning.pool_client import AssigneeKind, PoolClient
 from services.provisioning.repository import ProvisioningRepository
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ StepObserver: TypeAlias = Callable[[str, str], Awaitable[None]]
 
 HOLD_SECONDS = 300
 _WAITS, _WAIT_SECONDS = 100, 0.1  # how long a retry waits for another driver
-_GONE = ("HOLD_EXPIRED", "HOLD_NOT_PENDING")
+_GONE = (Reason.HOLD_EXPIRED.name, Reason.HOLD_NOT_PENDING.name)
 # Failures of the database connection, as opposed to a statement the database refused.
 _DATABASE_DOWN = (
     OSError,
@@ -132,7 +134,7 @@ class PoolOperations:
     def __init__(
         self,
         db: asyncpg.Pool,
-        pool: PoolClient,
+        pool: PoolGateway,
         billing: BillingGateway,
         clock: Clock,
         undo: Mapping[str, LocalUndo],
@@ -302,7 +304,7 @@ class PoolOperations:
                 continue
             except FailedPrecondition as error:
                 if not (
-                    error.reason == "NO_LICENSE_AVAILABLE"
+                    error.reason == Reason.NO_LICENSE_AVAILABLE.name
                     and reservation.purchase_if_needed
                     and self._billing.configured
                     and operation.round == 0
@@ -435,7 +437,10 @@ class PoolOperations:
             if error.reason not in _GONE:
                 raise
             # Also what a replay says once the pool forgot our commit's request_id.
-            if await self._pool.hold_state(operation.company_id, held.hold_id) != "COMMITTED":
+            if (
+                await self._pool.hold_state(operation.company_id, held.hold_id)
+                is not HoldState.COMMITTED
+            ):
                 raise _HoldGone() from None
 
     async def _give_back(self, operation: PoolOperation) -> None:
@@ -574,7 +579,9 @@ class PoolOperations:
                 held.hold_id,
             )
         except FailedPrecondition as error:
-            if error.reason == "HOLD_NOT_PENDING":  # committed: the pool says so only then
+            if (
+                error.reason == Reason.HOLD_NOT_PENDING.name
+            ):  # committed: the pool says so only then
                 raise _PastPivot() from None
             raise
 

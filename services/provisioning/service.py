@@ -24,12 +24,14 @@ from libs.common.clock import Clock
 from libs.common.errors import Aborted, FailedPrecondition
 from libs.common.idempotency import IdempotencyKey, IdempotencyStore, Once, run_once
 from libs.common.license_catalog import license_type
-from services.provisioning.billing import BillingGateway
+from libs.common.reasons import Reason
+from services.provisioning.adapters.billing import BillingGateway
+from services.provisioning.adapters.pool import PoolGateway
 from services.provisioning.domain import catalog, errors, pool_operation
 from services.provisioning.domain.extensions import number_key
 from services.provisioning.domain.model import License, Subscription, User
+from services.provisioning.domain.peers import AssigneeKind
 from services.provisioning.domain.pool_operation import Plan, PoolOperation, Reservation
-from services.provisioning.pool_client import BASE_LICENSE, USER, PoolClient
 from services.provisioning.pool_operations import PoolOperations, StepObserver
 from services.provisioning.repository import ProvisioningRepository
 
@@ -59,7 +61,7 @@ class ProvisioningService:
     def __init__(
         self,
         db: asyncpg.Pool,
-        pool: PoolClient,
+        pool: PoolGateway,
         billing: BillingGateway,
         clock: Clock,
         lease_seconds: float = 60.0,
@@ -125,7 +127,7 @@ class ProvisioningService:
             return Plan(
                 CREATE_USER,
                 office_id,
-                (Reservation(code, ((USER, str(user_id)),), purchase_if_needed),),
+                (Reservation(code, ((AssigneeKind.USER, str(user_id)),), purchase_if_needed),),
                 args={"user_id": str(user_id)},
             )
 
@@ -204,7 +206,7 @@ class ProvisioningService:
             return Plan(
                 CHANGE_USER_LICENSE,
                 user.office_id,
-                (Reservation(code, ((USER, str(user_id)),)),),
+                (Reservation(code, ((AssigneeKind.USER, str(user_id)),)),),
                 returns=(user.license_unit_id,),
                 args={
                     "user_id": str(user_id),
@@ -262,7 +264,9 @@ class ProvisioningService:
                 if await self._repo.user_has_type(conn, user_id, code):
                     raise errors.already_has_license(user_id, code)
             return Plan(
-                ASSIGN_LICENSE, user.office_id, (Reservation(code, ((USER, str(user_id)),)),)
+                ASSIGN_LICENSE,
+                user.office_id,
+                (Reservation(code, ((AssigneeKind.USER, str(user_id)),)),),
             )
 
         async def write(conn: asyncpg.Connection, now: datetime, op: PoolOperation) -> License:
@@ -332,7 +336,7 @@ class ProvisioningService:
             await self._pool.reassign_units(
                 derived_request_id(once.key, "reassign"),
                 company_id,
-                [(held.license_id, USER, str(user_id))],
+                [(held.license_id, AssigneeKind.USER, str(user_id))],
             )
 
         async def effect(conn: asyncpg.Connection, now: datetime) -> License:
@@ -388,7 +392,7 @@ class ProvisioningService:
             for code in codes:
                 if held.addon(code) is not None:
                     raise errors.addon_present(code)
-            base = ((BASE_LICENSE, str(license_id)),)
+            base = ((AssigneeKind.BASE_LICENSE, str(license_id)),)
             return Plan(
                 ADD_ADDONS,
                 held.office_id,
@@ -510,14 +514,14 @@ class ProvisioningService:
         found = license_type(unit.license_type)
         if found is None or found.category not in (catalog.BASE, catalog.BASE_ADDON):
             raise errors.not_terminable(subscription_id, unit.license_type)
-        if unit.state in ("ASSIGNED", "HELD"):
+        if unit.in_use:
             raise errors.in_use(subscription_id, unit.state.lower())
         try:
             units = await self._pool.terminate_units(
                 derived_request_id(once.key, "terminate"), company_id, [subscription_id]
             )
         except FailedPrecondition as error:
-            if error.reason in ("UNIT_IN_USE", "UNIT_NOT_TERMINABLE"):
+            if error.reason == Reason.UNIT_IN_USE.name:
                 raise errors.in_use(subscription_id, error.message) from None
             raise
         gone = next((u for u in units if u.unit_id == subscription_id), unit)
