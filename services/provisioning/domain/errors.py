@@ -1,10 +1,11 @@
-"""Provisioning's business errors, with the reasons SPEC §11-§12 name."""
+"""Provisioning's business errors, with their registered reasons (docs/product.md,
+"Provisioning")."""
 
 from __future__ import annotations
 
 import uuid
 
-from libs.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from libs.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from services.provisioning.domain.model import RowIssue
 
 
@@ -122,3 +123,20 @@ class ImportRejected(InvalidArgument):
             {"error_count": str(len(issues)), "first_row": str(first.row)},
         )
         self.issues = issues
+
+
+def license_changed() -> Aborted:
+    return Aborted("CONCURRENT_CHANGE", "the license changed meanwhile; retry")
+
+
+def user_changed() -> Aborted:
+    return Aborted("CONCURRENT_CHANGE", "the user changed meanwhile; retry")
+
+
+class ImportConflict(Exception):
+    """The final write of an import was refused by a constraint of the account (the
+    constraint's name says which): the account changed while the import ran."""
+
+    def __init__(self, constraint: str) -> None:
+        super().__init__(constraint)
+        self.constraint = constraint

@@ -33,6 +33,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Step(enum.StrEnum):
@@ -40,8 +41,47 @@ class Step(enum.StrEnum):
     WRITTEN = "WRITTEN"
     DONE = "DONE"
 
+    def may_become(self, step: Step | None) -> bool:
+        """Whether the record may go from this step to `step` (None: undone, the record
+        deleted). Only RESERVING and WRITTEN move; past WRITTEN's first commit only DONE
+        remains, but the record cannot tell: the pool's holds decide (see above)."""
+        return step in _NEXT[self]
 
+    @property
+    def on_recovery(self) -> Recovery:
+        """What the recovery does with an operation whose driver died at this step."""
+        return Recovery.UNDO if self is Step.RESERVING else Recovery.FINISH
+
+
+class Recovery(enum.Enum):
+    UNDO = "undo"  # nothing local was written: release the holds, delete the record
+    FINISH = "finish"  # written: commit the holds (undone only if a hold expired)
+
+
+_NEXT: dict[Step, frozenset[Step | None]] = {
+    Step.RESERVING: frozenset({Step.WRITTEN, None}),
+    Step.WRITTEN: frozenset({Step.DONE, None}),
+    Step.DONE: frozenset(),
+}
 UNFINISHED = frozenset({Step.RESERVING, Step.WRITTEN})
+
+
+class OperationKind(enum.StrEnum):
+    """Which use case an operation serves (it names the local undo and the response)."""
+
+    CREATE_USER = "create_user"
+    CHANGE_USER_LICENSE = "change_user_license"
+    ASSIGN_LICENSE = "assign_license"
+    ADD_ADDONS = "add_addons"
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A request answered at once, without an operation (e.g. the license it asks for is
+    the user's already): `result` is the kind's domain result."""
+
+    kind: OperationKind
+    result: Any
 
 
 def derived_request_id(

@@ -1,4 +1,4 @@
-"""Mass configuration: dry run, apply, progress (SPEC §11).
+"""Mass configuration: dry run, apply, progress (docs/product.md, "Mass configuration").
 
 Applying is all-or-nothing across two services, idempotent by import id, and safe
 against crashes:
@@ -29,11 +29,8 @@ import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-import asyncpg
-
-from libs.common.clock import Clock
 from libs.common.errors import DomainError, FailedPrecondition
 from libs.common.reasons import Reason
 from services.provisioning.adapters.pool import PoolGateway
@@ -49,14 +46,11 @@ from services.provisioning.domain.model import (
     Progress,
     QuoteLine,
     RowIssue,
-)
-from services.provisioning.domain.peers import AssigneeKind
-from services.provisioning.repository import (
-    ProvisioningRepository,
     StoredImport,
     StoredStep,
-    add_progress,
 )
+from services.provisioning.domain.peers import AssigneeKind
+from services.provisioning.unit_of_work import ProvisioningUnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +68,16 @@ class _Fail(Exception):
         self.failure = failure
 
 
+@dataclass(frozen=True, slots=True)
+class ImportFile:
+    """A file to check (a dry run: no import id needed) or to apply under an import id."""
+
+    company_id: uuid.UUID
+    office_id: uuid.UUID
+    import_id: str
+    content: bytes
+
+
 def fingerprint(office_id: uuid.UUID, content: bytes) -> bytes:
     return hashlib.sha256(str(office_id).encode() + b"\n" + content).digest()
 
@@ -81,16 +85,13 @@ def fingerprint(office_id: uuid.UUID, content: bytes) -> bytes:
 class ImportService:
     def __init__(
         self,
-        db: asyncpg.Pool,
+        uow: ProvisioningUnitOfWork,
         pool: PoolGateway,
-        clock: Clock,
         settings: ProvisioningSettings,
     ) -> None:
-        self._db = db
+        self._uow = uow
         self._pool = pool
-        self._clock = clock
         self._settings = settings
-        self._repo = ProvisioningRepository()
         self._runners: dict[tuple[uuid.UUID, str], asyncio.Task[None]] = {}
 
     # --- validation and the dry run ---------------------------------------------------
@@ -101,8 +102,8 @@ class ImportService:
         """Planned rows, errors, warnings and the number of data rows."""
         parsed = csv_import.parse(content, self._settings.import_max_rows)
         rows_seen = len(parsed.rows) + len({i.row for i in parsed.errors if i.row > 1})
-        async with self._db.acquire() as conn:
-            account = await self._repo.account(conn, company_id, office_id)
+        async with self._uow.reading() as tx:
+            account = await tx.imports.account(company_id, office_id)
         planned, issues = csv_import.plan(parsed, account)
         problems = csv_import.sorted_issues([*parsed.errors, *issues])
         return planned, problems, parsed.warnings, rows_seen
@@ -125,10 +126,10 @@ class ImportService:
             for code, needed in needs.items()
         )
 
-    async def dry_run(
-        self, company_id: uuid.UUID, office_id: uuid.UUID, import_id: str, content: bytes
-    ) -> ImportJob:
+    async def dry_run(self, file: ImportFile) -> ImportJob:
         """The report and the allocation quote; nothing changes, nothing is stored."""
+        company_id, office_id, import_id = file.company_id, file.office_id, file.import_id
+        content = file.content
         await self._pool.check_office(company_id, office_id)  # NOT_FOUND for no office
         planned, problems, warnings, rows = await self._check(company_id, office_id, content)
         quote = await self._quote(company_id, office_id, planned) if not problems else ()
@@ -152,11 +153,11 @@ class ImportService:
 
     # --- applying ---------------------------------------------------------------------
 
-    async def start(
-        self, company_id: uuid.UUID, office_id: uuid.UUID, import_id: str, content: bytes
-    ) -> ImportJob:
+    async def start(self, file: ImportFile) -> ImportJob:
         """Stores the import and starts applying it; an import already stored under the
         id is returned (and resumed if it was interrupted)."""
+        company_id, office_id, import_id = file.company_id, file.office_id, file.import_id
+        content = file.content
         print_ = fingerprint(office_id, content)
         existing = await self._stored(company_id, import_id)
         if existing is not None:
@@ -166,8 +167,8 @@ class ImportService:
         if problems:
             raise errors.ImportRejected(tuple(problems[:MAX_LISTED_ERRORS]))
         quote = await self._quote(company_id, office_id, planned)
-        async with self._db.acquire() as conn, conn.transaction():
-            now = await self._repo.now(conn, self._clock.sql_now())
+        async with self._uow.transaction() as tx:
+            now = await tx.clock.now()
             job = ImportJob(
                 import_id=import_id,
                 company_id=company_id,
@@ -185,8 +186,8 @@ class ImportService:
                 created_at=now,
                 updated_at=now,
             )
-            inserted = await self._repo.insert_import(
-                conn, job, print_, self._settings.import_chunk_size, planned
+            inserted = await tx.imports.insert_import(
+                job, print_, self._settings.import_chunk_size, planned
             )
         if not inserted:  # a concurrent start with the same id won
             existing = await self._stored(company_id, import_id)
@@ -203,8 +204,8 @@ class ImportService:
         return existing.job
 
     async def _stored(self, company_id: uuid.UUID, import_id: str) -> StoredImport | None:
-        async with self._db.acquire() as conn:
-            return await self._repo.get_import(conn, company_id, import_id)
+        async with self._uow.reading() as tx:
+            return await tx.imports.get_import(company_id, import_id)
 
     async def get(self, company_id: uuid.UUID, import_id: str) -> ImportJob:
         stored = await self._stored(company_id, import_id)
@@ -252,9 +253,11 @@ class ImportService:
     async def resume_all(self) -> None:
         """Resumes the imports that were running when a service stopped."""
         try:
-            async with self._db.acquire() as conn:
-                running = await self._repo.running_imports(conn)
-        except (OSError, asyncpg.PostgresError):
+            async with self._uow.reading() as tx:
+                running = await tx.imports.running_imports()
+        except Exception as error:
+            if not self._uow.is_outage(error):
+                raise
             log.warning("could not look for interrupted imports", exc_info=True)
             return
         for company_id, import_id in running:
@@ -268,25 +271,21 @@ class ImportService:
 
     async def _run(self, company_id: uuid.UUID, import_id: str) -> None:
         lock = f"provisioning-import/{company_id}/{import_id}"
-        async with self._db.acquire() as conn:
-            got = await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", lock)
+        async with self._uow.exclusive(lock) as got:
             if not got:
                 return  # another runner (maybe another replica) has it
-            try:
-                await self._drive(company_id, import_id)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", lock)
+            await self._drive(company_id, import_id)
 
     async def _update(self, company_id: uuid.UUID, import_id: str, **fields: object) -> None:
-        async with self._db.acquire() as conn:
-            await self._repo.update_import(conn, company_id, import_id, **fields)
+        async with self._uow.transaction() as tx:
+            await tx.imports.update_import(company_id, import_id, **fields)
 
     async def _drive(self, company_id: uuid.UUID, import_id: str) -> None:
         stored = await self._stored(company_id, import_id)
         if stored is None or stored.job.ended:
             return
-        async with self._db.acquire() as conn:
-            rows = await self._repo.import_rows(conn, company_id, import_id)
+        async with self._uow.reading() as tx:
+            rows = await tx.imports.import_rows(company_id, import_id)
         run = _Run(self, stored, rows)
         while True:
             job = run.stored.job
@@ -355,17 +354,19 @@ class _Run:
         )
 
     async def _recorded(self) -> dict[int, StoredStep]:
-        async with self.service._db.acquire() as conn:
-            return await self.service._repo.steps(
-                conn, self.job.company_id, self.job.import_id, self.stored.attempt
+        async with self.service._uow.reading() as tx:
+            return await tx.imports.steps(
+                self.job.company_id, self.job.import_id, self.stored.attempt
             )
 
     async def _save(self, step: StoredStep, reserved: int = 0, committed: int = 0) -> None:
-        async with self.service._db.acquire() as conn, conn.transaction():
-            await self.service._repo.save_step(
-                conn, self.job.company_id, self.job.import_id, self.stored.attempt, step
+        async with self.service._uow.transaction() as tx:
+            await tx.imports.save_step(
+                self.job.company_id, self.job.import_id, self.stored.attempt, step
             )
-            await add_progress(conn, self.job.company_id, self.job.import_id, reserved, committed)
+            await tx.imports.add_progress(
+                self.job.company_id, self.job.import_id, reserved, committed
+            )
 
     async def _parallel(self, calls: Sequence[Callable[[], Awaitable[None]]]) -> None:
         gate = asyncio.Semaphore(self.service._settings.import_parallel_calls)
@@ -483,35 +484,32 @@ class _Run:
                 base = import_steps.base_of(self.rows[row_number], new)
                 addons.append((unit_id, base, step.license_type))
         rows = list(self.rows.values())
-        repo = self.service._repo
         try:
-            async with self.service._db.acquire() as conn, conn.transaction():
-                now = await repo.now(conn, self.service._clock.sql_now())
+            async with self.service._uow.transaction() as tx:
+                now = await tx.clock.now()
                 users = list({r.user_id for r in rows})
-                if await repo.users_exist(conn, company_id, self.job.office_id, users) != len(
-                    users
-                ):
+                found = await tx.imports.users_exist(company_id, self.job.office_id, users)
+                if found != len(users):
                     raise _Fail(
                         Failure("ACCOUNT_CHANGED", "a user of the file was deleted meanwhile")
                     )
                 existing = [r.license_id for r in rows if r.license_id is not None]
-                if await repo.licenses_exist(conn, company_id, existing) != len(existing):
+                if await tx.imports.licenses_exist(company_id, existing) != len(existing):
                     raise _Fail(
                         Failure("ACCOUNT_CHANGED", "a license of the file was changed meanwhile")
                     )
-                await repo.finalize_import(
-                    conn, company_id, self.job.office_id, rows, new, addons, now
+                await tx.imports.finalize_import(
+                    company_id, self.job.office_id, rows, new, addons, now
                 )
-                await repo.update_import(
-                    conn,
+                await tx.imports.update_import(
                     company_id,
                     import_id,
                     state="SUCCEEDED",
                     stage=ImportStage.NONE.value,
                     rows_applied=len(rows),
                 )
-        except asyncpg.IntegrityConstraintViolationError as error:
-            constraint = error.constraint_name or ""
+        except errors.ImportConflict as conflict:
+            constraint = conflict.constraint
             reason = {
                 "licenses_ext_key": "DUPLICATE_EXT_KEY",
                 "licenses_number": "DUPLICATE_NUMBER",
