@@ -16,8 +16,9 @@ from typing import Protocol
 import asyncpg
 
 from libs.common.clock import Clock
-from libs.common.errors import Aborted, DomainError, Unavailable
+from libs.common.errors import DomainError
 from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestLog
+from libs.common.reasons import Reason
 from libs.common.unit_of_work import PostgresUnitOfWork, UnitOfWork
 from services.provisioning.repository import locks
 from services.provisioning.repository.clock import TxClock
@@ -77,13 +78,12 @@ class PostgresProvisioningUnitOfWork(PostgresUnitOfWork[Tx]):
         if isinstance(error, DomainError):
             return error
         if isinstance(error, DATABASE_DOWN):
-            return Unavailable(
-                "DATABASE_UNAVAILABLE",
-                "the database did not answer; retry with the same request_id",
+            return Reason.DATABASE_UNAVAILABLE.error(
+                "the database did not answer; retry with the same request_id"
             )
         if isinstance(error, asyncpg.TransactionRollbackError):
-            return Aborted(
-                "CONCURRENT_CHANGE", "the request was interrupted; retry with the same request_id"
+            return Reason.CONCURRENT_CHANGE.error(
+                "the request was interrupted; retry with the same request_id"
             )
         return error
 

@@ -41,12 +41,6 @@ class Step(enum.StrEnum):
     WRITTEN = "WRITTEN"
     DONE = "DONE"
 
-    def may_become(self, step: Step | None) -> bool:
-        """Whether the record may go from this step to `step` (None: undone, the record
-        deleted). Only RESERVING and WRITTEN move; past WRITTEN's first commit only DONE
-        remains, but the record cannot tell: the pool's holds decide (see above)."""
-        return step in _NEXT[self]
-
     @property
     def on_recovery(self) -> Recovery:
         """What the recovery does with an operation whose driver died at this step."""
@@ -58,11 +52,6 @@ class Recovery(enum.Enum):
     FINISH = "finish"  # written: commit the holds (undone only if a hold expired)
 
 
-_NEXT: dict[Step, frozenset[Step | None]] = {
-    Step.RESERVING: frozenset({Step.WRITTEN, None}),
-    Step.WRITTEN: frozenset({Step.DONE, None}),
-    Step.DONE: frozenset(),
-}
 UNFINISHED = frozenset({Step.RESERVING, Step.WRITTEN})
 
 

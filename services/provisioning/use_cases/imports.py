@@ -509,20 +509,7 @@ class _Run:
                     rows_applied=len(rows),
                 )
         except errors.ImportConflict as conflict:
-            constraint = conflict.constraint
-            reason = {
-                "licenses_ext_key": "DUPLICATE_EXT_KEY",
-                "licenses_number": "DUPLICATE_NUMBER",
-                "licenses_one_per_user_and_type": "DUPLICATE_USER",
-            }.get(constraint, "ACCOUNT_CHANGED")
-            raise _Fail(
-                Failure(
-                    reason,
-                    "the account changed while importing (an extension, number or license "
-                    "of the file was taken meanwhile); nothing was applied",
-                    {"constraint": constraint},
-                )
-            ) from None
+            raise _Fail(import_steps.conflict_failure(conflict.constraint)) from None
 
     async def rollback(self) -> None:
         """Undoes this attempt's pool effects: pending holds are released, committed

@@ -42,6 +42,7 @@ from services.provisioning.domain.pool_operation import (
     Held,
     Plan,
     PoolOperation,
+    Recovery,
     Reservation,
     Step,
 )
@@ -91,9 +92,9 @@ class _Progress:
     written: bool = False
 
 
-def _interrupted() -> Aborted:
-    return Aborted(
-        "CONCURRENT_CHANGE", "the request was interrupted; retry with the same request_id"
+def _interrupted() -> DomainError:
+    return Reason.CONCURRENT_CHANGE.error(
+        "the request was interrupted; retry with the same request_id"
     )
 
 
@@ -102,8 +103,7 @@ def _unfinished(error: Exception) -> DomainError:
     if isinstance(error, Unavailable):
         return error
     log.warning("pool operation interrupted after its commit", exc_info=error)
-    return Unavailable(
-        "OPERATION_UNFINISHED",
+    return Reason.OPERATION_UNFINISHED.error(
         "the request is done in the pool but not finished here yet; retry with the same request_id",
     )
 
@@ -167,8 +167,7 @@ class PoolOperations:
                 assert response is not None
                 return response
             await asyncio.sleep(_WAIT_SECONDS)  # another driver has it
-        raise Aborted(
-            "OPERATION_IN_PROGRESS",
+        raise Reason.OPERATION_IN_PROGRESS.error(
             "this request is still under way; retry with the same request_id",
             {"request_id": key.request_id},
         )
@@ -238,15 +237,15 @@ class PoolOperations:
         """Runs a leased operation to DONE or undoes it; the recovery (no `write`) undoes one
         that has not written locally and finishes one that has."""
         try:
-            if operation.step is Step.RESERVING:
-                if write is None or encode is None:
+            if write is None or encode is None:  # the recovery: the step says what to do
+                if operation.step.on_recovery is Recovery.UNDO:
                     try:
                         await self._undo(operation, None)
                         return None
                     except _PastPivot:  # another driver wrote and committed meanwhile
                         operation = await self._reload(operation)
-                else:
-                    operation = await self._reserve_and_write(operation, encode, write)
+            elif operation.step is Step.RESERVING:
+                operation = await self._reserve_and_write(operation, encode, write)
             if operation.step is Step.WRITTEN:
                 operation = await self._finish(operation, by_caller=write is not None)
             if operation.step is Step.DONE:
@@ -381,7 +380,7 @@ class PoolOperations:
                 # Returns only if a hold turned out committed (a commit whose answer was
                 # lost): then the operation is finished after all.
                 operation = await self._give_up(operation, progress, failed.error)
-        raise _unfinished(Aborted("CONCURRENT_CHANGE", "the operation kept changing"))
+        raise _unfinished(Reason.CONCURRENT_CHANGE.error("the operation kept changing"))
 
     async def _commit_and_complete(self, operation: PoolOperation) -> PoolOperation:
         committed = 0
