@@ -15,7 +15,7 @@ from services.provisioning.domain.catalog import PHONE_SYSTEM
 from services.provisioning.domain.csv_import import Account, AccountUser, ExistingLicense
 from services.provisioning.domain.csv_import import PlannedRow as ImportRow
 from services.provisioning.domain.model import Failure, ImportJob, StoredImport, StoredStep
-from services.provisioning.repository.licenses import insert_addons
+from services.provisioning.repository.licenses import CHECK_DEFERRED, insert_addons
 from services.provisioning.repository.rows import (
     IMPORT_COLUMNS,
     issues_json,
@@ -235,6 +235,7 @@ class Imports:
         of the file was taken meanwhile)."""
         try:
             await self._finalize_import(company_id, office_id, rows, new_bases, addons, now)
+            await self._conn.execute(CHECK_DEFERRED)
         except asyncpg.IntegrityConstraintViolationError as error:
             raise errors.ImportConflict(error.constraint_name or "") from None
 

@@ -35,6 +35,11 @@ async def insert_addons(
     )
 
 
+# Extensions and numbers are unique per company, checked at commit (an import may swap
+# them between licenses); this checks them here, where a refusal can be named.
+CHECK_DEFERRED = "SET CONSTRAINTS ALL IMMEDIATE"
+
+
 class Licenses:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
@@ -178,6 +183,7 @@ class Licenses:
         """EXT_KEY_TAKEN or NUMBER_TAKEN if a concurrent writer took it first."""
         try:
             await self._set_extension(company_id, license_id, ext_key, number, now)
+            await self._conn.execute(CHECK_DEFERRED)
         except asyncpg.UniqueViolationError as error:
             if "number" in (error.constraint_name or ""):
                 raise errors.number_taken(number or "") from None
