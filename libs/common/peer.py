@@ -50,6 +50,7 @@ class PeerSettings:
     deadline_seconds: float = 5.0  # at most this long per call (the retries included)
     margin_seconds: float = 0.05  # kept from the caller's deadline to answer it in time
     max_attempts: int = 4  # per call that may be retried (gRPC allows at most 5)
+    max_backoff_seconds: float = 1.0  # the longest wait between two tries
     keepalive_seconds: float = 30.0
 
 
@@ -73,8 +74,8 @@ def service_config(services: Iterable[ServiceDescriptor], settings: PeerSettings
                 "name": names,
                 "retryPolicy": {
                     "maxAttempts": min(settings.max_attempts, 5),
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "1s",
+                    "initialBackoff": f"{min(0.05, settings.max_backoff_seconds)}s",
+                    "maxBackoff": f"{settings.max_backoff_seconds}s",
                     "backoffMultiplier": 2,
                     "retryableStatusCodes": list(RETRYABLE_CODES),
                 },

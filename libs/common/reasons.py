@@ -159,3 +159,4 @@ class Reason(enum.Enum):
     IMPORT_HAS_ERRORS = _INVALID, "the file has errors: fix them and import again"
     TOO_MANY_RETRIES = _ABORTED, "the operation kept losing races; retry later"
     OPERATION_UNFINISHED = _DOWN, "the operation is under way: retry with the same request_id"
+    OPERATION_IN_PROGRESS = _ABORTED, "another attempt of the request is running: retry shortly"

@@ -1,4 +1,5 @@
-"""Wiring of the provisioning service: database, pool client, use cases, gRPC server."""
+"""Wiring of the provisioning service: database, unit of work, peer gateways, use cases,
+gRPC server, and the background work (resumed imports, recovered pool operations)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,22 @@ from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
 from libs.common.database_outage import DatabaseWatch
+from libs.common.peer import PeerSettings
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.provisioning.v1 import provisioning_pb2_grpc
-from services.provisioning.billing import BillingGateway, BillingNotConfigured
-from services.provisioning.billing_client import BillingClient
+from services.provisioning.adapters.billing import (
+    BillingClient,
+    BillingGateway,
+    BillingNotConfigured,
+)
+from services.provisioning.adapters.pool import GrpcPool
+from services.provisioning.api import convert
+from services.provisioning.api.servicer import ERROR_DOMAIN, SERVICE_NAME, ProvisioningServicer
 from services.provisioning.config import ProvisioningSettings
-from services.provisioning.imports import ImportService
-from services.provisioning.pool_client import PoolClient
-from services.provisioning.pool_operations import StepObserver
-from services.provisioning.service import SCHEMA, ProvisioningService
-from services.provisioning.servicer import ERROR_DOMAIN, SERVICE_NAME, ProvisioningServicer
+from services.provisioning.unit_of_work import SCHEMA, ProvisioningUnitOfWork, unit_of_work
+from services.provisioning.use_cases import licenses, users
+from services.provisioning.use_cases.imports import ImportService
+from services.provisioning.use_cases.operations import PoolOperations, StepObserver
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +41,21 @@ def migrate(database_url: str) -> None:
     migrations.upgrade(database_url, Path(__file__).parent / "migrations", SCHEMA)
 
 
+@dataclass(frozen=True)
+class UseCases:
+    """What the handlers run on: the unit of work, the pool, the pool operations' driver
+    (and recovery), the imports."""
+
+    uow: ProvisioningUnitOfWork
+    pool: GrpcPool
+    operations: PoolOperations
+    imports: ImportService
+
+
 @dataclass
 class ProvisioningApp:
     server: RunningServer
-    service: ProvisioningService
-    imports: ImportService
-    pool: PoolClient
+    service: UseCases
     billing: BillingClient | None  # the billing service's channel, when we opened one
     db: asyncpg.Pool
     resumer: asyncio.Task[None]
@@ -55,8 +71,8 @@ class ProvisioningApp:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.imports.close()
-        await self.pool.close()
+        await self.service.imports.close()
+        await self.service.pool.close()
         if self.billing is not None:
             await self.billing.close()
         await self.db.close()
@@ -76,29 +92,34 @@ async def start(
     db = await create_pool(
         settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
     )
-    pool = PoolClient(settings.pool_address, settings.pool_timeout_seconds, settings.pool_attempts)
+    uow = unit_of_work(db, clock or DatabaseClock())
+    pool = GrpcPool(
+        settings.pool_address,
+        PeerSettings(
+            deadline_seconds=settings.pool_timeout_seconds, max_attempts=settings.pool_attempts
+        ),
+    )
     client = billing_client(settings) if billing is None else None
-    clock = clock or DatabaseClock()
-    service = ProvisioningService(
-        db,
+    operations = PoolOperations(
+        uow,
         pool,
         billing or client or BillingNotConfigured(),
-        clock,
+        {**users.UNDO, **licenses.UNDO},
+        convert.ENCODERS,
         settings.operation_lease_seconds,
         after_step or crash_after(settings.crash_after_step),
     )
-    imports = ImportService(db, pool, clock, settings)
+    imports = ImportService(uow, pool, settings)
     registration = Registration(
         SERVICE_NAME,
-        ProvisioningServicer(service, imports),
+        ProvisioningServicer(uow, pool, operations, imports),
         provisioning_pb2_grpc.add_ProvisioningServiceServicer_to_server,
     )
     server = await start_server([registration], settings, ERROR_DOMAIN, DatabaseWatch(settings))
     resumer = asyncio.create_task(imports.resume_all())
-    recovery = asyncio.create_task(
-        service.operations.run_recovery(settings.recovery_interval_seconds)
-    )
-    return ProvisioningApp(server, service, imports, pool, client, db, resumer, recovery)
+    recovery = asyncio.create_task(operations.run_recovery(settings.recovery_interval_seconds))
+    service = UseCases(uow, pool, operations, imports)
+    return ProvisioningApp(server, service, client, db, resumer, recovery)
 
 
 def crash_after(step: str) -> StepObserver | None:

@@ -35,8 +35,8 @@ from services.pool import app as pool_app
 from services.pool.api.servicer import SERVICE_NAME as POOL
 from services.pool.config import PoolSettings
 from services.provisioning import app as provisioning_app
+from services.provisioning.api.servicer import SERVICE_NAME as PROVISIONING
 from services.provisioning.config import ProvisioningSettings
-from services.provisioning.servicer import SERVICE_NAME as PROVISIONING
 from tests.support.credits import CreditsCompany
 from tests.support.database_relay import DatabaseRelay, database_relay
 from tests.support.pool import Company, rid

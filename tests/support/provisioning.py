@@ -18,7 +18,7 @@ from licensing.provisioning.v1 import provisioning_pb2 as pb
 from licensing.provisioning.v1 import provisioning_pb2_grpc
 from services.provisioning.app import ProvisioningApp, start
 from services.provisioning.config import ProvisioningSettings
-from services.provisioning.pool_operations import StepObserver
+from services.provisioning.use_cases.operations import StepObserver
 from tests.support.billing import Shop, running_billing
 from tests.support.pool import Company, new_company, rid, running_pool
 from tests.support.processes import ServiceProcess, spawn

@@ -1,1 +1,2 @@
-"""The rules of SPEC §11 in plain Python: no gRPC, SQL or protobuf here."""
+"""Provisioning's rules in plain Python (docs/product.md, "Provisioning" and "Mass
+configuration"): no gRPC, SQL or protobuf here."""

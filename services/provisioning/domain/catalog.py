@@ -1,4 +1,5 @@
-"""Which catalog types the reseller portal works with (SPEC §5), read from the catalog."""
+"""Which catalog types the reseller portal works with (docs/product.md, "License types"),
+read from the catalog."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Mass configuration of Phone System licenses from a CSV file (SPEC §11).
+"""Mass configuration of Phone System licenses from a CSV file (docs/product.md, "Mass
+configuration").
 
 Columns: `Ext Key`, `Number`, `User`, then any number of `Addon license N` columns.
 Reading is tolerant where a spreadsheet program varies (byte-order marks, UTF-16,

@@ -14,6 +14,14 @@ from dataclasses import dataclass
 
 from services.provisioning.domain import catalog
 from services.provisioning.domain.csv_import import PlannedRow
+from services.provisioning.domain.model import Failure
+
+# What a rule of the account that refused the final write means for the import.
+_CONFLICTS = {
+    "licenses_ext_key": "DUPLICATE_EXT_KEY",
+    "licenses_number": "DUPLICATE_NUMBER",
+    "licenses_one_per_user_and_type": "DUPLICATE_USER",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +66,14 @@ def request_id(company_id: uuid.UUID, import_id: str, *parts: object) -> str:
     """A deterministic pool request_id for one call of an import (at most 128 chars)."""
     digest = hashlib.sha256(f"{company_id}/{import_id}".encode()).hexdigest()[:24]
     return "import-" + digest + "-" + "-".join(str(p) for p in parts)
+
+
+def conflict_failure(constraint: str) -> Failure:
+    """The failure of an import whose final write a rule of the account refused (an
+    extension, number or license of the file was taken while it ran): nothing applied."""
+    return Failure(
+        _CONFLICTS.get(constraint, "ACCOUNT_CHANGED"),
+        "the account changed while importing (an extension, number or license "
+        "of the file was taken meanwhile); nothing was applied",
+        {"constraint": constraint},
+    )

@@ -1,4 +1,5 @@
-"""What provisioning keeps: users, base licenses with add-ons, imports (SPEC §11)."""
+"""What provisioning keeps: users, base licenses with add-ons, imports (docs/product.md,
+"Provisioning")."""
 
 from __future__ import annotations
 
@@ -132,3 +133,25 @@ class ImportJob:
     @property
     def ended(self) -> bool:
         return self.state in (ImportState.SUCCEEDED, ImportState.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImport:
+    """An import as stored: its job, the file's fingerprint, the attempt being applied."""
+
+    job: ImportJob
+    fingerprint: bytes
+    attempt: int
+    chunk_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredStep:
+    """One pool hold of an import's attempt, as recorded when it was made."""
+
+    step: int
+    license_type: str
+    hold_id: uuid.UUID | None
+    unit_ids: tuple[uuid.UUID, ...]
+    shortfall: int
+    committed: bool

@@ -33,6 +33,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Step(enum.StrEnum):
@@ -40,8 +41,36 @@ class Step(enum.StrEnum):
     WRITTEN = "WRITTEN"
     DONE = "DONE"
 
+    @property
+    def on_recovery(self) -> Recovery:
+        """What the recovery does with an operation whose driver died at this step."""
+        return Recovery.UNDO if self is Step.RESERVING else Recovery.FINISH
+
+
+class Recovery(enum.Enum):
+    UNDO = "undo"  # nothing local was written: release the holds, delete the record
+    FINISH = "finish"  # written: commit the holds (undone only if a hold expired)
+
 
 UNFINISHED = frozenset({Step.RESERVING, Step.WRITTEN})
+
+
+class OperationKind(enum.StrEnum):
+    """Which use case an operation serves (it names the local undo and the response)."""
+
+    CREATE_USER = "create_user"
+    CHANGE_USER_LICENSE = "change_user_license"
+    ASSIGN_LICENSE = "assign_license"
+    ADD_ADDONS = "add_addons"
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A request answered at once, without an operation (e.g. the license it asks for is
+    the user's already): `result` is the kind's domain result."""
+
+    kind: OperationKind
+    result: Any
 
 
 def derived_request_id(

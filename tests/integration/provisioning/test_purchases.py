@@ -17,8 +17,8 @@ from libs.common.errors import Unavailable
 from licensing.billing.v1 import billing_pb2 as bpb
 from licensing.pool.v1 import pool_pb2 as ppb
 from licensing.provisioning.v1 import provisioning_pb2 as pb
+from services.provisioning.adapters.billing import BillingClient
 from services.provisioning.app import billing_client
-from services.provisioning.billing_client import BillingClient
 from services.provisioning.config import ProvisioningSettings
 from tests.support.billing import Shop
 from tests.support.pool import details_of, reason_of, rid

@@ -21,11 +21,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
-import asyncpg
-
-from libs.common.clock import Clock
 from libs.common.errors import (
     Aborted,
     DomainError,
@@ -34,40 +31,40 @@ from libs.common.errors import (
     NotFound,
     Unavailable,
 )
-from libs.common.idempotency import IdempotencyKey, IdempotencyStore, Once, reused
-from services.provisioning.billing import BillingGateway
+from libs.common.idempotency import IdempotencyKey, reused
+from libs.common.reasons import Reason
+from services.provisioning.adapters.billing import BillingGateway
+from services.provisioning.adapters.pool import PoolGateway
+from services.provisioning.domain.peers import AssigneeKind, HoldState
 from services.provisioning.domain.pool_operation import (
     UNFINISHED,
+    Answered,
     Held,
     Plan,
     PoolOperation,
+    Recovery,
     Reservation,
     Step,
 )
-from services.provisioning.pool_client import AssigneeKind, PoolClient
-from services.provisioning.repository import ProvisioningRepository
+from services.provisioning.unit_of_work import ProvisioningUnitOfWork, Tx
+from services.provisioning.use_cases.requests import replayed
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 # The local effect of an operation, in its transaction; the operation carries its holds.
-LocalWrite: TypeAlias = Callable[[asyncpg.Connection, datetime, PoolOperation], Awaitable[R]]
+LocalWrite: TypeAlias = Callable[[Tx, datetime, PoolOperation], Awaitable[R]]
 # Removes the local effect of an operation that is undone after it was written.
-LocalUndo: TypeAlias = Callable[[asyncpg.Connection, datetime, PoolOperation], Awaitable[None]]
+LocalUndo: TypeAlias = Callable[[Tx, datetime, PoolOperation], Awaitable[None]]
+# The response of an operation's kind, as stored and answered (wired in app.py).
+Encoder: TypeAlias = Callable[[Any], bytes]
 # Awaited after each step ("reserved", "written", "committed") with the operation's kind;
 # what it raises is a failure at that point (tests inject failures and crashes with it).
 StepObserver: TypeAlias = Callable[[str, str], Awaitable[None]]
 
 HOLD_SECONDS = 300
 _WAITS, _WAIT_SECONDS = 100, 0.1  # how long a retry waits for another driver
-_GONE = ("HOLD_EXPIRED", "HOLD_NOT_PENDING")
-# Failures of the database connection, as opposed to a statement the database refused.
-_DATABASE_DOWN = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-)
+_GONE = (Reason.HOLD_EXPIRED.name, Reason.HOLD_NOT_PENDING.name)
 
 
 class _PastPivot(Exception):
@@ -95,23 +92,9 @@ class _Progress:
     written: bool = False
 
 
-def precise(error: Exception) -> Exception:
-    """The error a caller is answered with: domain errors as they are; a database that
-    does not answer, UNAVAILABLE; a transaction the database aborted, ABORTED."""
-    if isinstance(error, DomainError):
-        return error
-    if isinstance(error, _DATABASE_DOWN):
-        return Unavailable(
-            "DATABASE_UNAVAILABLE", "the database did not answer; retry with the same request_id"
-        )
-    if isinstance(error, asyncpg.TransactionRollbackError):
-        return _interrupted()
-    return error
-
-
-def _interrupted() -> Aborted:
-    return Aborted(
-        "CONCURRENT_CHANGE", "the request was interrupted; retry with the same request_id"
+def _interrupted() -> DomainError:
+    return Reason.CONCURRENT_CHANGE.error(
+        "the request was interrupted; retry with the same request_id"
     )
 
 
@@ -120,8 +103,7 @@ def _unfinished(error: Exception) -> DomainError:
     if isinstance(error, Unavailable):
         return error
     log.warning("pool operation interrupted after its commit", exc_info=error)
-    return Unavailable(
-        "OPERATION_UNFINISHED",
+    return Reason.OPERATION_UNFINISHED.error(
         "the request is done in the pool but not finished here yet; retry with the same request_id",
     )
 
@@ -131,41 +113,39 @@ class PoolOperations:
 
     def __init__(
         self,
-        db: asyncpg.Pool,
-        pool: PoolClient,
+        uow: ProvisioningUnitOfWork,
+        pool: PoolGateway,
         billing: BillingGateway,
-        clock: Clock,
         undo: Mapping[str, LocalUndo],
+        encoders: Mapping[str, Encoder],
         lease_seconds: float,
         after_step: StepObserver | None = None,
     ) -> None:
-        self._db = db
+        self._uow = uow
         self._pool = pool
         self._billing = billing
-        self._clock = clock
         self._undo_locally_by_kind = dict(undo)
+        self._encoders = dict(encoders)
         self._lease_seconds = lease_seconds
         self._after_step = after_step
-        self._repo = ProvisioningRepository()
-        self._idempotency = IdempotencyStore("provisioning")
 
     # --- the caller's side ----------------------------------------------------------------
 
     async def run(
         self,
-        once: Once[R],
-        prepare: Callable[[], Awaitable[Plan | bytes]],
-        write: LocalWrite[R],
+        key: IdempotencyKey,
+        prepare: Callable[[], Awaitable[Plan | Answered]],
+        write: LocalWrite[Any],
     ) -> bytes:
-        """The response of the request `once` names: stored if it completed, otherwise
-        the operation `prepare` plans (its checks run only for a new attempt; it may also
-        answer at once, with no operation) driven to its end. `write` is the local effect;
-        it may raise a DomainError, which undoes the operation."""
-        key = once.key
+        """The response of the request `key` names (encoded as its kind's responses are):
+        stored if it completed, otherwise the operation `prepare` plans (its checks run
+        only for a new attempt; it may also answer at once, with no operation) driven to
+        its end. `write` is the local effect; it may raise a DomainError, which undoes
+        the operation."""
         for _ in range(_WAITS):
-            async with self._db.acquire() as conn:
-                stored = await self._repo.stored_response(conn, key)
-                found = await self._repo.get_operation(conn, key.company_id, key.request_id)
+            async with self._uow.reading() as tx:
+                stored = await replayed(tx, key)
+                found = await tx.operations.get_operation(key.company_id, key.request_id)
             if stored is not None:
                 return stored
             if found is not None:
@@ -176,26 +156,25 @@ class PoolOperations:
                     return found.response
             if found is None:
                 prepared = await prepare()
-                if isinstance(prepared, bytes):
-                    return prepared
+                if isinstance(prepared, Answered):
+                    return self._encoders[prepared.kind](prepared.result)
                 operation = await self._start(key, prepared)
             else:
                 operation = await self._lease(found)
             if operation is not None:
-                response = await self._drive(operation, once.encode, write)
+                encode = self._encoders[operation.plan.kind]
+                response = await self._drive(operation, encode, write)
                 assert response is not None
                 return response
             await asyncio.sleep(_WAIT_SECONDS)  # another driver has it
-        raise Aborted(
-            "OPERATION_IN_PROGRESS",
+        raise Reason.OPERATION_IN_PROGRESS.error(
             "this request is still under way; retry with the same request_id",
             {"request_id": key.request_id},
         )
 
     async def _start(self, key: IdempotencyKey, plan: Plan) -> PoolOperation | None:
-        async with self._db.acquire() as conn:
-            return await self._repo.start_operation(
-                conn,
+        async with self._uow.transaction() as tx:
+            return await tx.operations.start_operation(
                 key.company_id,
                 key.request_id,
                 key.fingerprint,
@@ -206,9 +185,9 @@ class PoolOperations:
             )
 
     async def _lease(self, found: PoolOperation) -> PoolOperation | None:
-        async with self._db.acquire() as conn:
-            return await self._repo.lease_operation(
-                conn, found.company_id, found.request_id, uuid.uuid4(), self._lease_seconds
+        async with self._uow.transaction() as tx:
+            return await tx.operations.lease_operation(
+                found.company_id, found.request_id, uuid.uuid4(), self._lease_seconds
             )
 
     # --- the recovery ---------------------------------------------------------------------
@@ -216,13 +195,13 @@ class PoolOperations:
     async def recover(self, limit: int = 100) -> int:
         """Settles operations whose driver's lease ended: undone if they had not written
         locally yet, finished otherwise. Returns how many were settled."""
-        async with self._db.acquire() as conn:
-            due = await self._repo.interrupted_operations(conn, limit)
+        async with self._uow.reading() as tx:
+            due = await tx.operations.interrupted_operations(limit)
         settled = 0
         for company_id, request_id in due:
-            async with self._db.acquire() as conn:
-                operation = await self._repo.lease_operation(
-                    conn, company_id, request_id, uuid.uuid4(), self._lease_seconds
+            async with self._uow.transaction() as tx:
+                operation = await tx.operations.lease_operation(
+                    company_id, request_id, uuid.uuid4(), self._lease_seconds
                 )
             if operation is None:
                 continue  # someone else took it
@@ -258,24 +237,27 @@ class PoolOperations:
         """Runs a leased operation to DONE or undoes it; the recovery (no `write`) undoes one
         that has not written locally and finishes one that has."""
         try:
-            if operation.step is Step.RESERVING:
-                if write is None or encode is None:
+            if write is None or encode is None:  # the recovery: the step says what to do
+                if operation.step.on_recovery is Recovery.UNDO:
                     try:
                         await self._undo(operation, None)
                         return None
                     except _PastPivot:  # another driver wrote and committed meanwhile
                         operation = await self._reload(operation)
-                else:
-                    operation = await self._reserve_and_write(operation, encode, write)
+            elif operation.step is Step.RESERVING:
+                operation = await self._reserve_and_write(operation, encode, write)
             if operation.step is Step.WRITTEN:
                 operation = await self._finish(operation, by_caller=write is not None)
             if operation.step is Step.DONE:
                 return operation.response
             raise _interrupted()
         finally:
-            with contextlib.suppress(*_DATABASE_DOWN, asyncpg.PostgresError):
-                async with self._db.acquire() as conn:
-                    await self._repo.drop_lease(conn, operation)
+            try:
+                async with self._uow.transaction() as tx:
+                    await tx.operations.drop_lease(operation)
+            except Exception as error:  # the lease runs out by itself
+                if not self._uow.is_outage(error):
+                    raise
 
     async def _after(self, operation: PoolOperation, step: str) -> None:
         if self._after_step is not None:
@@ -302,7 +284,7 @@ class PoolOperations:
                 continue
             except FailedPrecondition as error:
                 if not (
-                    error.reason == "NO_LICENSE_AVAILABLE"
+                    error.reason == Reason.NO_LICENSE_AVAILABLE.name
                     and reservation.purchase_if_needed
                     and self._billing.configured
                     and operation.round == 0
@@ -320,8 +302,8 @@ class PoolOperations:
         request ids (the first round's Reserve failed, and the pool remembers no failure,
         so the new units are held under new ids)."""
         assert len(operation.plan.reservations) == 1  # the round is the operation's
-        async with self._db.acquire() as conn:
-            if not await self._repo.set_round(conn, operation, 1):
+        async with self._uow.transaction() as tx:
+            if not await tx.operations.set_round(operation, 1):
                 raise _interrupted()
         operation = replace(operation, round=1)
         code = reservation.license_type
@@ -359,9 +341,9 @@ class PoolOperations:
         """One local transaction: the step checked (and the row locked) first, then the
         local effect, then the operation WRITTEN with its holds and response."""
         holding = replace(operation, holds=tuple(progress.holds))
-        async with self._db.acquire() as conn, conn.transaction():
-            current = await self._repo.get_operation(
-                conn, operation.company_id, operation.request_id, for_update=True
+        async with self._uow.transaction() as tx:
+            current = await tx.operations.get_operation(
+                operation.company_id, operation.request_id, for_update=True
             )
             if current is None or (current.attempt, current.step, current.round) != (
                 operation.attempt,
@@ -376,10 +358,10 @@ class PoolOperations:
                     progress.written = True
                     return current  # another driver wrote it; finish it
                 raise _interrupted()
-            now = await self._repo.now(conn, self._clock.sql_now())
-            response = encode(await write(conn, now, holding))
-            written = await self._repo.mark_written(
-                conn, operation, holding.holds, response, self._lease_seconds
+            now = await tx.clock.now()
+            response = encode(await write(tx, now, holding))
+            written = await tx.operations.mark_written(
+                operation, holding.holds, response, self._lease_seconds
             )
         progress.written = True
         return replace(written, lease_owner=operation.lease_owner)
@@ -398,7 +380,7 @@ class PoolOperations:
                 # Returns only if a hold turned out committed (a commit whose answer was
                 # lost): then the operation is finished after all.
                 operation = await self._give_up(operation, progress, failed.error)
-        raise _unfinished(Aborted("CONCURRENT_CHANGE", "the operation kept changing"))
+        raise _unfinished(Reason.CONCURRENT_CHANGE.error("the operation kept changing"))
 
     async def _commit_and_complete(self, operation: PoolOperation) -> PoolOperation:
         committed = 0
@@ -435,7 +417,10 @@ class PoolOperations:
             if error.reason not in _GONE:
                 raise
             # Also what a replay says once the pool forgot our commit's request_id.
-            if await self._pool.hold_state(operation.company_id, held.hold_id) != "COMMITTED":
+            if (
+                await self._pool.hold_state(operation.company_id, held.hold_id)
+                is not HoldState.COMMITTED
+            ):
                 raise _HoldGone() from None
 
     async def _give_back(self, operation: PoolOperation) -> None:
@@ -459,9 +444,9 @@ class PoolOperations:
     async def _complete(self, operation: PoolOperation) -> PoolOperation:
         """WRITTEN -> DONE, and the response stored under the caller's request_id."""
         key = IdempotencyKey(operation.company_id, operation.request_id, operation.fingerprint)
-        async with self._db.acquire() as conn, conn.transaction():
-            current = await self._repo.get_operation(
-                conn, operation.company_id, operation.request_id, for_update=True
+        async with self._uow.transaction() as tx:
+            current = await tx.operations.get_operation(
+                operation.company_id, operation.request_id, for_update=True
             )
             assert current is not None
             if current.attempt != operation.attempt or current.step is not Step.WRITTEN:
@@ -469,12 +454,15 @@ class PoolOperations:
                     return current
                 raise _interrupted()
             assert current.response is not None
-            taken = await self._idempotency.claim(conn, [key])
+            try:
+                taken = await tx.requests.claim(key) is not None
+            except InvalidArgument:  # REQUEST_ID_REUSED
+                taken = True
             if taken:  # another method used the request_id meanwhile: ours is done anyway
                 log.warning("request_id %s was used by another request", key.request_id)
             else:
-                await self._idempotency.complete(conn, [(key, current.response)])
-            await self._repo.complete_operation(conn, current)
+                await tx.requests.complete(key, current.response)
+            await tx.operations.complete_operation(current)
         return replace(current, step=Step.DONE)
 
     # --- undoing --------------------------------------------------------------------------
@@ -493,15 +481,13 @@ class PoolOperations:
             log.warning("could not undo operation %s now", operation.request_id, exc_info=True)
             if progress.written:  # the recovery will finish it: the outcome is not known yet
                 raise _unfinished(error) from error
-            raise precise(error) from error
-        raise precise(error) from error
+            raise self._uow.failure(error) from error
+        raise self._uow.failure(error) from error
 
     async def _reload(self, operation: PoolOperation) -> PoolOperation:
         """The operation as stored, still driven by this driver."""
-        async with self._db.acquire() as conn:
-            current = await self._repo.get_operation(
-                conn, operation.company_id, operation.request_id
-            )
+        async with self._uow.reading() as tx:
+            current = await tx.operations.get_operation(operation.company_id, operation.request_id)
         assert current is not None
         return replace(current, lease_owner=operation.lease_owner)
 
@@ -546,10 +532,8 @@ class PoolOperations:
     ) -> list[tuple[int, Held]]:
         """The holds to release: as written, as this driver made them, or (for what it
         does not know) as the pool replays the Reserve calls that may have been made."""
-        async with self._db.acquire() as conn:
-            current = await self._repo.get_operation(
-                conn, operation.company_id, operation.request_id
-            )
+        async with self._uow.reading() as tx:
+            current = await tx.operations.get_operation(operation.company_id, operation.request_id)
         if current is None or current.attempt != operation.attempt:
             return []
         if current.step is Step.DONE:
@@ -574,20 +558,22 @@ class PoolOperations:
                 held.hold_id,
             )
         except FailedPrecondition as error:
-            if error.reason == "HOLD_NOT_PENDING":  # committed: the pool says so only then
+            if (
+                error.reason == Reason.HOLD_NOT_PENDING.name
+            ):  # committed: the pool says so only then
                 raise _PastPivot() from None
             raise
 
     async def _undo_locally(self, operation: PoolOperation) -> None:
-        async with self._db.acquire() as conn, conn.transaction():
-            current = await self._repo.get_operation(
-                conn, operation.company_id, operation.request_id, for_update=True
+        async with self._uow.transaction() as tx:
+            current = await tx.operations.get_operation(
+                operation.company_id, operation.request_id, for_update=True
             )
             if current is None or current.attempt != operation.attempt:
                 return
             if current.step not in UNFINISHED:
                 return
             if current.step is Step.WRITTEN:
-                now = await self._repo.now(conn, self._clock.sql_now())
-                await self._undo_locally_by_kind[current.plan.kind](conn, now, current)
-            await self._repo.delete_operation(conn, current)
+                now = await tx.clock.now()
+                await self._undo_locally_by_kind[current.plan.kind](tx, now, current)
+            await tx.operations.delete_operation(current)

@@ -1,4 +1,4 @@
-"""Mass configuration: dry run, apply, progress (SPEC §11).
+"""Mass configuration: dry run, apply, progress (docs/product.md, "Mass configuration").
 
 Applying is all-or-nothing across two services, idempotent by import id, and safe
 against crashes:
@@ -29,12 +29,11 @@ import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-import asyncpg
-
-from libs.common.clock import Clock
 from libs.common.errors import DomainError, FailedPrecondition
+from libs.common.reasons import Reason
+from services.provisioning.adapters.pool import PoolGateway
 from services.provisioning.config import ProvisioningSettings
 from services.provisioning.domain import catalog, csv_import, errors, import_steps
 from services.provisioning.domain.csv_import import PlannedRow
@@ -47,19 +46,16 @@ from services.provisioning.domain.model import (
     Progress,
     QuoteLine,
     RowIssue,
-)
-from services.provisioning.pool_client import BASE_LICENSE, USER, PoolClient
-from services.provisioning.repository import (
-    ProvisioningRepository,
     StoredImport,
     StoredStep,
-    add_progress,
 )
+from services.provisioning.domain.peers import AssigneeKind
+from services.provisioning.unit_of_work import ProvisioningUnitOfWork
 
 log = logging.getLogger(__name__)
 
 MAX_LISTED_ERRORS = 1000
-_EXPIRED = ("HOLD_EXPIRED", "HOLD_NOT_PENDING")
+_EXPIRED = (Reason.HOLD_EXPIRED.name, Reason.HOLD_NOT_PENDING.name)
 
 
 class _Retry(Exception):
@@ -72,6 +68,16 @@ class _Fail(Exception):
         self.failure = failure
 
 
+@dataclass(frozen=True, slots=True)
+class ImportFile:
+    """A file to check (a dry run: no import id needed) or to apply under an import id."""
+
+    company_id: uuid.UUID
+    office_id: uuid.UUID
+    import_id: str
+    content: bytes
+
+
 def fingerprint(office_id: uuid.UUID, content: bytes) -> bytes:
     return hashlib.sha256(str(office_id).encode() + b"\n" + content).digest()
 
@@ -79,16 +85,13 @@ def fingerprint(office_id: uuid.UUID, content: bytes) -> bytes:
 class ImportService:
     def __init__(
         self,
-        db: asyncpg.Pool,
-        pool: PoolClient,
-        clock: Clock,
+        uow: ProvisioningUnitOfWork,
+        pool: PoolGateway,
         settings: ProvisioningSettings,
     ) -> None:
-        self._db = db
+        self._uow = uow
         self._pool = pool
-        self._clock = clock
         self._settings = settings
-        self._repo = ProvisioningRepository()
         self._runners: dict[tuple[uuid.UUID, str], asyncio.Task[None]] = {}
 
     # --- validation and the dry run ---------------------------------------------------
@@ -99,8 +102,8 @@ class ImportService:
         """Planned rows, errors, warnings and the number of data rows."""
         parsed = csv_import.parse(content, self._settings.import_max_rows)
         rows_seen = len(parsed.rows) + len({i.row for i in parsed.errors if i.row > 1})
-        async with self._db.acquire() as conn:
-            account = await self._repo.account(conn, company_id, office_id)
+        async with self._uow.reading() as tx:
+            account = await tx.imports.account(company_id, office_id)
         planned, issues = csv_import.plan(parsed, account)
         problems = csv_import.sorted_issues([*parsed.errors, *issues])
         return planned, problems, parsed.warnings, rows_seen
@@ -123,11 +126,11 @@ class ImportService:
             for code, needed in needs.items()
         )
 
-    async def dry_run(
-        self, company_id: uuid.UUID, office_id: uuid.UUID, import_id: str, content: bytes
-    ) -> ImportJob:
+    async def dry_run(self, file: ImportFile) -> ImportJob:
         """The report and the allocation quote; nothing changes, nothing is stored."""
-        await self._pool.office_currency(company_id, office_id)  # NOT_FOUND for no office
+        company_id, office_id, import_id = file.company_id, file.office_id, file.import_id
+        content = file.content
+        await self._pool.check_office(company_id, office_id)  # NOT_FOUND for no office
         planned, problems, warnings, rows = await self._check(company_id, office_id, content)
         quote = await self._quote(company_id, office_id, planned) if not problems else ()
         return ImportJob(
@@ -150,22 +153,22 @@ class ImportService:
 
     # --- applying ---------------------------------------------------------------------
 
-    async def start(
-        self, company_id: uuid.UUID, office_id: uuid.UUID, import_id: str, content: bytes
-    ) -> ImportJob:
+    async def start(self, file: ImportFile) -> ImportJob:
         """Stores the import and starts applying it; an import already stored under the
         id is returned (and resumed if it was interrupted)."""
+        company_id, office_id, import_id = file.company_id, file.office_id, file.import_id
+        content = file.content
         print_ = fingerprint(office_id, content)
         existing = await self._stored(company_id, import_id)
         if existing is not None:
             return self._resume(existing, print_)
-        await self._pool.office_currency(company_id, office_id)
+        await self._pool.check_office(company_id, office_id)
         planned, problems, warnings, rows = await self._check(company_id, office_id, content)
         if problems:
             raise errors.ImportRejected(tuple(problems[:MAX_LISTED_ERRORS]))
         quote = await self._quote(company_id, office_id, planned)
-        async with self._db.acquire() as conn, conn.transaction():
-            now = await self._repo.now(conn, self._clock.sql_now())
+        async with self._uow.transaction() as tx:
+            now = await tx.clock.now()
             job = ImportJob(
                 import_id=import_id,
                 company_id=company_id,
@@ -183,8 +186,8 @@ class ImportService:
                 created_at=now,
                 updated_at=now,
             )
-            inserted = await self._repo.insert_import(
-                conn, job, print_, self._settings.import_chunk_size, planned
+            inserted = await tx.imports.insert_import(
+                job, print_, self._settings.import_chunk_size, planned
             )
         if not inserted:  # a concurrent start with the same id won
             existing = await self._stored(company_id, import_id)
@@ -201,8 +204,8 @@ class ImportService:
         return existing.job
 
     async def _stored(self, company_id: uuid.UUID, import_id: str) -> StoredImport | None:
-        async with self._db.acquire() as conn:
-            return await self._repo.get_import(conn, company_id, import_id)
+        async with self._uow.reading() as tx:
+            return await tx.imports.get_import(company_id, import_id)
 
     async def get(self, company_id: uuid.UUID, import_id: str) -> ImportJob:
         stored = await self._stored(company_id, import_id)
@@ -250,9 +253,11 @@ class ImportService:
     async def resume_all(self) -> None:
         """Resumes the imports that were running when a service stopped."""
         try:
-            async with self._db.acquire() as conn:
-                running = await self._repo.running_imports(conn)
-        except (OSError, asyncpg.PostgresError):
+            async with self._uow.reading() as tx:
+                running = await tx.imports.running_imports()
+        except Exception as error:
+            if not self._uow.is_outage(error):
+                raise
             log.warning("could not look for interrupted imports", exc_info=True)
             return
         for company_id, import_id in running:
@@ -266,25 +271,21 @@ class ImportService:
 
     async def _run(self, company_id: uuid.UUID, import_id: str) -> None:
         lock = f"provisioning-import/{company_id}/{import_id}"
-        async with self._db.acquire() as conn:
-            got = await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", lock)
+        async with self._uow.exclusive(lock) as got:
             if not got:
                 return  # another runner (maybe another replica) has it
-            try:
-                await self._drive(company_id, import_id)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", lock)
+            await self._drive(company_id, import_id)
 
     async def _update(self, company_id: uuid.UUID, import_id: str, **fields: object) -> None:
-        async with self._db.acquire() as conn:
-            await self._repo.update_import(conn, company_id, import_id, **fields)
+        async with self._uow.transaction() as tx:
+            await tx.imports.update_import(company_id, import_id, **fields)
 
     async def _drive(self, company_id: uuid.UUID, import_id: str) -> None:
         stored = await self._stored(company_id, import_id)
         if stored is None or stored.job.ended:
             return
-        async with self._db.acquire() as conn:
-            rows = await self._repo.import_rows(conn, company_id, import_id)
+        async with self._uow.reading() as tx:
+            rows = await tx.imports.import_rows(company_id, import_id)
         run = _Run(self, stored, rows)
         while True:
             job = run.stored.job
@@ -353,17 +354,19 @@ class _Run:
         )
 
     async def _recorded(self) -> dict[int, StoredStep]:
-        async with self.service._db.acquire() as conn:
-            return await self.service._repo.steps(
-                conn, self.job.company_id, self.job.import_id, self.stored.attempt
+        async with self.service._uow.reading() as tx:
+            return await tx.imports.steps(
+                self.job.company_id, self.job.import_id, self.stored.attempt
             )
 
     async def _save(self, step: StoredStep, reserved: int = 0, committed: int = 0) -> None:
-        async with self.service._db.acquire() as conn, conn.transaction():
-            await self.service._repo.save_step(
-                conn, self.job.company_id, self.job.import_id, self.stored.attempt, step
+        async with self.service._uow.transaction() as tx:
+            await tx.imports.save_step(
+                self.job.company_id, self.job.import_id, self.stored.attempt, step
             )
-            await add_progress(conn, self.job.company_id, self.job.import_id, reserved, committed)
+            await tx.imports.add_progress(
+                self.job.company_id, self.job.import_id, reserved, committed
+            )
 
     async def _parallel(self, calls: Sequence[Callable[[], Awaitable[None]]]) -> None:
         gate = asyncio.Semaphore(self.service._settings.import_parallel_calls)
@@ -416,7 +419,7 @@ class _Run:
             listed = ", ".join(f"{n} {code}" for code, n in shortfall.items())
             raise _Fail(
                 Failure(
-                    "NO_LICENSE_AVAILABLE",
+                    Reason.NO_LICENSE_AVAILABLE.name,
                     f"{total} license(s) missing: {listed}; purchase them or free some",
                     {
                         "shortfall": str(total),
@@ -441,9 +444,11 @@ class _Run:
                 assert held.hold_id is not None
                 rows = [self.rows[n] for n in step.rows]
                 if step.license_type == catalog.PHONE_SYSTEM:
-                    assignees = [(USER, str(r.user_id)) for r in rows]
+                    assignees = [(AssigneeKind.USER, str(r.user_id)) for r in rows]
                 else:
-                    assignees = [(BASE_LICENSE, str(import_steps.base_of(r, new))) for r in rows]
+                    assignees = [
+                        (AssigneeKind.BASE_LICENSE, str(import_steps.base_of(r, new))) for r in rows
+                    ]
                 try:
                     await self.pool.commit(
                         self._rid("commit", step),
@@ -479,48 +484,32 @@ class _Run:
                 base = import_steps.base_of(self.rows[row_number], new)
                 addons.append((unit_id, base, step.license_type))
         rows = list(self.rows.values())
-        repo = self.service._repo
         try:
-            async with self.service._db.acquire() as conn, conn.transaction():
-                now = await repo.now(conn, self.service._clock.sql_now())
+            async with self.service._uow.transaction() as tx:
+                now = await tx.clock.now()
                 users = list({r.user_id for r in rows})
-                if await repo.users_exist(conn, company_id, self.job.office_id, users) != len(
-                    users
-                ):
+                found = await tx.imports.users_exist(company_id, self.job.office_id, users)
+                if found != len(users):
                     raise _Fail(
                         Failure("ACCOUNT_CHANGED", "a user of the file was deleted meanwhile")
                     )
                 existing = [r.license_id for r in rows if r.license_id is not None]
-                if await repo.licenses_exist(conn, company_id, existing) != len(existing):
+                if await tx.imports.licenses_exist(company_id, existing) != len(existing):
                     raise _Fail(
                         Failure("ACCOUNT_CHANGED", "a license of the file was changed meanwhile")
                     )
-                await repo.finalize_import(
-                    conn, company_id, self.job.office_id, rows, new, addons, now
+                await tx.imports.finalize_import(
+                    company_id, self.job.office_id, rows, new, addons, now
                 )
-                await repo.update_import(
-                    conn,
+                await tx.imports.update_import(
                     company_id,
                     import_id,
                     state="SUCCEEDED",
                     stage=ImportStage.NONE.value,
                     rows_applied=len(rows),
                 )
-        except asyncpg.IntegrityConstraintViolationError as error:
-            constraint = error.constraint_name or ""
-            reason = {
-                "licenses_ext_key": "DUPLICATE_EXT_KEY",
-                "licenses_number": "DUPLICATE_NUMBER",
-                "licenses_one_per_user_and_type": "DUPLICATE_USER",
-            }.get(constraint, "ACCOUNT_CHANGED")
-            raise _Fail(
-                Failure(
-                    reason,
-                    "the account changed while importing (an extension, number or license "
-                    "of the file was taken meanwhile); nothing was applied",
-                    {"constraint": constraint},
-                )
-            ) from None
+        except errors.ImportConflict as conflict:
+            raise _Fail(import_steps.conflict_failure(conflict.constraint)) from None
 
     async def rollback(self) -> None:
         """Undoes this attempt's pool effects: pending holds are released, committed
@@ -541,7 +530,7 @@ class _Run:
                         )
                         return
                     except FailedPrecondition as error:
-                        if error.reason != "HOLD_NOT_PENDING":
+                        if error.reason != Reason.HOLD_NOT_PENDING.name:
                             raise
                         # committed after all (a crash before it was recorded)
                 await self.pool.return_units(self._rid("undo", step), company_id, held.unit_ids)

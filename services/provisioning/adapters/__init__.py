@@ -1,0 +1,1 @@
+"""Typed gateways to provisioning's peers (the pool, billing) on `libs.common.peer`."""

@@ -1,0 +1,1 @@
+"""Provisioning's gRPC edge: converters (`convert`) and thin handlers (`servicer`)."""
