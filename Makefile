@@ -39,13 +39,31 @@ proto: $(GEN_STAMP)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Every dependency, direct and indirect, from the hashed lock (all extras: services, CLI,
+# embedded PostgreSQL, codegen, tests and linters); then the project itself, editable.
+# `pip check` fails when pyproject.toml asks for something the lock does not have.
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q grpcio-tools==1.85.1 mypy-protobuf==5.1.0
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
 	$(MAKE) --no-print-directory gen-code
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $@
+
+# The lock files, from pyproject.toml: requirements-dev.lock (every extra: make install),
+# requirements.lock (the services only: the runtime image) and requirements-build.lock
+# (the image's build stage: codegen + setuptools). The smaller two start from the dev
+# lock's pins, so the same package has the same version in all three.
+LOCK := $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
+.PHONY: lock
+lock:
+	test -x $(VENV)/bin/pip-compile || { test -d $(VENV) || $(PYTHON) -m venv $(VENV); \
+		$(PY) -m pip install -q pip-tools==7.6.2; }
+	$(LOCK) --all-extras -o requirements-dev.lock pyproject.toml
+	cp requirements-dev.lock requirements.lock && $(LOCK) -o requirements.lock pyproject.toml
+	cp requirements-dev.lock requirements-build.lock && \
+		$(LOCK) --extra codegen -o requirements-build.lock pyproject.toml
 
 # Generated code is built from proto/, never edited.
 $(GEN_STAMP): $(STAMP) $(PROTOS)
