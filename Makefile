@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 GEN_STAMP := gen/.stamp
 
-.PHONY: run test test-unit test-integration test-e2e test-fuzz lint typecheck buf-lint proto install bench demo clean
+.PHONY: run test test-unit test-integration test-e2e test-fuzz test-migrations lint typecheck buf-lint \
+	breaking validate ci proto install bench demo clean
 
 run: $(GEN_STAMP)  ## Run the whole platform locally (embedded PostgreSQL unless DATABASE_URL is set)
 	$(PY) -m services
@@ -23,6 +24,9 @@ test-integration: $(GEN_STAMP)
 test-e2e: $(GEN_STAMP)
 	$(PY) -m pytest -q tests/e2e $(PYTEST_ARGS)
 
+test-migrations: $(GEN_STAMP)  ## Every service's migrations: from empty, again, many processes at once
+	$(PY) -m pytest -q tests/migrations $(PYTEST_ARGS)
+
 test-fuzz: $(GEN_STAMP)  ## Every RPC against hostile requests; FUZZ_EXAMPLES=1000 for a longer run
 	$(PY) -m pytest -q -m fuzz tests/fuzz $(PYTEST_ARGS)
 
@@ -32,20 +36,51 @@ lint: $(GEN_STAMP)  ## ruff, mypy (strict on libs/, services/, licensing_cli/ an
 	$(VENV)/bin/mypy libs services licensing_cli bench
 	$(MAKE) buf-lint
 
+BUF := npx --yes @bufbuild/buf@1.75.0
+
 buf-lint:
-	npx --yes @bufbuild/buf@1.75.0 lint
+	$(BUF) lint
+
+# The released contract is a committed buf image (contract/README.md): a fresh clone has
+# it, where a git tag may not have come along.
+breaking:  ## No breaking change against the released contract (contract/v1.json)
+	$(BUF) breaking --against contract/v1.json
+
+validate:  ## Render, schema-check, rule-check and checkov every overlay; hadolint the Dockerfile
+	deploy/validate.sh
+
+ci:  ## What CI runs on a fresh clone: install, lint, validate, breaking, test
+	bash .ci/run
 
 proto: $(GEN_STAMP)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Every dependency, direct and indirect, from the hashed lock (all extras: services, CLI,
+# embedded PostgreSQL, codegen, tests and linters); then the project itself, editable.
+# `pip check` fails when pyproject.toml asks for something the lock does not have.
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q grpcio-tools==1.85.1 mypy-protobuf==5.1.0
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
 	$(MAKE) --no-print-directory gen-code
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $@
+
+# The lock files, from pyproject.toml: requirements-dev.lock (every extra: make install),
+# requirements.lock (the services only: the runtime image) and requirements-build.lock
+# (the image's build stage: codegen + setuptools). The smaller two start from the dev
+# lock's pins, so the same package has the same version in all three.
+LOCK := $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
+.PHONY: lock
+lock:
+	test -x $(VENV)/bin/pip-compile || { test -d $(VENV) || $(PYTHON) -m venv $(VENV); \
+		$(PY) -m pip install -q pip-tools==7.6.2; }
+	$(LOCK) --all-extras -o requirements-dev.lock pyproject.toml
+	cp requirements-dev.lock requirements.lock && $(LOCK) -o requirements.lock pyproject.toml
+	cp requirements-dev.lock requirements-build.lock && \
+		$(LOCK) --extra codegen -o requirements-build.lock pyproject.toml
 
 # Generated code is built from proto/, never edited.
 $(GEN_STAMP): $(STAMP) $(PROTOS)

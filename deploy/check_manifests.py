@@ -6,10 +6,12 @@ there by kubernetes-validate; this checks what a schema cannot):
     python deploy/check_manifests.py {base|dev|prod} RENDERED.yaml
 
 Every Deployment: non-root, read-only root, no privilege escalation, capabilities
-dropped, RuntimeDefault seccomp, requests and limits, probes. The four services
-additionally: the gRPC port and native gRPC probes (liveness on a health name of its own),
-a `migrate` init container, their environment, and NetworkPolicies that match the call
-graph in both directions.
+dropped, RuntimeDefault seccomp, requests and limits, probes, a ServiceAccount of its own.
+The four services additionally: the gRPC port and native gRPC probes (liveness on a health
+name of its own), a `migrate` init container, their environment, a headless Service, and
+NetworkPolicies that match the call graph in both directions, under a default-deny, with
+PostgreSQL reachable at the database only. In prod: at least 2 replicas (or an HPA whose
+minimum is 2) and a PodDisruptionBudget per service.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ PEER_ENV = {
 }
 # The database Secret; where an overlay does not generate it, it must exist in the cluster.
 DB_SECRET = "licensing-db"
+# The PostgreSQL major version of dev, the tests and the embedded server (pgserver).
+POSTGRES_MAJOR = "16"
+POSTGRES_PORT = 5432
 
 
 class Report:
@@ -70,8 +75,15 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
 
 
-def check_hardening(report: Report, name: str, deployment: Doc) -> None:
+def check_hardening(report: Report, name: str, deployment: Doc, docs: list[Doc]) -> None:
     """Rules for every Deployment, the dev PostgreSQL included."""
+    accounts = of_kind(docs, "ServiceAccount")
+    report.check(name in accounts, f"ServiceAccount/{name}", "missing")
+    report.check(
+        accounts.get(name, {}).get("automountServiceAccountToken") is False,
+        f"ServiceAccount/{name}",
+        "automountServiceAccountToken is not false",
+    )
     pod = deployment["spec"]["template"]["spec"]
     pod_security = pod.get("securityContext", {})
     where = f"Deployment/{name}"
@@ -79,6 +91,8 @@ def check_hardening(report: Report, name: str, deployment: Doc) -> None:
     report.check(
         pod.get("automountServiceAccountToken") is False, where, "service account token mounted"
     )
+    account = pod.get("serviceAccountName", "default")
+    report.check(account == name, where, f"runs as ServiceAccount {account!r}, not its own")
     pod_seccomp = pod_security.get("seccompProfile", {}).get("type")
     for key, container in containers(pod):
         at = f"{where} {key}/{container['name']}"
@@ -180,6 +194,12 @@ def check_service(report: Report, name: str, docs: list[Doc], external: set[str]
             f"Service/{name}",
             f"no port grpc/{GRPC_PORT} -> grpc",
         )
+        # Client-side balancing: DNS must answer with every pod, not one virtual IP.
+        report.check(
+            service["spec"].get("clusterIP") == "None",
+            f"Service/{name}",
+            "not headless (clusterIP: None)",
+        )
 
 
 def rule_ports(rule: Doc) -> set[int]:
@@ -229,8 +249,9 @@ def check_network_policies(report: Report, docs: list[Doc]) -> None:
         for rule in spec.get("egress", []):
             if "to" not in rule:
                 open_ports |= rule_ports(rule)
-        report.check({5432, 53} <= open_ports, where, "egress to PostgreSQL or DNS missing")
+        report.check(53 in open_ports, where, "egress to DNS missing")
         report.check(GRPC_PORT not in open_ports, where, "egress to any gRPC port")
+        report.check(POSTGRES_PORT not in open_ports, where, "egress to PostgreSQL at any address")
 
     # Every admitted caller must also be allowed out to its callee, or calls time out.
     for callee, callers in POD_CALLERS.items():
@@ -248,6 +269,56 @@ def check_network_policies(report: Report, docs: list[Doc]) -> None:
             report.check(reaches, f"NetworkPolicy/{caller}", f"cannot reach {callee}")
 
 
+def check_isolation(report: Report, overlay: str, docs: list[Doc]) -> None:
+    """A default-deny policy, and PostgreSQL egress to the database only."""
+    policies = of_kind(docs, "NetworkPolicy")
+    deny = policies.get("default-deny", {}).get("spec", {})
+    report.check(
+        deny.get("podSelector") == {}
+        and set(deny.get("policyTypes", [])) == {"Ingress", "Egress"}
+        and not deny.get("ingress")
+        and not deny.get("egress"),
+        "NetworkPolicy/default-deny",
+        "missing, or not denying all ingress and egress of every pod",
+    )
+    where = "NetworkPolicy/database-egress"
+    spec = policies.get("database-egress", {}).get("spec")
+    if spec is None:
+        report.check(False, where, "missing")
+        return
+    labels = [{"app.kubernetes.io/name": name} for name in SERVICES]
+    selector = spec.get("podSelector", {})
+    for pod in labels:
+        report.check(
+            selects(selector.get("matchLabels", {}), pod)
+            and all(
+                e["operator"] == "In" and pod.get(e["key"]) in e["values"]
+                for e in selector.get("matchExpressions", [])
+            ),
+            where,
+            f"does not select {pod}",
+        )
+    for rule in spec.get("egress", []):
+        report.check(rule_ports(rule) == {POSTGRES_PORT}, where, "egress beyond PostgreSQL")
+        peers = rule.get("to", [])
+        report.check(bool(peers), where, "PostgreSQL at any address")
+        for peer in peers:
+            if overlay == "prod":
+                cidr = peer.get("ipBlock", {}).get("cidr", "")
+                report.check(
+                    cidr.endswith("/32") or "podSelector" in peer,
+                    where,
+                    f"prod database is not one address ({peer})",
+                )
+            else:
+                report.check(
+                    peer.get("podSelector", {}).get("matchLabels")
+                    == {"app.kubernetes.io/name": "postgres"},
+                    where,
+                    f"{overlay}: not the PostgreSQL pod ({peer})",
+                )
+
+
 def check_overlay(report: Report, overlay: str, docs: list[Doc]) -> None:
     deployments = of_kind(docs, "Deployment")
     if overlay == "dev":
@@ -263,19 +334,39 @@ def check_overlay(report: Report, overlay: str, docs: list[Doc]) -> None:
         for name in SERVICES:
             traces = config.get(f"{name.upper()}_TRACES")
             report.check(traces == "console", "dev", f"{name.upper()}_TRACES={traces!r}")
-    if overlay == "prod":
-        pool = deployments.get("pool", {})
-        replicas = pool.get("spec", {}).get("replicas", 1)
-        report.check(replicas >= 2, "prod", f"pool has {replicas} replicas")
-        labels = pool.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
+        postgres = of_kind(docs, "Deployment").get("postgres", {})
+        images = [
+            c["image"]
+            for _, c in containers(postgres.get("spec", {}).get("template", {}).get("spec", {}))
+        ]
         report.check(
-            any(
-                selects(pdb["spec"]["selector"]["matchLabels"], labels)
-                for pdb in of_kind(docs, "PodDisruptionBudget").values()
-            ),
-            "prod",
-            "no PodDisruptionBudget selects pool",
+            bool(images) and all(i.startswith(f"postgres:{POSTGRES_MAJOR}") for i in images),
+            "dev",
+            f"PostgreSQL is {images}, not {POSTGRES_MAJOR} (the tests' and pgserver's)",
         )
+    if overlay == "prod":
+        autoscalers = {
+            hpa["spec"]["scaleTargetRef"]["name"]: hpa["spec"]
+            for hpa in of_kind(docs, "HorizontalPodAutoscaler").values()
+            if hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+        }
+        for name in SERVICES:
+            spec = deployments.get(name, {}).get("spec", {})
+            hpa = autoscalers.get(name)
+            # With an autoscaler it owns the count, from its minimum.
+            least = hpa.get("minReplicas", 1) if hpa else spec.get("replicas", 1)
+            report.check(least >= 2, "prod", f"{name} may run {least} replica(s)")
+            if hpa:
+                report.check("replicas" not in spec, "prod", f"{name}: replicas beside an HPA")
+            labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
+            report.check(
+                any(
+                    selects(pdb["spec"]["selector"]["matchLabels"], labels)
+                    for pdb in of_kind(docs, "PodDisruptionBudget").values()
+                ),
+                "prod",
+                f"no PodDisruptionBudget selects {name}",
+            )
     for kind in ("Deployment", "Service", "NetworkPolicy", "ConfigMap"):
         for name, doc in of_kind(docs, kind).items():
             namespace = doc["metadata"].get("namespace")
@@ -293,10 +384,11 @@ def main(argv: list[str]) -> int:
     # dev generates the Secret; base and prod expect it to exist in the cluster.
     external = set() if overlay == "dev" else {DB_SECRET}
     for name, deployment in of_kind(docs, "Deployment").items():
-        check_hardening(report, name, deployment)
+        check_hardening(report, name, deployment, docs)
     for name in SERVICES:
         check_service(report, name, docs, external)
     check_network_policies(report, docs)
+    check_isolation(report, overlay, docs)
     check_overlay(report, overlay, docs)
     for failure in report.failures:
         print(f"FAIL {overlay}: {failure}")

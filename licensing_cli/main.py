@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from licensing_cli.addresses import default_address
 from licensing_cli.clients import SERVICES, CallFailed, Clients
 from licensing_cli.commands import (
     checkout,
@@ -26,7 +27,8 @@ from licensing_cli.session import Session
 app = typer.Typer(
     name="licensing",
     help="Operate the licensing platform: offices and plans, pools, checkout, users, CSV "
-    "imports, usage credits and invoices. Addresses default to what `make run` uses.",
+    "imports, usage credits and invoices. Addresses default to what `make run` uses: "
+    "the same POOL_PORT / POOL_ADDRESS (BILLING_, CREDITS_, PROVISIONING_) variables.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -34,26 +36,31 @@ app = typer.Typer(
 )
 
 
-def _address(name: str, help_text: str) -> object:
+def _address(name: str) -> object:
     _default, env, _service = SERVICES[name]
-    return typer.Option(f"--{name}", envvar=env, help=help_text, show_envvar=True)
+    upper = name.upper()
+    return typer.Option(
+        f"--{name}",
+        envvar=env,
+        help=f"host:port of the {name} service. Default: ${upper}_ADDRESS, else "
+        f"$LICENSING_HOST (127.0.0.1):${upper}_PORT, as `make run` uses them.",
+        show_envvar=True,
+    )
+
+
+def _default(name: str) -> str:
+    """What `make run` started `name` on, per the environment (licensing_cli/addresses.py)."""
+    port = int(SERVICES[name][0].rsplit(":", 1)[1])
+    return default_address(name, port)
 
 
 @app.callback()
 def root(
     ctx: typer.Context,
-    pool_address: Annotated[str, _address("pool", "host:port of the pool service.")] = SERVICES[
-        "pool"
-    ][0],
-    billing_address: Annotated[
-        str, _address("billing", "host:port of the billing service.")
-    ] = SERVICES["billing"][0],
-    credits_address: Annotated[
-        str, _address("credits", "host:port of the credits service.")
-    ] = SERVICES["credits"][0],
-    provisioning_address: Annotated[
-        str, _address("provisioning", "host:port of the provisioning service.")
-    ] = SERVICES["provisioning"][0],
+    pool_address: Annotated[str, _address("pool")] = _default("pool"),
+    billing_address: Annotated[str, _address("billing")] = _default("billing"),
+    credits_address: Annotated[str, _address("credits")] = _default("credits"),
+    provisioning_address: Annotated[str, _address("provisioning")] = _default("provisioning"),
     timeout: Annotated[
         float,
         typer.Option(

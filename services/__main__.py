@@ -3,7 +3,8 @@
 Uses `DATABASE_URL` when set; otherwise starts an embedded PostgreSQL (pgserver) whose
 data lives in `LICENSING_DATA_DIR` (default `.local/pgdata`). Applies every service's
 migrations, starts each service as its own process on its default port (`<SVC>_PORT`
-overrides it), prints the addresses and then the services' own output, and stops them
+overrides it), prints the addresses (and, when they are not the defaults, the `export`
+line that lets the `licensing` command find them) and then the services' own output, and stops them
 all on Ctrl-C or SIGTERM (killing what has not stopped after `LICENSING_STOP_SECONDS`).
 When one service exits, it says which and how, and stops the others.
 """
@@ -42,6 +43,15 @@ def database_url() -> str:
     data_dir = Path(os.environ.get("LICENSING_DATA_DIR") or ROOT / ".local" / "pgdata")
     print(f"DATABASE_URL is not set: starting the embedded PostgreSQL in {data_dir}", flush=True)
     return embedded_db.start(data_dir, cleanup=False)
+
+
+def export_line(host: str, ports: dict[str, int]) -> str | None:
+    """The line to paste into another shell so the `licensing` command (and any tool that
+    reads `<SVC>_ADDRESS`) finds this platform; None when it runs on the defaults."""
+    if host == "127.0.0.1" and all(port == SERVICES[name] for name, port in ports.items()):
+        return None
+    addresses = " ".join(f"{name.upper()}_ADDRESS={host}:{port}" for name, port in ports.items())
+    return f"export {addresses}"
 
 
 def exit_description(code: int) -> str:
@@ -142,6 +152,10 @@ async def run() -> int:
             print(line, flush=True)
             forward(name)
         print("Ready. Services answer gRPC with reflection; Ctrl-C stops everything.", flush=True)
+        hint = export_line(host, ports)
+        if hint:
+            print("Not the default addresses: for `licensing` in another shell, run", flush=True)
+            print(f"  {hint}", flush=True)
 
         exits = {asyncio.create_task(p.wait()): n for n, p in processes.items()}
         stopper = asyncio.create_task(stop.wait())

@@ -34,7 +34,7 @@ needs_provisioning = pytest.mark.skipif(
 def executable() -> str:
     found = shutil.which("licensing", path=os.path.dirname(sys.executable))
     if found is None:
-        pytest.fail("`licensing` is not installed: run `pip install -e '.[dev]'`")
+        pytest.fail("`licensing` is not installed: run `make install`")
     return found
 
 

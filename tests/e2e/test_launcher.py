@@ -124,3 +124,28 @@ async def test_chatty_services_keep_answering_and_sigterm_stops_everything(
     launcher.process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(launcher.process.wait(), 40) == 0
     reader.cancel()
+
+
+async def test_off_the_default_ports_it_prints_the_line_that_finds_it(launcher: Launcher) -> None:
+    """The fixture's ports are not the defaults: the launcher prints an `export` line, and
+    the `licensing` command run with just that line's variables finds every service."""
+    await launcher.read_until("export ", seconds=10)
+    hint = launcher.lines[-1].strip()
+    exported = dict(item.split("=", 1) for item in hint.split()[1:])
+    assert exported == {f"{n.upper()}_ADDRESS": f"127.0.0.1:{p}" for n, p in launcher.ports.items()}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LICENSING_") and not k.endswith(("_PORT", "_ADDRESS"))
+    }
+    cli = os.path.join(os.path.dirname(sys.executable), "licensing")
+    found = await asyncio.to_thread(
+        subprocess.run,
+        [cli, "services", "--json"],
+        env={**clean, **exported},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert found.returncode == 0, found.stderr + found.stdout

@@ -1,7 +1,8 @@
 """The PostgreSQL server tests run against, and a fresh database per test run.
 
 In order: `TEST_DATABASE_URL` (a server URL; a database is created on it); a
-testcontainers PostgreSQL when a Docker engine answers; the embedded `pgserver`.
+PostgreSQL container (testcontainers' generic container API) when a Docker engine
+answers; the embedded `pgserver`. All three run the same major version, PostgreSQL 16.
 """
 
 from __future__ import annotations
@@ -26,8 +27,13 @@ from services.provisioning.app import migrate as migrate_provisioning
 
 MIGRATIONS = [migrate_pool, migrate_credits, migrate_billing, migrate_provisioning]
 
+# The major version of the embedded server (pgserver) and of deploy/overlays/dev.
+POSTGRES_IMAGE = "postgres:16-alpine"
+_USER = _PASSWORD = "test"
 
-def _docker_answers() -> bool:
+
+def docker_answers() -> bool:
+    """Whether a Docker engine answers a ping (within 2 s) where DOCKER_HOST points."""
     try:
         import docker
 
@@ -38,17 +44,44 @@ def _docker_answers() -> bool:
         return False
 
 
+def server_kind() -> str:
+    """Which server the tests get: "given", "container" or "embedded"."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        return "given"
+    return "container" if docker_answers() else "embedded"
+
+
+def postgres_container():  # type: ignore[no-untyped-def]
+    """A PostgreSQL container on testcontainers' core API (no deprecated module): ready
+    once `pg_isready` answers over TCP, which the image's init-time server never does."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import ExecWaitStrategy
+
+    return (
+        DockerContainer(POSTGRES_IMAGE)
+        .with_env("POSTGRES_USER", _USER)
+        .with_env("POSTGRES_PASSWORD", _PASSWORD)
+        .with_env("POSTGRES_DB", _USER)
+        .with_exposed_ports(5432)
+        .waiting_for(
+            ExecWaitStrategy(["pg_isready", "-h", "127.0.0.1", "-U", _USER]).with_startup_timeout(
+                120
+            )
+        )
+    )
+
+
 @contextlib.contextmanager
 def server_url() -> Iterator[str]:
     """A URL of a PostgreSQL server the tests may create databases on."""
-    given = os.environ.get("TEST_DATABASE_URL")
-    if given:
-        yield given
-    elif _docker_answers():
-        from testcontainers.postgres import PostgresContainer
-
-        with PostgresContainer("postgres:16-alpine", driver=None) as container:
-            yield container.get_connection_url()
+    kind = server_kind()
+    if kind == "given":
+        yield os.environ["TEST_DATABASE_URL"]
+    elif kind == "container":
+        with postgres_container() as container:
+            host = container.get_container_host_ip()
+            port = container.get_exposed_port(5432)
+            yield f"postgresql://{_USER}:{_PASSWORD}@{host}:{port}/{_USER}"
     else:
         # Short path: the server's unix socket lives in the data directory.
         data_dir = Path(tempfile.mkdtemp(prefix="lpg-", dir="/tmp"))
