@@ -83,14 +83,21 @@ async def launcher(db_server: str, request: pytest.FixtureRequest) -> AsyncItera
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the teardown can end it all
         )
         launched = Launcher(process, ports)
         try:
             await launched.read_until("Ready.")
             yield launched
         finally:
+            # SIGTERM, as an operator would: the launcher stops its services. A launcher
+            # killed outright would leave them running, holding its output pipe open.
             if process.returncode is None:
-                process.kill()
+                process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 40)
+            except TimeoutError:
+                os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
 
 
