@@ -133,6 +133,13 @@ async def test_chatty_services_keep_answering_and_sigterm_stops_everything(
     reader.cancel()
 
 
+async def drain(launcher: Launcher) -> None:
+    """Reads what the launcher forwards, so it never blocks on a full pipe."""
+    assert launcher.process.stdout is not None
+    while await launcher.process.stdout.read(65536):
+        pass
+
+
 async def test_off_the_default_ports_it_prints_the_line_that_finds_it(launcher: Launcher) -> None:
     """The fixture's ports are not the defaults: the launcher prints an `export` line, and
     the `licensing` command run with just that line's variables finds every service."""
@@ -156,3 +163,8 @@ async def test_off_the_default_ports_it_prints_the_line_that_finds_it(launcher: 
         check=False,
     )
     assert found.returncode == 0, found.stderr + found.stdout
+    # Stopped the way Ctrl-C stops it, so no service outlives it holding our pipe.
+    reader = asyncio.create_task(drain(launcher))
+    launcher.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(launcher.process.wait(), 40) == 0
+    reader.cancel()
