@@ -32,6 +32,14 @@ def email_taken(email: str) -> DomainError:
     )
 
 
+def unit_held_by_a_user(unit_id: uuid.UUID | None) -> DomainError:
+    return Reason.UNIT_IN_USE.error(
+        f"the pool handed out unit {unit_id}, which a user of the company still holds (it was"
+        " given back to the pool without this service); nothing was changed",
+        {"unit_id": str(unit_id)},
+    )
+
+
 def already_has_license(user_id: uuid.UUID, code: str) -> DomainError:
     return Reason.USER_ALREADY_HAS_LICENSE.error(
         f"user {user_id} already has a {code} license",

@@ -17,12 +17,16 @@ class Users:
         self._conn = conn
 
     async def insert_user(self, user: User) -> None:
-        """EMAIL_TAKEN if another user of the company has the e-mail."""
+        """EMAIL_TAKEN if another user of the company has the e-mail; UNIT_IN_USE if
+        another user still holds the unit (the pool was told it is free: it was given
+        back to the pool directly, not through this service)."""
         try:
             await self._insert_user(user)
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name == "users_email":
                 raise errors.email_taken(user.email or "") from None
+            if error.constraint_name == "users_license_unit_id_key":
+                raise errors.unit_held_by_a_user(user.license_unit_id) from None
             raise
 
     async def _insert_user(self, user: User) -> None:

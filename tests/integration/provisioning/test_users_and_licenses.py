@@ -50,6 +50,26 @@ async def test_create_user_takes_a_unit_and_fails_without_one(tenant: Tenant) ->
     assert dict(caught.value.trailing_metadata() or ()) is not None
 
 
+async def test_a_unit_given_back_behind_provisionings_back_is_refused_not_reassigned(
+    tenant: Tenant,
+) -> None:
+    """A user's unit returned to the pool directly (not by DeleteUser) looks free to the
+    pool; the next user it is handed to is refused precisely, and nothing is created."""
+    await tenant.company.office("hq", "USD")
+    (unit,) = await tenant.company.add("hq", "connect", 1)
+    holder = await tenant.user("hq", "John")
+    assert holder.license_unit_id == unit
+    await tenant.company.give_back([unit])
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await tenant.user("hq", "Alice")
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason_of(caught.value) == "UNIT_IN_USE"
+    listed = await tenant.stub.ListUsers(pb.ListUsersRequest(company_id=tenant.company_id))
+    assert [u.display_name for u in listed.users] == ["John"]
+    # Its hold was released: the unit is where the direct return put it, not held.
+    assert await unit_state(tenant, unit) == pool_pb.UNIT_STATE_SPARE
+
+
 async def test_create_user_is_idempotent_by_request_id(tenant: Tenant) -> None:
     await tenant.company.office("hq", "USD")
     await tenant.company.add("hq", "sell", 2)
