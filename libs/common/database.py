@@ -31,7 +31,11 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    url: str, size: int, connect_timeout: float = 5.0, **kwargs: Any
+    url: str,
+    size: int,
+    connect_timeout: float = 5.0,
+    application_name: str | None = None,
+    **kwargs: Any,
 ) -> asyncpg.Pool:
     """An asyncpg pool; statements are prepared and cached per connection.
 
@@ -41,7 +45,14 @@ async def create_pool(
     logging a traceback each time. One query at start still fails a misconfigured
     service at once. Making a connection gives up after `connect_timeout` seconds (a
     database host that does not answer at all fails calls, instead of holding them).
+    `application_name` names the sessions (pg_stat_activity shows which process holds
+    which connection).
     """
+    if application_name is not None:
+        kwargs["server_settings"] = {
+            **kwargs.get("server_settings", {}),
+            "application_name": application_name,
+        }
     pool = await asyncpg.create_pool(
         plain_url(url),
         min_size=0,

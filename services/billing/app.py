@@ -45,6 +45,11 @@ async def _idle() -> None:
     await asyncio.Event().wait()
 
 
+def session_name(pid: int | None = None) -> str:
+    """The database sessions' application_name of the billing process `pid` (this one)."""
+    return f"billing/{os.getpid() if pid is None else pid}"
+
+
 def crash_after(step: str) -> StepObserver | None:
     """For tests: exits the process right after the pool call `step` of a purchase
     ("restore", "reserve", "commit", "add") the way a crash would (no cleanup, nothing
@@ -109,7 +114,11 @@ async def start(
 ) -> BillingApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
     db = await create_pool(
-        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
+        settings.database_url,
+        settings.db_pool_size,
+        settings.database_connect_timeout_seconds,
+        # Per process: a replica's sessions are told apart (and, after a crash, seen end).
+        application_name=session_name(),
     )
     uow = PostgresBillingUnitOfWork(db, clock or DatabaseClock())
     pool = PoolGateway(

@@ -19,6 +19,7 @@ from licensing.billing.v1 import billing_pb2 as bpb
 from licensing.billing.v1 import billing_pb2_grpc
 from licensing.pool.v1 import pool_pb2 as ppb
 from licensing.pool.v1 import pool_pb2_grpc
+from services.billing.app import session_name
 from tests.support.billing import Shop
 from tests.support.pool import reason_of, rid
 from tests.support.processes import ServiceProcess, spawn, spawned
@@ -281,6 +282,26 @@ async def pending(db: asyncpg.Pool, shop: Shop) -> dict[str, tuple[str, uuid.UUI
     return {r["request_id"]: (r["step"], r["hold_id"]) for r in rows}
 
 
+async def sessions_of(db: asyncpg.Pool, process: ServiceProcess) -> int:
+    """How many database sessions the (billing) process has open."""
+    count: int = await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+        session_name(process.process.pid),
+    )
+    return count
+
+
+async def sessions_ended(db: asyncpg.Pool, process: ServiceProcess) -> None:
+    """Waits until the database has ended the sessions of a process that died. A statement
+    it sent before dying still runs (and commits) after its exit: until its sessions end,
+    the records may not yet say how far it got."""
+    for _ in range(200):
+        if not await sessions_of(db, process):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the sessions of {process.name} outlived it")
+
+
 async def hold_committed(shop: Shop, hold_id: uuid.UUID | None) -> bool:
     if hold_id is None:
         return False
@@ -306,6 +327,7 @@ async def crash_amid_purchases(
         await shop.plan(buyer, "USD", {"connect": 1000}, START)
     await shop.add("seller", "connect", POOL_SIZE)
     await shop.enable("USD")
+    assert await sessions_of(db, crashing)  # the wait for them below means something
     request_ids = {buyer: rid() for buyer in BUYERS}
     outcomes = await asyncio.gather(
         *(buy_within(shop, b, request_ids[b]) for b in BUYERS), return_exceptions=True
@@ -316,6 +338,9 @@ async def crash_amid_purchases(
         for o in outcomes
     ), outcomes
     assert await crashing.process.wait() == 70
+    # The steps as billing left them: a step it was recording as it died (say ADDING,
+    # the pivot of a purchase without a hold) lands after its exit.
+    await sessions_ended(db, crashing)
     interrupted = await pending(db, shop)
     # Several purchases were cut off, the one that crashed billing right after its commit
     # (past the pivot) among them.
