@@ -8,7 +8,10 @@ NULL (the database decides), a test clock passes its own instant.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import asyncpg
 
 
 class Clock(Protocol):
@@ -43,3 +46,18 @@ class FakeClock:
 
     def set(self, instant: datetime) -> None:
         self._now = instant
+
+
+class TransactionClock:
+    """The instant of one connection's statements: the clock's, else the database's
+    `now()` (the start of the connection's transaction)."""
+
+    def __init__(self, conn: asyncpg.Connection, clock: Clock) -> None:
+        self._conn = conn
+        self._clock = clock
+
+    async def now(self) -> datetime:
+        value: datetime = await self._conn.fetchval(
+            "SELECT coalesce($1::timestamptz, now())", self._clock.sql_now()
+        )
+        return value

@@ -1,10 +1,11 @@
 """What every gRPC handler shares, so each handler is only: validate, build the
 command, run the use case, convert the result.
 
-- `once`: the mutating-call ceremony. The request's `request_id` is claimed in the use
-  case's transaction, the response stored with the effect, and a replay answered with
-  the stored response, untouched. The handler returns the response's bytes: the server
-  sends them as they are (no second encoding; see `error_status`).
+- `once` (and `once_for`, of a command and its use case): the mutating-call ceremony.
+  The request's `request_id` is claimed in the use case's transaction, the response
+  stored with the effect, and a replay answered with the stored response, untouched. The
+  handler returns the response's bytes: the server sends them as they are (no second
+  encoding; see `error_status`).
 - pages: page size and token of a list request, and the next token of a page.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Protocol, TypeVar
 
 from google.protobuf.message import Message
@@ -32,6 +34,16 @@ class HasRequests(Protocol):
 
 
 TxR = TypeVar("TxR", bound=HasRequests)
+
+
+class OfCompany(Protocol):
+    """A command of one company (every mutating command)."""
+
+    @property
+    def company_id(self) -> uuid.UUID: ...
+
+
+C = TypeVar("C", bound=OfCompany)
 
 
 def method_name() -> str:
@@ -58,6 +70,17 @@ async def once(
         response = encode(await effect(tx)).SerializeToString()
         await tx.requests.complete(key, response)
     return response
+
+
+async def once_for(
+    uow: UnitOfWork[TxR],
+    request: Message,
+    command: C,
+    use_case: Callable[[C, TxR], Awaitable[R]],
+    encode: Callable[[R], Message],
+) -> bytes:
+    """`once` for a use case of (command, transaction), of the command's company."""
+    return await once(uow, request, command.company_id, partial(use_case, command), encode)
 
 
 def next_page_token(

@@ -269,6 +269,18 @@ class RequestLog(Protocol):
         ...
 
 
+class RequestIds:
+    """The request_ids kept for idempotency, as a whole: old ones are dropped."""
+
+    def __init__(self, conn: asyncpg.Connection, store: IdempotencyStore) -> None:
+        self._conn = conn
+        self._store = store
+
+    async def purge(self, retention_hours: int) -> int:
+        """Drops keys older than the retention; returns how many."""
+        return await self._store.purge(self._conn, retention_hours)
+
+
 class PostgresRequestLog:
     """`RequestLog` on one connection of the service's schema."""
 

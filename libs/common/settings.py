@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_POOL_ADDRESS = "127.0.0.1:50051"
+
+
+def shared_setting(prefix: str, name: str, default: str, description: str | None = None) -> Any:
+    """A setting the services share (`name`, e.g. DATABASE_URL) that one service's own
+    variable (`prefix` + `name`, e.g. POOL_DATABASE_URL) overrides."""
+    return Field(
+        default=default,
+        validation_alias=AliasChoices(prefix + name, name),
+        description=description,
+    )
 
 
 class ServiceSettings(BaseSettings):
@@ -16,7 +31,7 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
     database_url: str = Field(
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        default=DEFAULT_DATABASE_URL,
         description="PostgreSQL URL (postgresql://...); the service uses its own schema.",
     )
     host: str = Field(default="127.0.0.1", description="Address to listen on.")

@@ -31,6 +31,14 @@ class UnitOfWork(Protocol[Tx_co]):
         ...
 
 
+class SnapshotUnitOfWork(UnitOfWork[Tx_co], Protocol):
+    """Transactions, plain reads, and reads of one instant."""
+
+    def snapshot(self) -> AbstractAsyncContextManager[Tx_co]:
+        """Reads that all see the database as of one instant (nothing can be written)."""
+        ...
+
+
 class PostgresUnitOfWork(Generic[Tx]):
     """Transactions on an asyncpg pool; `bind` builds the repositories of one connection."""
 
@@ -46,4 +54,12 @@ class PostgresUnitOfWork(Generic[Tx]):
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Tx]:
         async with self._db.acquire() as conn:
+            yield self._bind(conn)
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Tx]:
+        async with (
+            self._db.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
             yield self._bind(conn)

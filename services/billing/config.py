@@ -3,23 +3,23 @@ shared; the pool service is found through POOL_ADDRESS, as `make run` sets it)."
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from libs.common.settings import ServiceSettings
+from libs.common.settings import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_POOL_ADDRESS,
+    ServiceSettings,
+    shared_setting,
+)
 
 
 class BillingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BILLING_", frozen=True, extra="ignore")
 
-    database_url: str = Field(
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        validation_alias=AliasChoices("BILLING_DATABASE_URL", "DATABASE_URL"),
-    )
-    pool_address: str = Field(
-        default="127.0.0.1:50051",
-        validation_alias=AliasChoices("BILLING_POOL_ADDRESS", "POOL_ADDRESS"),
-        description="host:port of the pool service.",
+    database_url: str = shared_setting("BILLING_", "DATABASE_URL", DEFAULT_DATABASE_URL)
+    pool_address: str = shared_setting(
+        "BILLING_", "POOL_ADDRESS", DEFAULT_POOL_ADDRESS, "host:port of the pool service."
     )
     pool_deadline_seconds: float = Field(default=5.0, gt=0, description="Per pool call.")
     pool_attempts: int = Field(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from libs.common.clock import Clock
-from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestLog
+from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestIds, RequestLog
 from libs.common.unit_of_work import PostgresUnitOfWork, UnitOfWork
 from services.billing.repository.instants import Instants
 from services.billing.repository.invoices import Invoices
@@ -19,18 +19,6 @@ from services.billing.repository.purchases import Purchases
 from services.billing.repository.quotes import Quotes
 
 SCHEMA = "billing"
-
-
-class RequestIds:
-    """The request_ids kept for idempotency, as a whole: old ones are dropped."""
-
-    def __init__(self, conn: asyncpg.Connection, store: IdempotencyStore) -> None:
-        self._conn = conn
-        self._store = store
-
-    async def purge(self, retention_hours: int) -> int:
-        """Drops keys older than the retention; returns how many."""
-        return await self._store.purge(self._conn, retention_hours)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,19 +3,16 @@ shared)."""
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from libs.common.settings import ServiceSettings
+from libs.common.settings import DEFAULT_DATABASE_URL, ServiceSettings, shared_setting
 
 
 class CreditsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CREDITS_", frozen=True, extra="ignore")
 
-    database_url: str = Field(
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        validation_alias=AliasChoices("CREDITS_DATABASE_URL", "DATABASE_URL"),
-    )
+    database_url: str = shared_setting("CREDITS_", "DATABASE_URL", DEFAULT_DATABASE_URL)
     max_batch: int = Field(default=256, ge=1, description="Usage records per transaction.")
     max_waiting: int = Field(default=4096, ge=1, description="Usage records queued per pool.")
     max_batch_records: int = Field(

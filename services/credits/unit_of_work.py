@@ -5,33 +5,20 @@ place the service opens connections and transactions."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
 
 import asyncpg
 
 from libs.common.clock import Clock
-from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestLog
+from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestIds, RequestLog
 from libs.common.reasons import Reason
-from libs.common.unit_of_work import PostgresUnitOfWork, UnitOfWork
+from libs.common.unit_of_work import PostgresUnitOfWork, SnapshotUnitOfWork
 from services.credits.repository.ledger import LedgerRepository
 from services.credits.repository.offices import OfficeRepository
 from services.credits.repository.usage import UsageRepository
 
 SCHEMA = "credits"
-
-
-class RequestIds:
-    """The request_ids kept for idempotency, as a whole: old ones are dropped."""
-
-    def __init__(self, conn: asyncpg.Connection, store: IdempotencyStore) -> None:
-        self._conn = conn
-        self._store = store
-
-    async def purge(self, retention_hours: int) -> int:
-        """Drops keys older than the retention; returns how many."""
-        return await self._store.purge(self._conn, retention_hours)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +32,7 @@ class Tx:
     request_ids: RequestIds
 
 
-class CreditsUnitOfWork(UnitOfWork[Tx], Protocol):
-    """Transactions, plain reads, and reads of one instant."""
-
-    def snapshot(self) -> AbstractAsyncContextManager[Tx]:
-        """Reads that all see the database as of one instant (read only)."""
-        ...
+CreditsUnitOfWork = SnapshotUnitOfWork[Tx]
 
 
 class PostgresCreditsUnitOfWork(PostgresUnitOfWork[Tx]):
@@ -69,8 +51,6 @@ class PostgresCreditsUnitOfWork(PostgresUnitOfWork[Tx]):
             )
 
         super().__init__(db, bind)
-        self._pool = db
-        self._bind_tx = bind
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
@@ -85,11 +65,3 @@ class PostgresCreditsUnitOfWork(PostgresUnitOfWork[Tx]):
             raise Reason.CONCURRENT_CHANGE.error(
                 "two requests waited for each other and this one was rolled back; retry"
             ) from None
-
-    @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[Tx]:
-        async with (
-            self._pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            yield self._bind_tx(conn)

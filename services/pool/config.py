@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from libs.common.settings import ServiceSettings
+from libs.common.settings import DEFAULT_DATABASE_URL, ServiceSettings, shared_setting
 
 
 class PoolSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="POOL_", frozen=True, extra="ignore")
 
-    database_url: str = Field(
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        validation_alias=AliasChoices("POOL_DATABASE_URL", "DATABASE_URL"),
-    )
+    database_url: str = shared_setting("POOL_", "DATABASE_URL", DEFAULT_DATABASE_URL)
     grace_seconds: float = Field(default=1800, ge=0, description="Grace period of returned units.")
     hold_default_seconds: int = Field(default=300, ge=1)
     hold_max_seconds: int = Field(default=900, ge=1)

@@ -3,16 +3,13 @@ of work that hands them out, the only place the pool opens connections and trans
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
 
 import asyncpg
 
 from libs.common.clock import Clock
 from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestLog
-from libs.common.unit_of_work import PostgresUnitOfWork, UnitOfWork
+from libs.common.unit_of_work import PostgresUnitOfWork, SnapshotUnitOfWork
 from services.pool.repository.allocation import Allocations
 from services.pool.repository.locks import Housekeeping, Locks
 from services.pool.repository.offices import Offices
@@ -38,22 +35,9 @@ class Tx:
     requests: RequestLog
 
 
-class PoolUnitOfWork(UnitOfWork[Tx], Protocol):
-    """The pool's transactions; snapshots read as of one instant besides."""
-
-    def snapshot(self) -> AbstractAsyncContextManager[Tx]:
-        """Reads that all see the database as of one instant (nothing can be written)."""
-        ...
-
-
-class PostgresPoolUnitOfWork(PostgresUnitOfWork[Tx]):
-    @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[Tx]:
-        async with (
-            self._db.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            yield self._bind(conn)
+# The pool's transactions; snapshots read as of one instant besides.
+PoolUnitOfWork = SnapshotUnitOfWork[Tx]
+PostgresPoolUnitOfWork = PostgresUnitOfWork[Tx]
 
 
 def unit_of_work(db: asyncpg.Pool, clock: Clock) -> PostgresPoolUnitOfWork:

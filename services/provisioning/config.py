@@ -6,20 +6,20 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from libs.common.settings import ServiceSettings
+from libs.common.settings import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_POOL_ADDRESS,
+    ServiceSettings,
+    shared_setting,
+)
 
 
 class ProvisioningSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="PROVISIONING_", frozen=True, extra="ignore")
 
-    database_url: str = Field(
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        validation_alias=AliasChoices("PROVISIONING_DATABASE_URL", "DATABASE_URL"),
-    )
-    pool_address: str = Field(
-        default="127.0.0.1:50051",
-        validation_alias=AliasChoices("PROVISIONING_POOL_ADDRESS", "POOL_ADDRESS"),
-        description="host:port of the pool service.",
+    database_url: str = shared_setting("PROVISIONING_", "DATABASE_URL", DEFAULT_DATABASE_URL)
+    pool_address: str = shared_setting(
+        "PROVISIONING_", "POOL_ADDRESS", DEFAULT_POOL_ADDRESS, "host:port of the pool service."
     )
     billing_address: str | None = Field(
         default=None,

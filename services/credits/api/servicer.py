@@ -5,31 +5,17 @@ generated servicer base class."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
-
 import grpc
-from google.protobuf.message import Message
 
 from libs.common import call_context
-from libs.common.handlers import once
+from libs.common.handlers import once_for
 from libs.common.validation import currency_field, optional_currency_field, uuid_field
 from licensing.credits.v1 import credits_pb2 as pb
 from services.credits.api import convert
-from services.credits.unit_of_work import CreditsUnitOfWork, Tx
+from services.credits.unit_of_work import CreditsUnitOfWork
 from services.credits.use_cases import accounts, grants, ledger, pooling, usage
 from services.credits.use_cases.accounts import PutAccount
 from services.credits.use_cases.recording import RecordUsage, UsageRecorder
-
-
-class _OfCompany(Protocol):
-    @property
-    def company_id(self) -> uuid.UUID: ...
-
-
-C = TypeVar("C", bound=_OfCompany)
-R = TypeVar("R")
 
 
 class CreditsServicer:
@@ -45,25 +31,15 @@ class CreditsServicer:
         self._recorder = recorder
         self._max_batch_records = max_batch_records
 
-    async def _once(
-        self,
-        request: Message,
-        command: C,
-        use_case: Callable[[C, Tx], Awaitable[R]],
-        encode: Callable[[R], Message],
-    ) -> bytes:
-        """A one-transaction mutation, at most once per request_id of its company."""
-        return await once(
-            self._uow, request, command.company_id, lambda tx: use_case(command, tx), encode
-        )
-
     # --- accounts -------------------------------------------------------------------------
 
     async def PutAccount(
         self, request: pb.PutAccountRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
         account = convert.account(request)
-        return await self._once(request, account, self._put_account, convert.put_account_response)
+        return await once_for(
+            self._uow, request, account, self._put_account, convert.put_account_response
+        )
 
     async def GetAccount(
         self, request: pb.GetAccountRequest, context: grpc.aio.ServicerContext
@@ -86,7 +62,9 @@ class CreditsServicer:
         self, request: pb.SetCreditPoolingRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
         command = convert.set_pooling(request)
-        return await self._once(request, command, pooling.set_pooling, convert.pooling_response)
+        return await once_for(
+            self._uow, request, command, pooling.set_pooling, convert.pooling_response
+        )
 
     async def GetCreditPooling(
         self, request: pb.GetCreditPoolingRequest, context: grpc.aio.ServicerContext
@@ -100,7 +78,9 @@ class CreditsServicer:
         self, request: pb.GrantCreditsRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
         command = convert.grant(request)
-        return await self._once(request, command, grants.grant_credits, convert.granted_response)
+        return await once_for(
+            self._uow, request, command, grants.grant_credits, convert.granted_response
+        )
 
     # --- usage ----------------------------------------------------------------------------
 

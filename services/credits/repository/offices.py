@@ -8,6 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
+from libs.common.rows import from_row
 from services.credits.domain.model import OfficeAccount, OveragePolicy, Pooling
 
 OFFICE_COLUMNS = """company_id, office_id, currency, is_primary, allowance, period_anchor,
@@ -27,16 +28,11 @@ LEFT JOIN credits.offices o
 
 
 def to_office(row: asyncpg.Record) -> OfficeAccount:
-    return OfficeAccount(
-        company_id=row["company_id"],
-        office_id=row["office_id"],
-        currency=row["currency"],
+    return from_row(
+        OfficeAccount,
+        row,
         primary=row["is_primary"],
-        allowance=row["allowance"],
-        period_anchor=row["period_anchor"],
         overage_policy=OveragePolicy(row["overage_policy"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
     )
 
 

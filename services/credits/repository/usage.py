@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from libs.common.rows import from_row
 from services.credits.domain.model import Period, Split, UsageKind, UsageRecord, UsageTotal
 
 USAGE_COLUMNS = """usage_id, request_id, company_id, office_id, kind, currency, amount,
@@ -68,15 +69,10 @@ class UsageFilter:
 
 
 def to_usage(row: asyncpg.Record) -> UsageRecord:
-    return UsageRecord(
-        usage_id=row["usage_id"],
-        request_id=row["request_id"],
-        company_id=row["company_id"],
-        office_id=row["office_id"],
+    return from_row(
+        UsageRecord,
+        row,
         kind=UsageKind(row["kind"]),
-        currency=row["currency"],
-        amount=row["amount"],
-        occurred_at=row["occurred_at"],
         period=Period(row["period_start"], row["period_end"]),
         split=Split(
             allowance=row["from_allowance"],
@@ -85,7 +81,6 @@ def to_usage(row: asyncpg.Record) -> UsageRecord:
             ai_agent_credits=row["from_ai_agent_credits"],
             overage=row["overage"],
         ),
-        recorded_at=row["recorded_at"],
     )
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
+from libs.common.rows import from_row
 from services.pool.domain.model import (
     Assignee,
     Hold,
@@ -36,20 +37,12 @@ RECEIPT_COLUMNS = """receipt_id, company_id, office_id, currency, license_type, 
 
 def to_unit(row: asyncpg.Record) -> Unit:
     kind = row["assignee_kind"]
-    return Unit(
-        unit_id=row["unit_id"],
-        company_id=row["company_id"],
-        office_id=row["office_id"],
-        currency=row["currency"],
-        license_type=row["license_type"],
+    return from_row(
+        Unit,
+        row,
         state=UnitState(row["state"]),
         assignee=Assignee(kind, row["assignee_id"] or "") if kind else None,
-        returned_at=row["returned_at"],
-        claimable_at=row["claimable_at"],
-        hold_id=row["hold_id"],
         held_from=UnitState(row["held_from"]) if row["held_from"] else None,
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
     )
 
 
@@ -58,39 +51,17 @@ def to_units_by_id(rows: list[asyncpg.Record]) -> list[Unit]:
 
 
 def to_hold(row: asyncpg.Record) -> Hold:
-    return Hold(
-        hold_id=row["hold_id"],
-        company_id=row["company_id"],
-        office_id=row["office_id"],
-        currency=row["currency"],
-        license_type=row["license_type"],
-        state=HoldState(row["state"]),
-        unit_ids=tuple(row["unit_ids"]),
-        expires_at=row["expires_at"],
-        receipt_id=row["receipt_id"],
-        created_at=row["created_at"],
-        resolved_at=row["resolved_at"],
-    )
+    return from_row(Hold, row, state=HoldState(row["state"]), unit_ids=tuple(row["unit_ids"]))
 
 
 def to_office(row: asyncpg.Record) -> Office:
-    return Office(
-        company_id=row["company_id"],
-        office_id=row["office_id"],
-        currency=row["currency"],
-        plan_kind=PlanKind(row["plan_kind"]),
-        primary=row["is_primary"],
-    )
+    return from_row(Office, row, plan_kind=PlanKind(row["plan_kind"]), primary=row["is_primary"])
 
 
 def to_receipt(row: asyncpg.Record) -> Receipt:
-    return Receipt(
-        receipt_id=row["receipt_id"],
-        company_id=row["company_id"],
-        office_id=row["office_id"],
-        currency=row["currency"],
-        license_type=row["license_type"],
-        requested=row["requested"],
+    return from_row(
+        Receipt,
+        row,
         taken=tuple(
             SourceTake(Source(t["source"]), tuple(uuid.UUID(u) for u in t["unit_ids"]))
             for t in row["taken"]
@@ -104,8 +75,6 @@ def to_receipt(row: asyncpg.Record) -> Receipt:
             )
             for p in row["passed_over"]
         ),
-        hold_id=row["hold_id"],
-        created_at=row["created_at"],
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from libs.common.rows import from_row
 from services.provisioning.domain.model import (
     Addon,
     Failure,
@@ -55,18 +56,7 @@ def to_license(row: asyncpg.Record) -> License:
     addons = [
         Addon(uuid.UUID(a["id"]), a["type"], datetime.fromisoformat(a["at"])) for a in row["addons"]
     ]
-    return License(
-        license_id=row["license_id"],
-        company_id=row["company_id"],
-        office_id=row["office_id"],
-        license_type=row["license_type"],
-        user_id=row["user_id"],
-        ext_key=row["ext_key"],
-        number=row["number"],
-        addons=tuple(addons),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    return from_row(License, row, addons=tuple(addons))
 
 
 def _issues(items: Sequence[dict[str, Any]]) -> tuple[RowIssue, ...]:
@@ -94,13 +84,11 @@ def quote_json(quote: Iterable[QuoteLine]) -> list[dict[str, Any]]:
 
 def to_import(row: asyncpg.Record) -> StoredImport:
     failure = row["failure"]
-    job = ImportJob(
-        import_id=row["import_id"],
-        company_id=row["company_id"],
-        office_id=row["office_id"],
+    job = from_row(
+        ImportJob,
+        row,
         state=ImportState(row["state"]),
         stage=ImportStage(row["stage"]),
-        row_count=row["row_count"],
         errors=(),
         error_count=0,
         warnings=_issues(row["warnings"]),
@@ -112,9 +100,6 @@ def to_import(row: asyncpg.Record) -> StoredImport:
             row["rows_applied"],
         ),
         failure=Failure(**failure) if failure else None,
-        rows_reconfiguring=row["rows_reconfiguring"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
     )
     return StoredImport(job, bytes(row["fingerprint"]), row["attempt"], row["chunk_size"])
 
@@ -140,11 +125,10 @@ def holds_json(holds: Sequence[Held]) -> list[dict[str, Any]]:
 
 def to_pool_operation(row: asyncpg.Record) -> PoolOperation:
     plan = row["plan"]
-    return PoolOperation(
-        company_id=row["company_id"],
-        request_id=row["request_id"],
+    return from_row(
+        PoolOperation,
+        row,
         fingerprint=bytes(row["fingerprint"]),
-        attempt=row["attempt"],
         step=Step(row["step"]),
         plan=Plan(
             kind=row["kind"],
@@ -160,11 +144,9 @@ def to_pool_operation(row: asyncpg.Record) -> PoolOperation:
             returns=tuple(uuid.UUID(u) for u in plan["returns"]),
             args=dict(plan["args"]),
         ),
-        round=row["round"],
         holds=tuple(
             Held(uuid.UUID(h["hold_id"]), tuple(uuid.UUID(u) for u in h["unit_ids"]))
             for h in row["holds"]
         ),
         response=bytes(row["response"]) if row["response"] is not None else None,
-        lease_owner=row["lease_owner"],
     )
