@@ -4,9 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
-GEN_STAMP := gen/.stamp
+# The client package (client/) holds the generated stubs, built by its own build step.
+GEN_STAMP := client/src/licensing/.generated
 
-.PHONY: run test test-unit test-integration test-e2e test-fuzz lint typecheck buf-lint proto install bench demo clean
+.PHONY: run test test-unit test-integration test-e2e test-fuzz lint typecheck buf-lint proto install dist bench demo clean
 
 run: $(GEN_STAMP)  ## Run the whole platform locally (embedded PostgreSQL unless DATABASE_URL is set)
 	$(PY) -m services
@@ -39,28 +40,22 @@ proto: $(GEN_STAMP)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml client/setup.py client/build_stubs.py
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q grpcio-tools==1.85.1 mypy-protobuf==5.1.0
-	$(MAKE) --no-print-directory gen-code
+	$(PY) -m pip install -q setuptools==84.2.1 grpcio-tools==1.85.1 mypy-protobuf==5.1.0
+	# licensing-client first (its build step generates the stubs), then the platform.
+	$(PY) -m pip install -q --no-build-isolation -e ./client
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# Generated code is built from proto/, never edited.
+# Generated code is built from proto/, never edited: again when a .proto changes.
 $(GEN_STAMP): $(STAMP) $(PROTOS)
-	$(MAKE) --no-print-directory gen-code
+	$(PY) client/build_stubs.py
 
-.PHONY: gen-code
-gen-code:  # into a fresh directory, then swapped in: running code never sees it half-built
-	rm -rf gen.new && mkdir -p gen.new
-	$(PY) -m grpc_tools.protoc -Iproto --python_out=gen.new --grpc_python_out=gen.new \
-		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=gen.new \
-		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=gen.new \
-		$(PROTOS)
-	find gen.new/licensing -type d -exec touch {}/__init__.py \;
-	touch gen.new/licensing/py.typed gen.new/.stamp
-	rm -rf gen.old && { [ ! -d gen ] || mv gen gen.old; } && mv gen.new gen && rm -rf gen.old
+dist: $(STAMP)  ## Build the licensing-client wheel into dist/ (stubs generated from proto/)
+	rm -rf client/build
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation ./client -w dist
 
 bench: $(GEN_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
@@ -69,4 +64,5 @@ demo: $(GEN_STAMP)
 	$(PY) -m licensing_cli.demo
 
 clean:
-	rm -rf gen .venv .local
+	rm -rf gen .venv .local dist client/build $(GEN_STAMP) \
+		$(patsubst %,client/src/licensing/%,billing credits pool provisioning)

@@ -23,8 +23,8 @@ from libs.common.admission import Admission
 from libs.common.database_outage import DatabaseWatch
 from libs.common.error_status import ErrorMappingInterceptor
 from libs.common.settings import ServiceSettings
+from licensing.client import MAX_MESSAGE_BYTES  # clients and servers allow the same
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 LIVENESS = "liveness"
 # Calls gRPC core holds until grpc.aio takes them (one at a time, on the event loop). Past
 # core's default backlog (1,000, then randomly up to 3,000) core drops arrivals itself and
