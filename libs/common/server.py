@@ -105,6 +105,12 @@ async def start_server(
             # CSV uploads and bulk responses (10,000 units) exceed gRPC's 4 MB default.
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Long-lived connections would pin a client to the replicas it first found.
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
+            (
+                "grpc.max_connection_age_grace_ms",
+                int(settings.max_connection_age_grace_seconds * 1000),
+            ),
         ],
     )
     for registration in registrations:
