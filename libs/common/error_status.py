@@ -8,6 +8,7 @@ never leak to callers.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from libs.common import call_context
+from libs.common import call_context, metrics
 from libs.common.errors import DomainError, ErrorKind, InvalidArgument
 from libs.common.logging_limits import RateLimitedWarning
 from libs.common.request_checks import decoder
@@ -118,6 +119,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             async def guarded(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
                 call = call_context.begin(method, context.time_remaining())
+                began = time.perf_counter()
                 started = None
                 try:
                     if admission is not None:
@@ -131,6 +133,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 finally:
                     if started is not None:
                         admission.leave(started)  # type: ignore[union-attr]
+                    metrics.record_call(method, context.code(), time.perf_counter() - began)
                     call_context.end(call)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -148,6 +151,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 # Each call runs in a task of its own: the context ends with it (an async
                 # generator may be closed from another context, where a reset would fail).
                 call_context.begin(method, context.time_remaining())
+                began = time.perf_counter()
                 started = None
                 try:
                     if admission is not None:
@@ -161,6 +165,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 finally:
                     if started is not None:
                         admission.leave(started, stream=True)  # type: ignore[union-attr]
+                    metrics.record_call(method, context.code(), time.perf_counter() - began)
 
             return grpc.unary_stream_rpc_method_handler(
                 guarded_stream,

@@ -23,6 +23,7 @@ from libs.common.admission import Admission
 from libs.common.database_outage import DatabaseWatch
 from libs.common.error_status import ErrorMappingInterceptor
 from libs.common.settings import ServiceSettings
+from libs.common.telemetry import TRACED_CALLS
 from licensing.client import MAX_MESSAGE_BYTES  # clients and servers allow the same
 
 LIVENESS = "liveness"
@@ -95,7 +96,7 @@ async def start_server(
     admission = Admission(settings.max_concurrent_rpcs)
     server = grpc.aio.server(
         interceptors=[
-            aio_server_interceptor(),  # type: ignore[no-untyped-call]
+            aio_server_interceptor(filter_=TRACED_CALLS),  # type: ignore[no-untyped-call]
             ErrorMappingInterceptor(error_domain, database, admission),
         ],
         options=[

@@ -47,6 +47,7 @@ class ServiceSettings(BaseSettings):
     )
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: str = Field(default="INFO")
-    # "none", "console", or a file path that receives one JSON span per line.
+    # "none", "console", or a file path that receives one JSON span per line; besides
+    # the OTEL_* variables (OTLP export, see libs/common/telemetry.py).
     traces: str = Field(default="none")
     idempotency_retention_hours: int = Field(default=48, ge=24)

@@ -33,6 +33,7 @@ from dataclasses import replace
 
 import asyncpg
 
+from libs.common import metrics
 from libs.common.clock import Clock
 from libs.common.errors import DomainError, FailedPrecondition
 from services.provisioning.config import ProvisioningSettings
@@ -506,6 +507,7 @@ class _Run:
                     stage=ImportStage.NONE.value,
                     rows_applied=len(rows),
                 )
+            metrics.import_rows.add(len(rows))  # committed
         except asyncpg.IntegrityConstraintViolationError as error:
             constraint = error.constraint_name or ""
             reason = {
