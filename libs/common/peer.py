@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -31,11 +30,11 @@ from libs.common.error_status import error_info, other_details
 from libs.common.errors import DomainError, error_of
 from libs.common.logging_limits import RateLimitedWarning
 from libs.common.reasons import Reason
+from licensing import client
+from licensing.client import MAX_MESSAGE_BYTES, RETRYABLE_CODES, mutating_methods
 
-# Bulk responses (10,000 units) and CSV uploads exceed gRPC's 4 MB default; clients and
-# servers allow the same size.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-RETRYABLE_CODES = ("UNAVAILABLE", "ABORTED")
+# Channels are the client package's (licensing.client), as any caller of ours gets them.
+__all__ = ["MAX_MESSAGE_BYTES", "RETRYABLE_CODES", "Peer", "PeerSettings", "mutating_methods"]
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -54,53 +53,17 @@ class PeerSettings:
     keepalive_seconds: float = 30.0
 
 
-def mutating_methods(services: Iterable[ServiceDescriptor]) -> list[tuple[str, str]]:
-    """(service, method) of every method whose request carries a request_id."""
-    return [
-        (service.full_name, method.name)
-        for service in services
-        for method in service.methods
-        if "request_id" in method.input_type.fields_by_name
-    ]
-
-
 def service_config(services: Iterable[ServiceDescriptor], settings: PeerSettings) -> str:
     """The gRPC service config: round_robin, and retries for idempotent methods."""
-    names = [{"service": s, "method": m} for s, m in mutating_methods(services)]
-    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
-    if names:
-        config["methodConfig"] = [
-            {
-                "name": names,
-                "retryPolicy": {
-                    "maxAttempts": min(settings.max_attempts, 5),
-                    "initialBackoff": f"{min(0.05, settings.max_backoff_seconds)}s",
-                    "maxBackoff": f"{settings.max_backoff_seconds}s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": list(RETRYABLE_CODES),
-                },
-            }
-        ]
-    return json.dumps(config)
+    return client.service_config(services, settings.max_attempts, settings.max_backoff_seconds)
 
 
 def channel_options(
     services: Iterable[ServiceDescriptor], settings: PeerSettings
 ) -> list[tuple[str, Any]]:
-    keepalive_ms = int(settings.keepalive_seconds * 1000)
-    return [
-        ("grpc.service_config", service_config(services, settings)),
-        ("grpc.enable_retries", 1),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.keepalive_time_ms", keepalive_ms),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.http2.max_pings_without_data", 0),
-        # A peer that comes back is found again within seconds, not minutes.
-        ("grpc.initial_reconnect_backoff_ms", 200),
-        ("grpc.min_reconnect_backoff_ms", 200),
-        ("grpc.max_reconnect_backoff_ms", 2000),
-    ]
+    return client.channel_options(
+        services, max_attempts=settings.max_attempts, keepalive_seconds=settings.keepalive_seconds
+    )
 
 
 def open_channel(
@@ -111,11 +74,14 @@ def open_channel(
 ) -> grpc.aio.Channel:
     """A channel to `target` (host:port, dns:///name:port, ipv4:a:p,b:p) with our options,
     tracing, and TLS when `credentials` are given."""
-    options = channel_options(list(services), settings)
-    interceptors = aio_client_interceptors()  # type: ignore[no-untyped-call]
-    if credentials is None:
-        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
-    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
+    return client.aio_channel(
+        target,
+        credentials=credentials,
+        services=list(services),
+        max_attempts=settings.max_attempts,
+        keepalive_seconds=settings.keepalive_seconds,
+        interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
+    )
 
 
 def call_timeout(settings: PeerSettings) -> float:

@@ -23,8 +23,9 @@ from libs.common.admission import Admission
 from libs.common.database_outage import DatabaseWatch
 from libs.common.error_status import CallGuard
 from libs.common.settings import ServiceSettings
+from libs.common.telemetry import TRACED_CALLS
+from licensing.client import MAX_MESSAGE_BYTES  # clients and servers allow the same
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 LIVENESS = "liveness"
 # Calls gRPC core holds until grpc.aio takes them (one at a time, on the event loop). Past
 # core's default backlog (1,000, then randomly up to 3,000) core drops arrivals itself and
@@ -94,7 +95,7 @@ async def start_server(
     """
     admission = Admission(settings.max_concurrent_rpcs)
     server = grpc.aio.server(
-        interceptors=[aio_server_interceptor()],  # type: ignore[no-untyped-call]
+        interceptors=[aio_server_interceptor(filter_=TRACED_CALLS)],  # type: ignore[no-untyped-call]
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.server.max_pending_requests", MAX_UNTAKEN_CALLS),
@@ -102,6 +103,12 @@ async def start_server(
             # CSV uploads and bulk responses (10,000 units) exceed gRPC's 4 MB default.
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Long-lived connections would pin a client to the replicas it first found.
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
+            (
+                "grpc.max_connection_age_grace_ms",
+                int(settings.max_connection_age_grace_seconds * 1000),
+            ),
         ],
     )
     guard = CallGuard(error_domain, database, admission)

@@ -34,8 +34,20 @@ class ServiceSettings(BaseSettings):
     max_concurrent_rpcs: int = Field(
         default=512, ge=1, description="Calls in flight before new ones are refused."
     )
+    max_connection_age_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Connections older than this are closed (GOAWAY; +-10%): clients connect "
+        "again and spread over the replicas there are now, new ones too.",
+    )
+    max_connection_age_grace_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long calls on a closed connection (a long stream) may still run.",
+    )
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: str = Field(default="INFO")
-    # "none", "console", or a file path that receives one JSON span per line.
+    # "none", "console", or a file path that receives one JSON span per line; besides
+    # the OTEL_* variables (OTLP export, see libs/common/telemetry.py).
     traces: str = Field(default="none")
     idempotency_retention_hours: int = Field(default=48, ge=24)

@@ -4,7 +4,7 @@ purchases are tested, in-process too)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
@@ -248,14 +248,18 @@ class Processes:
 
 @asynccontextmanager
 async def spawned_platform(
-    database_url: str, traces: str = "", **provisioning: str
+    database_url: str,
+    traces: str = "",
+    billing_env: Mapping[str, str] | None = None,
+    **provisioning: str,
 ) -> AsyncIterator[Processes]:
     """The three services as processes, stopped with SIGTERM at the end.
-    `provisioning` are extra PROVISIONING_<KEY> settings."""
+    `provisioning` are extra PROVISIONING_<KEY> settings; `billing_env` more variables of
+    the billing process."""
     async with AsyncExitStack() as stack:
         pool = await spawn("pool", service_env("pool", database_url, traces))
         stack.push_async_callback(pool.stop)
-        billing_env = service_env("billing", database_url, traces)
+        billing_env = {**service_env("billing", database_url, traces), **(billing_env or {})}
         billing = await spawn("billing", billing_env | {"POOL_ADDRESS": pool.address})
         stack.push_async_callback(billing.stop)
         pool_channel = grpc.aio.insecure_channel(pool.address, options=_BIG_MESSAGES)
