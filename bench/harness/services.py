@@ -50,6 +50,9 @@ def service_environment(
         f"{prefix}_HOST": "127.0.0.1",
         f"{prefix}_LOG_LEVEL": "WARNING",
         f"{prefix}_TRACES": "none",
+        # Plaintext unless the scenario asks for mutual TLS (`extra` with the TLS files):
+        # the scenarios' clients and baselines talk plaintext.
+        f"{prefix}_TLS_ENABLED": "false",
         **(extra or {}),
     }
 

@@ -9,6 +9,10 @@
 - **Balancing**: `round_robin` over every address the target resolves to (a headless
   Kubernetes Service gives one per replica); servers close connections after a maximum
   age, so new replicas get traffic too.
+- **Identity**: with TLS on, the channel presents the service's own certificate
+  (`libs.common.tls.peer_credentials`), and every call carries on the company-scoped
+  token of the call being served, if it came with one (`TokenForwarding`): the peer
+  holds it to the same companies.
 - **Errors**: a peer's `ErrorInfo` reason comes back as the same registered reason (with
   its metadata and the other details, e.g. an allocation receipt, passed on as they
   came); a peer that cannot be reached or breaks inside is `UNAVAILABLE` with the peer's
@@ -18,7 +22,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -27,10 +31,12 @@ from google.protobuf.descriptor import ServiceDescriptor
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from libs.common import call_context
+from libs.common.authz import current_token
 from libs.common.error_status import error_info, other_details
 from libs.common.errors import DomainError, error_of
 from libs.common.logging_limits import RateLimitedWarning
 from libs.common.reasons import Reason
+from libs.common.tokens import METADATA_KEY as TOKEN_METADATA_KEY
 
 # Bulk responses (10,000 units) and CSV uploads exceed gRPC's 4 MB default; clients and
 # servers allow the same size.
@@ -102,6 +108,46 @@ def channel_options(
     ]
 
 
+class TokenForwarding(
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds the served call's company-scoped token to each outgoing call."""
+
+    @staticmethod
+    def _details(details: Any) -> Any:
+        token = current_token()
+        if token is None:
+            return details
+        metadata = list(details.metadata or ())
+        metadata.append((TOKEN_METADATA_KEY, f"Bearer {token.raw}"))
+        return details._replace(metadata=metadata)
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request)
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request)
+
+
+def dial(
+    target: str,
+    credentials: grpc.ChannelCredentials | None,
+    options: Sequence[tuple[str, Any]] = (),
+    interceptors: Sequence[Any] = (),
+) -> grpc.aio.Channel:
+    """A channel to a peer: TLS with `credentials` (None: plaintext), the served call's
+    token carried on, then `interceptors`."""
+    chain = [TokenForwarding(), *interceptors]
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=list(options), interceptors=chain)
+    return grpc.aio.secure_channel(target, credentials, options=list(options), interceptors=chain)
+
+
 def open_channel(
     target: str,
     services: Iterable[ServiceDescriptor],
@@ -112,9 +158,7 @@ def open_channel(
     tracing, and TLS when `credentials` are given."""
     options = channel_options(list(services), settings)
     interceptors = aio_client_interceptors()  # type: ignore[no-untyped-call]
-    if credentials is None:
-        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
-    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
+    return dial(target, credentials, options, interceptors)
 
 
 def call_timeout(settings: PeerSettings) -> float:

@@ -9,6 +9,7 @@ outage of the database does not get the service restarted.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,10 +20,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from libs.common import tls
 from libs.common.admission import Admission
+from libs.common.authz import AuthorizationInterceptor, Authorizer, Policy
 from libs.common.database_outage import DatabaseWatch
 from libs.common.error_status import ErrorMappingInterceptor
 from libs.common.settings import ServiceSettings
+from libs.common.tokens import TokenVerifier
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 LIVENESS = "liveness"
@@ -55,6 +61,10 @@ class RunningServer:
     names: tuple[str, ...]
     database: DatabaseWatch
     admission: Admission
+    # The plaintext port that serves only grpc.health.v1 (kubelet's probes), if any.
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
+    credentials: tls.ReloadingServerCredentials | None = None
 
     async def set_serving(self, serving: bool) -> None:
         """Whether calls can be answered (the overall status and each service's)."""
@@ -75,6 +85,8 @@ class RunningServer:
         elapsed = asyncio.get_running_loop().time() - started
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(max(grace - elapsed, 0))
+        if self.health_server is not None:
+            await self.health_server.stop(0)
 
 
 async def start_server(
@@ -93,11 +105,22 @@ async def start_server(
     instead of queueing without bound.
     """
     admission = Admission(settings.max_concurrent_rpcs)
+    files = tls.service_files(settings)
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        aio_server_interceptor(),  # type: ignore[no-untyped-call]
+        ErrorMappingInterceptor(error_domain, database, admission),
+    ]
+    if files is not None:
+        # Inside the error mapping: it sees decoded requests, its refusals are statuses.
+        authorizer = Authorizer(
+            Policy.load(settings.policy_file or None),
+            TokenVerifier(settings.jwks_file or None, settings.token_audience),
+        )
+        interceptors.append(AuthorizationInterceptor(authorizer, error_domain))
+    else:
+        log.warning("TLS is off: the port is plaintext and every caller is trusted")
     server = grpc.aio.server(
-        interceptors=[
-            aio_server_interceptor(),  # type: ignore[no-untyped-call]
-            ErrorMappingInterceptor(error_domain, database, admission),
-        ],
+        interceptors=interceptors,
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.server.max_pending_requests", MAX_UNTAKEN_CALLS),
@@ -120,9 +143,32 @@ async def start_server(
         ),
         server,
     )
-    bound = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    credentials = None
+    if files is None:
+        bound = server.add_insecure_port(address)
+    else:
+        credentials = tls.ReloadingServerCredentials(files)
+        bound = server.add_secure_port(address, credentials.credentials)
+    health_server, health_port = None, None
+    if settings.health_port is not None:
+        health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_port = health_server.add_insecure_port(f"{settings.host}:{settings.health_port}")
     await server.start()
-    running = RunningServer(server, bound, health_servicer, names, database, admission)
+    if health_server is not None:
+        await health_server.start()
+    running = RunningServer(
+        server,
+        bound,
+        health_servicer,
+        names,
+        database,
+        admission,
+        health_server,
+        health_port,
+        credentials,
+    )
     await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     await running.set_serving(True)
     database.start(running.set_serving)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
-from libs.common import migrations
+from libs.common import migrations, tls
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
 from libs.common.database_outage import DatabaseWatch
@@ -67,6 +67,7 @@ async def start(
         settings.pool_deadline_seconds,
         settings.pool_attempts,
         settings.pool_retry_max_wait_seconds,
+        credentials=tls.peer_credentials(settings),
     )
     service = BillingService(db, clock or DatabaseClock(), settings, pool)
     registration = Registration(

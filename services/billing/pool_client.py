@@ -33,6 +33,7 @@ from libs.common.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from libs.common.peer import dial
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
 
@@ -82,9 +83,11 @@ class PoolClient:
         deadline_seconds: float = 5.0,
         attempts: int = 4,
         max_wait_seconds: float = 1.0,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        self._channel = grpc.aio.insecure_channel(
+        self._channel = dial(
             address,
+            credentials,
             # A pool that comes back is found again within seconds, not minutes.
             options=[
                 ("grpc.initial_reconnect_backoff_ms", 200),

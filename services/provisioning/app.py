@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 
-from libs.common import migrations
+from libs.common import migrations, tls
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
 from libs.common.database_outage import DatabaseWatch
@@ -76,7 +76,12 @@ async def start(
     db = await create_pool(
         settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
     )
-    pool = PoolClient(settings.pool_address, settings.pool_timeout_seconds, settings.pool_attempts)
+    pool = PoolClient(
+        settings.pool_address,
+        settings.pool_timeout_seconds,
+        settings.pool_attempts,
+        credentials=tls.peer_credentials(settings),
+    )
     client = billing_client(settings) if billing is None else None
     clock = clock or DatabaseClock()
     service = ProvisioningService(
@@ -120,5 +125,8 @@ def billing_client(settings: ProvisioningSettings) -> BillingClient | None:
     if not settings.billing_address:
         return None
     return BillingClient(
-        settings.billing_address, settings.billing_timeout_seconds, settings.billing_attempts
+        settings.billing_address,
+        settings.billing_timeout_seconds,
+        settings.billing_attempts,
+        credentials=tls.peer_credentials(settings),
     )

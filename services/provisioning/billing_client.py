@@ -35,6 +35,7 @@ from libs.common.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from libs.common.peer import dial
 from licensing.billing.v1 import billing_pb2 as pb
 from licensing.billing.v1 import billing_pb2_grpc
 
@@ -93,9 +94,11 @@ class BillingClient:
         timeout: float,
         attempts: int,
         max_wait_seconds: float = 1.0,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        self._channel = grpc.aio.insecure_channel(
+        self._channel = dial(
             address,
+            credentials,
             interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
             # A billing service that comes back is found again within seconds.
             options=[

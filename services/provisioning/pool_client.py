@@ -35,6 +35,7 @@ from libs.common.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from libs.common.peer import dial
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
 
@@ -109,9 +110,16 @@ def domain_error(error: grpc.aio.AioRpcError) -> DomainError:
 class PoolClient:
     """A channel to the pool service and the calls provisioning makes."""
 
-    def __init__(self, address: str, timeout: float, attempts: int) -> None:
-        self._channel = grpc.aio.insecure_channel(
+    def __init__(
+        self,
+        address: str,
+        timeout: float,
+        attempts: int,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self._channel = dial(
             address,
+            credentials,
             interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
             options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE),

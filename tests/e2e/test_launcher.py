@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
 from services.__main__ import SERVICES
+from tests.support import tls
 from tests.support.database import fresh_database
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
@@ -111,7 +112,7 @@ async def test_chatty_services_keep_answering_and_sigterm_stops_everything(
 
     reader = asyncio.create_task(drain())
     address = f"127.0.0.1:{launcher.ports['pool']}"
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with tls.channel(address) as channel:
         stub = pool_pb2_grpc.PoolServiceStub(channel)
         # Each traced call prints a multi-line span: far more than a pipe holds (64 KiB).
         for _ in range(400):

@@ -7,6 +7,7 @@ import grpc
 import pytest
 
 from licensing.pool.v1 import pool_pb2_grpc
+from tests.support import tls
 from tests.support.processes import spawned
 from tests.support.races import assert_database_matches, pool_with_claimable_units, race_acquire
 
@@ -19,7 +20,7 @@ async def test_two_replicas_never_hand_out_a_unit_twice(
     env = {"POOL_DATABASE_URL": database_url, "POOL_PORT": "0", "POOL_LOG_LEVEL": "WARNING"}
     async with AsyncExitStack() as stack:
         replicas = [await stack.enter_async_context(spawned("pool", env)) for _ in range(2)]
-        channels = [grpc.aio.insecure_channel(r.address) for r in replicas]
+        channels = [tls.channel(r.address) for r in replicas]
         for channel in channels:
             stack.push_async_callback(channel.close)
         stubs = [pool_pb2_grpc.PoolServiceStub(c) for c in channels]
