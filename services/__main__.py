@@ -3,7 +3,8 @@
 Uses `DATABASE_URL` when set; otherwise starts an embedded PostgreSQL (pgserver) whose
 data lives in `LICENSING_DATA_DIR` (default `.local/pgdata`). Applies every service's
 migrations, starts each service as its own process on its default port (`<SVC>_PORT`
-overrides it), prints the addresses and then the services' own output, and stops them
+overrides it; on the embedded database as its own role, `licensing_<service>`, which
+can use only its own schema), prints the addresses and then the services' own output, and stops them
 all on Ctrl-C or SIGTERM (killing what has not stopped after `LICENSING_STOP_SECONDS`).
 When one service exits, it says which and how, and stops the others.
 
@@ -23,8 +24,9 @@ import os
 import signal
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from libs.common import embedded_db, local_pki
+from libs.common import embedded_db, local_pki, migrations
 
 # Service name -> default port. Peers find each other through <NAME>_ADDRESS.
 SERVICES: dict[str, int] = {
@@ -48,6 +50,13 @@ def database_url() -> str:
     data_dir = Path(os.environ.get("LICENSING_DATA_DIR") or ROOT / ".local" / "pgdata")
     print(f"DATABASE_URL is not set: starting the embedded PostgreSQL in {data_dir}", flush=True)
     return embedded_db.start(data_dir, cleanup=False)
+
+
+def as_role(url: str, role: str) -> str:
+    """The embedded database's URL (postgresql://postgres@/...) for another role."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{role}@{host}"))
 
 
 def tls_enabled() -> bool:
@@ -131,6 +140,11 @@ async def run() -> int:
     host = os.environ.get("LICENSING_HOST", "127.0.0.1")
     ports = {n: int(os.environ.get(f"{n.upper()}_PORT", SERVICES[n])) for n in names}
     env = {**os.environ, "DATABASE_URL": url, **security_environment(names)}
+    if not os.environ.get("DATABASE_URL"):
+        # The embedded database: each service connects as its own role (created by its
+        # migrations), which can use its own schema only.
+        for name in names:
+            env[f"{name.upper()}_DATABASE_URL"] = as_role(url, migrations.role_of(name))
     for name in names:
         env[f"{name.upper()}_ADDRESS"] = f"{host}:{ports[name]}"
         env[f"{name.upper()}_PORT"] = str(ports[name])
