@@ -125,3 +125,21 @@ async def test_chatty_services_keep_answering_and_sigterm_stops_everything(
     launcher.process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(launcher.process.wait(), 40) == 0
     reader.cancel()
+
+
+async def test_every_launched_service_requires_mutual_tls(launcher: Launcher) -> None:
+    for name, port in launcher.ports.items():
+        address = f"127.0.0.1:{port}"
+        async with tls.channel(address) as channel:
+            health = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+            assert health.status == health_pb2.HealthCheckResponse.SERVING, name
+        async with grpc.aio.insecure_channel(address) as plaintext:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await health_pb2_grpc.HealthStub(plaintext).Check(
+                    health_pb2.HealthCheckRequest(), timeout=5
+                )
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, name
+    launcher.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(launcher.process.wait(), 40) == 0
