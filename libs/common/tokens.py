@@ -14,6 +14,7 @@ was wrong with the token but nothing about the data.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -26,6 +27,8 @@ import jwt
 
 from libs.common.errors import DomainError
 from libs.common.reasons import Reason
+
+log = logging.getLogger(__name__)
 
 ALGORITHMS = {"RSA": "RS256", "EC": "ES256"}
 COMPANIES_CLAIM = "company_ids"
@@ -71,7 +74,10 @@ class TokenVerifier:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._verified: dict[str, Token] = {}
         if self._path is not None:
-            self._load()
+            try:
+                self._load()
+            except OSError as error:  # mounted later (an optional volume): tokens wait
+                log.warning("the JWKS file cannot be read yet (%s): tokens are refused", error)
 
     def _load(self) -> None:
         assert self._path is not None

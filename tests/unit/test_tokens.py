@@ -64,3 +64,16 @@ def test_without_keys_no_token_is_accepted(keys: tuple[Path, bytes, bytes]) -> N
     _, _, ec_pem = keys
     with pytest.raises(DomainError):
         TokenVerifier(None, "licensing").verify(issue(ec_pem, ["a"], "licensing"))
+
+
+def test_a_jwks_file_not_there_yet_refuses_tokens_then_accepts_them(
+    keys: tuple[Path, bytes, bytes], tmp_path: Path
+) -> None:
+    path, _, ec_pem = keys
+    later = tmp_path / "mounted-later.json"
+    verifier = TokenVerifier(later, "licensing")  # does not stop the service from starting
+    token = issue(ec_pem, ["a"], "licensing", key_id="e")
+    with pytest.raises(DomainError):
+        verifier.verify(token)
+    later.write_text(path.read_text())
+    assert verifier.verify(token).company_ids == frozenset({"a"})
