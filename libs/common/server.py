@@ -4,6 +4,11 @@ Health has two faces. The server's overall status ("") and each service's name s
 whether calls can be answered: NOT_SERVING while the database cannot be reached (readiness:
 route elsewhere). `LIVENESS` says only that the process is up and answering, so an
 outage of the database does not get the service restarted.
+
+The port speaks mutual TLS (`libs.common.tls`: certificates reloaded when their files
+change) and every call passes `libs.common.authz` (caller identity, policy, token),
+unless `<SVC>_TLS_ENABLED=false`. `<SVC>_HEALTH_PORT` adds a plaintext port that serves
+only grpc.health.v1, for probes that speak no TLS.
 """
 
 from __future__ import annotations
