@@ -26,6 +26,7 @@ from licensing.client.errors import error_info, other_details
 
 if TYPE_CHECKING:
     from libs.common.admission import Admission
+    from libs.common.authz import Authorizer
     from libs.common.database_outage import DatabaseWatch
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,12 @@ class CallGuard:
         domain: str,
         database: DatabaseWatch | None = None,
         admission: Admission | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self._domain = domain
         self._database = database
         self._admission = admission
+        self._authorizer = authorizer
 
     def service(
         self, name: str, handlers: dict[str, grpc.RpcMethodHandler]
@@ -94,6 +97,7 @@ class CallGuard:
         admission = (
             None if self._admission is None or self._admission.exempt(method) else self._admission
         )
+        authorizer = self._authorizer
 
         def fail(error: Exception, context: grpc.aio.ServicerContext) -> None:
             """Sets the call's status for `error`; gRPC sends it when the handler returns
@@ -118,16 +122,25 @@ class CallGuard:
                 call = call_context.begin(method, context.time_remaining())
                 began = time.perf_counter()
                 started = None
+                scoped = None
                 try:
                     if admission is not None:
                         started = admission.enter()
-                    return await unary(decode(raw), context)
+                    if authorizer is None:
+                        return await unary(decode(raw), context)
+                    token = authorizer.check(method, context)
+                    request = decode(raw)
+                    if token is not None:
+                        scoped = authorizer.enter(token, request)
+                    return await unary(request, context)
                 except grpc.aio.AbortError:
                     raise
                 except Exception as error:
                     fail(error, context)
                     return b""  # not sent: a call with an error status has no message
                 finally:
+                    if scoped is not None:
+                        authorizer.leave(scoped)  # type: ignore[union-attr]
                     if started is not None:
                         admission.leave(started)  # type: ignore[union-attr]
                     metrics.record_call(method, context.code(), time.perf_counter() - began)
@@ -153,7 +166,14 @@ class CallGuard:
                 try:
                     if admission is not None:
                         started = admission.enter(stream=True)
-                    async for item in stream(decode(raw), context):
+                    if authorizer is None:
+                        request = decode(raw)
+                    else:
+                        token = authorizer.check(method, context)
+                        request = decode(raw)
+                        if token is not None:
+                            authorizer.enter(token, request)  # ends with the call's task
+                    async for item in stream(request, context):
                         yield item
                 except grpc.aio.AbortError:
                     raise

@@ -9,6 +9,10 @@
 - **Balancing**: `round_robin` over every address the target resolves to (a headless
   Kubernetes Service gives one per replica); servers close connections after a maximum
   age, so new replicas get traffic too.
+- **Identity**: with TLS on, the channel presents the service's own certificate
+  (`libs.common.tls.peer_credentials`), and every call carries on the company-scoped
+  token of the call being served, if it came with one (`TokenForwarding`): the peer
+  holds it to the same companies.
 - **Errors**: a peer's `ErrorInfo` reason comes back as the same registered reason (with
   its metadata and the other details, e.g. an allocation receipt, passed on as they
   came); a peer that cannot be reached or breaks inside is `UNAVAILABLE` with the peer's
@@ -26,10 +30,12 @@ from google.protobuf.descriptor import ServiceDescriptor
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from libs.common import call_context
+from libs.common.authz import current_token
 from libs.common.error_status import error_info, other_details
 from libs.common.errors import DomainError, error_of
 from libs.common.logging_limits import RateLimitedWarning
 from libs.common.reasons import Reason
+from libs.common.tokens import METADATA_KEY as TOKEN_METADATA_KEY
 from licensing import client
 from licensing.client import MAX_MESSAGE_BYTES, RETRYABLE_CODES, mutating_methods
 
@@ -66,6 +72,32 @@ def channel_options(
     )
 
 
+class TokenForwarding(
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds the served call's company-scoped token to each outgoing call."""
+
+    @staticmethod
+    def _details(details: Any) -> Any:
+        token = current_token()
+        if token is None:
+            return details
+        metadata = list(details.metadata or ())
+        metadata.append((TOKEN_METADATA_KEY, f"Bearer {token.raw}"))
+        return details._replace(metadata=metadata)
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request)
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request)
+
+
 def open_channel(
     target: str,
     services: Iterable[ServiceDescriptor],
@@ -73,14 +105,17 @@ def open_channel(
     credentials: grpc.ChannelCredentials | None = None,
 ) -> grpc.aio.Channel:
     """A channel to `target` (host:port, dns:///name:port, ipv4:a:p,b:p) with our options,
-    tracing, and TLS when `credentials` are given."""
+    tracing, the served call's token carried on, and TLS when `credentials` are given."""
     return client.aio_channel(
         target,
         credentials=credentials,
         services=list(services),
         max_attempts=settings.max_attempts,
         keepalive_seconds=settings.keepalive_seconds,
-        interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
+        interceptors=[
+            TokenForwarding(),
+            *aio_client_interceptors(),  # type: ignore[no-untyped-call]
+        ],
     )
 
 

@@ -51,3 +51,28 @@ class ServiceSettings(BaseSettings):
     # the OTEL_* variables (OTLP export, see libs/common/telemetry.py).
     traces: str = Field(default="none")
     idempotency_retention_hours: int = Field(default=48, ge=24)
+    # --- security (see libs/common/tls.py, authz.py, tokens.py) --------------------------
+    tls_enabled: bool = Field(
+        default=True,
+        description="Mutual TLS on the service port; false (plaintext, every caller "
+        "trusted) only for tests and benchmarks that need it.",
+    )
+    tls_cert_file: str = Field(default="", description="The service's certificate (PEM).")
+    tls_key_file: str = Field(default="", description="The service's private key (PEM).")
+    tls_ca_file: str = Field(
+        default="", description="The CA that callers' and peers' certificates come from."
+    )
+    health_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="A plaintext port serving only grpc.health.v1 (kubelet probes); "
+        "unset: none; 0 picks a free one.",
+    )
+    policy_file: str = Field(
+        default="", description="Who may call what (TOML); unset: the shipped default."
+    )
+    jwks_file: str = Field(
+        default="", description="Public keys (JWKS) that company-scoped tokens are verified with."
+    )
+    token_audience: str = Field(default="licensing", description="The tokens' `aud`.")

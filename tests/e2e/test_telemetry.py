@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from licensing.provisioning.v1 import provisioning_pb2 as pb
+from tests.support import tls
 from tests.support.billing import Shop
 from tests.support.otlp import Received, Span, eventually, otlp_receiver
 from tests.support.pool import Company, rid
@@ -77,7 +77,7 @@ async def test_one_purchase_is_one_trace_with_database_spans_and_metrics(
         otel_env(monkeypatch, endpoint)
         async with spawned_platform(database_url) as running:
             user_id = await purchase(running)
-            async with grpc.aio.insecure_channel(running.provisioning.address) as channel:
+            async with tls.channel(running.provisioning.address) as channel:
                 health = health_pb2_grpc.HealthStub(channel)
                 await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
             expected = {

@@ -12,6 +12,7 @@ from grpc._cython import cygrpc  # channelz, to see which address each call went
 
 from licensing import client
 from licensing.pool.v1 import pool_pb2, pool_pb2_grpc
+from tests.support import tls
 from tests.support.pool import Company, rid
 from tests.support.processes import spawned
 from tests.support.races import assert_database_matches, pool_with_claimable_units, race_acquire
@@ -25,7 +26,7 @@ async def test_two_replicas_never_hand_out_a_unit_twice(
     env = {"POOL_DATABASE_URL": database_url, "POOL_PORT": "0", "POOL_LOG_LEVEL": "WARNING"}
     async with AsyncExitStack() as stack:
         replicas = [await stack.enter_async_context(spawned("pool", env)) for _ in range(2)]
-        channels = [grpc.aio.insecure_channel(r.address) for r in replicas]
+        channels = [tls.channel(r.address) for r in replicas]
         for channel in channels:
             stack.push_async_callback(channel.close)
         stubs = [pool_pb2_grpc.PoolServiceStub(c) for c in channels]
@@ -71,7 +72,8 @@ async def test_calls_spread_over_both_replicas_as_connections_age(database_url: 
     async with AsyncExitStack() as stack:
         replicas = [await stack.enter_async_context(spawned("pool", env)) for _ in range(2)]
         target = "ipv4:" + ",".join(r.address for r in replicas)
-        channel = client.aio_channel(target)
+        # The client package's channel, as the services' own (mutual TLS as the operator).
+        channel = client.aio_channel(target, credentials=tls.credentials())
         stack.push_async_callback(channel.close)
         stub = pool_pb2_grpc.PoolServiceStub(channel)
         company = Company(stub, rid(), {})
