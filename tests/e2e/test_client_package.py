@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import tls as test_tls
 from tests.support.processes import spawned
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
@@ -21,17 +22,19 @@ pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWED = {"grpcio", "protobuf", "googleapis-common-protos"}
 
-# Runs in the fresh environment, against the pool at argv[1].
+# Runs in the fresh environment, against the pool at argv[1], over mutual TLS with the
+# CA, certificate and key at argv[2:5] (the client package's `Tls`).
 CALLER = r"""
 import json, sys, uuid
 from importlib import metadata
 import grpc
 import licensing
-from licensing.client import channel, error_info, reason
+from licensing.client import Tls, channel, error_info, reason
 from licensing.pool.v1 import pool_pb2 as pb, pool_pb2_grpc
 
 company, office = str(uuid.uuid4()), str(uuid.uuid4())
-with channel(sys.argv[1]) as ch:
+tls = Tls.from_files(ca=sys.argv[2], certificate=sys.argv[3], key=sys.argv[4])
+with channel(sys.argv[1], tls=tls) as ch:
     pool = pool_pb2_grpc.PoolServiceStub(ch)
     put = pb.PutOfficeRequest(
         request_id=str(uuid.uuid4()),
@@ -107,7 +110,18 @@ async def test_a_wheel_from_a_fresh_clone_calls_the_pool_from_a_fresh_venv(
     env = {"POOL_DATABASE_URL": database_url, "POOL_PORT": "0", "POOL_LOG_LEVEL": "WARNING"}
     async with spawned("pool", env) as pool:
         # Away from our source tree: nothing of ours on the path but the wheel.
-        output = await run(python, "-c", CALLER, pool.address, seconds=60, cwd=tmp_path)
+        files = test_tls.pki().credentials("operator")
+        output = await run(
+            python,
+            "-c",
+            CALLER,
+            pool.address,
+            files.ca,
+            files.cert,
+            files.key,
+            seconds=60,
+            cwd=tmp_path,
+        )
         found = json.loads(output)
 
     assert Path(found["licensing"]).is_relative_to(env_dir)  # not our source tree

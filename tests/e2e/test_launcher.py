@@ -139,6 +139,8 @@ async def test_off_the_default_ports_it_prints_the_line_that_finds_it(launcher: 
         for k, v in os.environ.items()
         if not k.startswith("LICENSING_") and not k.endswith(("_PORT", "_ADDRESS"))
     }
+    # Where the launcher's certificates are (`make run`'s are found in .local/pki).
+    clean["LICENSING_PKI_DIR"] = os.environ["LICENSING_PKI_DIR"]
     cli = os.path.join(os.path.dirname(sys.executable), "licensing")
     found = await asyncio.to_thread(
         subprocess.run,

@@ -22,6 +22,7 @@ import grpc
 
 from libs.common import local_pki, tls, tokens
 from libs.common.local_pki import LocalPki
+from licensing.client import Tls
 
 SERVICES = ("pool", "billing", "credits", "provisioning")
 # Callers of the shipped policy besides the services and the operator.
@@ -66,6 +67,14 @@ def credentials(identity: str = "operator") -> grpc.ChannelCredentials:
     """Client credentials of one identity of the run's CA."""
     files = pki().credentials(identity)
     return tls.client_credentials(tls.TlsFiles(files.cert, files.key, files.ca))
+
+
+def client_tls(identity: str = "operator", server_name: str | None = None) -> Tls:
+    """The client package's TLS for one identity of the run's CA (`server_name`: the name
+    to check the server's certificate against, for targets that name no host, such as a
+    list of addresses)."""
+    files = pki().credentials(identity)
+    return Tls.from_files(files.ca, files.cert, files.key, server_name)
 
 
 def channel(
