@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from libs.common import authz, local_pki, peer, tls
 from libs.common.authz import DEFAULT_POLICY, Policy
@@ -461,3 +462,34 @@ async def test_peers_carry_the_caller_s_token_on() -> None:
     finally:
         await server.stop(0)
     assert seen == [(), (("authorization", "Bearer header.claims.signature"),)]
+
+
+async def test_health_and_reflection_on_the_tls_port_pass_the_policy(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The server's own services are checked against the policy like ours: an identity a
+    policy does not name is refused them, one it allows is served."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        '[[caller]]\nidentities = ["spiffe://licensing/operator/*"]\nmethods = ["*"]\n'
+    )
+    async with running_pool(database_url, sweep_interval_seconds=3600, policy_file=str(policy)) as (
+        app,
+        _,
+    ):
+        address = f"127.0.0.1:{app.port}"
+        async with test_tls.channel(address) as channel:
+            assert await health(channel) == health_pb2.HealthCheckResponse.SERVING
+        async with test_tls.channel(address, "rating") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await health(channel)
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert reason_of(refused.value) == "CALLER_NOT_ALLOWED"
+            reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+            listing = reflection.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in listing:
+                    pass
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
