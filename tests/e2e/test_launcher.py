@@ -91,8 +91,14 @@ async def launcher(db_server: str, request: pytest.FixtureRequest) -> AsyncItera
             yield launched
         finally:
             if process.returncode is None:
-                process.kill()
-                await process.wait()
+                # Stopped as Ctrl-C would: killed outright, the launcher would leave its
+                # services running, holding the output pipe this process waits on.
+                process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(process.wait(), 40)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
 
 
 async def test_a_dead_service_is_named_with_how_it_ended(launcher: Launcher) -> None:
