@@ -4,10 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
-GEN_STAMP := gen/.stamp
+# The client package (client/) holds the generated stubs, built by its own build step.
+GEN_STAMP := client/src/licensing/.generated
 
 .PHONY: run test test-unit test-integration test-e2e test-fuzz test-migrations lint typecheck buf-lint \
-	breaking validate ci proto install bench demo clean
+	breaking validate ci proto install dist bench demo clean
 
 run: $(GEN_STAMP)  ## Run the whole platform locally (embedded PostgreSQL unless DATABASE_URL is set)
 	$(PY) -m services
@@ -59,10 +60,11 @@ install: $(STAMP)
 # Every dependency, direct and indirect, from the hashed lock (all extras: services, CLI,
 # embedded PostgreSQL, codegen, tests and linters); then the project itself, editable.
 # `pip check` fails when pyproject.toml asks for something the lock does not have.
-$(STAMP): pyproject.toml requirements-dev.lock
+$(STAMP): pyproject.toml requirements-dev.lock client/pyproject.toml client/setup.py client/build_stubs.py
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
-	$(MAKE) --no-print-directory gen-code
+	# licensing-client (its build step generates the stubs from proto/), then the platform.
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e ./client
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
 	touch $@
@@ -82,20 +84,13 @@ lock:
 	cp requirements-dev.lock requirements-build.lock && \
 		$(LOCK) --extra codegen -o requirements-build.lock pyproject.toml
 
-# Generated code is built from proto/, never edited.
+# Generated code is built from proto/, never edited: again when a .proto changes.
 $(GEN_STAMP): $(STAMP) $(PROTOS)
-	$(MAKE) --no-print-directory gen-code
+	$(PY) client/build_stubs.py
 
-.PHONY: gen-code
-gen-code:  # into a fresh directory, then swapped in: running code never sees it half-built
-	rm -rf gen.new && mkdir -p gen.new
-	$(PY) -m grpc_tools.protoc -Iproto --python_out=gen.new --grpc_python_out=gen.new \
-		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=gen.new \
-		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=gen.new \
-		$(PROTOS)
-	find gen.new/licensing -type d -exec touch {}/__init__.py \;
-	touch gen.new/licensing/py.typed gen.new/.stamp
-	rm -rf gen.old && { [ ! -d gen ] || mv gen gen.old; } && mv gen.new gen && rm -rf gen.old
+dist: $(STAMP)  ## Build the licensing-client wheel into dist/ (stubs generated from proto/)
+	rm -rf client/build
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation ./client -w dist
 
 bench: $(GEN_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
@@ -104,4 +99,5 @@ demo: $(GEN_STAMP)
 	$(PY) -m licensing_cli.demo
 
 clean:
-	rm -rf gen .venv .local
+	rm -rf gen .venv .local dist client/build $(GEN_STAMP) \
+		$(patsubst %,client/src/licensing/%,billing credits pool provisioning)

@@ -8,10 +8,12 @@ there by kubernetes-validate; this checks what a schema cannot):
 Every Deployment: non-root, read-only root, no privilege escalation, capabilities
 dropped, RuntimeDefault seccomp, requests and limits, probes, a ServiceAccount of its own.
 The four services additionally: the gRPC port and native gRPC probes (liveness on a health
-name of its own), a `migrate` init container, their environment, a headless Service, and
-NetworkPolicies that match the call graph in both directions, under a default-deny, with
-PostgreSQL reachable at the database only. In prod: at least 2 replicas (or an HPA whose
-minimum is 2) and a PodDisruptionBudget per service.
+name of its own; on the plaintext health port when the service runs mutual TLS), a
+`migrate` init container, their environment, a headless Service, and NetworkPolicies that
+match the call graph in both directions, under a default-deny, with PostgreSQL reachable
+at the database only. In prod: at least 2 replicas (or an HPA whose minimum is 2) and a
+PodDisruptionBudget per service, mutual TLS with mounted certificates, and each server
+connected to the database as its own role (Secret licensing-db-<service>).
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ DB_SECRET = "licensing-db"
 # The PostgreSQL major version of dev, the tests and the embedded server (pgserver).
 POSTGRES_MAJOR = "16"
 POSTGRES_PORT = 5432
+# kubelet's probes speak no TLS: with TLS on they use this plaintext health-only port.
+HEALTH_PORT = 8081
+TLS_MOUNT = "/etc/licensing/tls"
 
 
 class Report:
@@ -137,11 +142,39 @@ def check_service(report: Report, name: str, docs: list[Doc], external: set[str]
         where,
         f"no container port grpc/{GRPC_PORT}",
     )
+    config_maps = of_kind(docs, "ConfigMap")
+    prefix = name.upper()
+    config: dict[str, str] = {}
+    for source in server.get("envFrom", []):
+        config.update(
+            config_maps.get(source.get("configMapRef", {}).get("name"), {}).get("data", {})
+        )
+    # Overlays say explicitly (checked in check_overlay); the base, not deployable alone,
+    # leaves TLS to them.
+    tls_on = config.get(f"{prefix}_TLS_ENABLED", "") == "true"
+    probe_port = HEALTH_PORT if tls_on else GRPC_PORT
+    if tls_on:
+        report.check(
+            config.get(f"{prefix}_HEALTH_PORT") == str(HEALTH_PORT),
+            where,
+            f"TLS on: {prefix}_HEALTH_PORT must be {HEALTH_PORT} for kubelet's probes",
+        )
+        for kind in ("CERT", "KEY", "CA"):
+            report.check(
+                config.get(f"{prefix}_TLS_{kind}_FILE", "").startswith(TLS_MOUNT),
+                where,
+                f"TLS on: {prefix}_TLS_{kind}_FILE must be under {TLS_MOUNT}",
+            )
+        report.check(
+            any(m.get("mountPath") == TLS_MOUNT for m in server.get("volumeMounts", [])),
+            where,
+            f"TLS on: nothing mounted at {TLS_MOUNT}",
+        )
     for probe in ("readinessProbe", "livenessProbe"):
         report.check(
-            server.get(probe, {}).get("grpc", {}).get("port") == GRPC_PORT,
+            server.get(probe, {}).get("grpc", {}).get("port") == probe_port,
             where,
-            f"{probe} is not a native gRPC probe on {GRPC_PORT}",
+            f"{probe} is not a native gRPC probe on {probe_port}",
         )
     # Readiness follows the database; liveness must not, or an outage restarts every pod.
     report.check(
@@ -155,9 +188,7 @@ def check_service(report: Report, name: str, docs: list[Doc], external: set[str]
         f'livenessProbe must ask the "{LIVENESS_SERVICE}" health service',
     )
 
-    config_maps = of_kind(docs, "ConfigMap")
     secrets = of_kind(docs, "Secret")
-    prefix = name.upper()
     for container in (server, migrate):
         at = f"{where} {container['name']}"
         env = {e["name"]: e for e in container.get("env", [])}
@@ -321,6 +352,17 @@ def check_isolation(report: Report, overlay: str, docs: list[Doc]) -> None:
 
 def check_overlay(report: Report, overlay: str, docs: list[Doc]) -> None:
     deployments = of_kind(docs, "Deployment")
+    if overlay != "base":
+        settings = {
+            k: v for cm in of_kind(docs, "ConfigMap").values() for k, v in cm["data"].items()
+        }
+        for name in SERVICES:
+            value = settings.get(f"{name.upper()}_TLS_ENABLED")
+            report.check(
+                value in ("true", "false"),
+                overlay,
+                f"{name.upper()}_TLS_ENABLED must be set explicitly (got {value!r})",
+            )
     if overlay == "dev":
         for name, deployment in deployments.items():
             replicas = deployment["spec"].get("replicas", 1)
@@ -343,6 +385,28 @@ def check_overlay(report: Report, overlay: str, docs: list[Doc]) -> None:
             bool(images) and all(i.startswith(f"postgres:{POSTGRES_MAJOR}") for i in images),
             "dev",
             f"PostgreSQL is {images}, not {POSTGRES_MAJOR} (the tests' and pgserver's)",
+        )
+    if overlay == "prod":
+        config = {k: v for cm in of_kind(docs, "ConfigMap").values() for k, v in cm["data"].items()}
+        for name in SERVICES:
+            pod = deployments.get(name, {}).get("spec", {}).get("template", {}).get("spec", {})
+            server = next((c for c in pod.get("containers", []) if c["name"] == "server"), {})
+            env = {e["name"]: e for e in server.get("env", [])}
+            ref = env.get("DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef", {})
+            report.check(
+                ref.get("name") == f"{DB_SECRET}-{name}",
+                f"Deployment/{name}",
+                f"prod: the server must connect as its own role (Secret {DB_SECRET}-{name})",
+            )
+            report.check(
+                config.get(f"{name.upper()}_TLS_ENABLED") == "true",
+                f"Deployment/{name}",
+                "prod: mutual TLS must be on",
+            )
+        report.check(
+            len(of_kind(docs, "Certificate")) >= len(SERVICES) + 1,
+            "prod",
+            "a cert-manager Certificate per service and the CA are expected",
         )
     if overlay == "prod":
         autoscalers = {
@@ -383,6 +447,8 @@ def main(argv: list[str]) -> int:
     report = Report()
     # dev generates the Secret; base and prod expect it to exist in the cluster.
     external = set() if overlay == "dev" else {DB_SECRET}
+    if overlay == "prod":
+        external |= {f"{DB_SECRET}-{name}" for name in SERVICES}
     for name, deployment in of_kind(docs, "Deployment").items():
         check_hardening(report, name, deployment, docs)
     for name in SERVICES:

@@ -18,6 +18,7 @@ from licensing.billing.v1 import billing_pb2_grpc
 from licensing.credits.v1 import credits_pb2_grpc
 from licensing.pool.v1 import pool_pb2_grpc
 from licensing.provisioning.v1 import provisioning_pb2_grpc
+from licensing_cli.security import open_channel
 
 StubT = TypeVar("StubT")
 
@@ -92,7 +93,9 @@ class Clients:
 
     def channel(self, name: str) -> grpc.Channel:
         if name not in self._channels:
-            self._channels[name] = grpc.insecure_channel(self.addresses[name])
+            # The client package's channel (64 MB messages, retries for request_id calls)
+            # with the operator's certificate and token (`security`).
+            self._channels[name] = open_channel(self.addresses[name])
         return self._channels[name]
 
     def _endpoint(self, name: str, make: Callable[[grpc.Channel], StubT]) -> Endpoint[StubT]:

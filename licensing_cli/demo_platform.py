@@ -17,6 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SERVICE_NAMES = ("pool", "billing", "credits", "provisioning")
+_SECURITY_SETTINGS = (
+    "_TLS_ENABLED",
+    "_TLS_CERT_FILE",
+    "_TLS_KEY_FILE",
+    "_TLS_CA_FILE",
+    "_JWKS_FILE",
+)
 STARTUP_SECONDS = 180.0
 STOP_SECONDS = 40.0
 
@@ -38,11 +45,15 @@ class Platform:
 
     addresses: dict[str, str]
     log: Path
+    pki: Path
 
     @property
     def cli_env(self) -> dict[str, str]:
-        """The variables the `licensing` command finds the services by."""
-        return {f"LICENSING_{n.upper()}": a for n, a in self.addresses.items()}
+        """The variables the `licensing` command finds the services and its operator
+        certificate by."""
+        env = {f"LICENSING_{n.upper()}": a for n, a in self.addresses.items()}
+        env["LICENSING_PKI_DIR"] = str(self.pki)
+        return env
 
 
 @contextmanager
@@ -55,8 +66,12 @@ def launched(
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.endswith("DATABASE_URL") and not k.startswith("LICENSING_")
+        if not k.endswith("DATABASE_URL")
+        and not k.startswith("LICENSING_")
+        and not any(k.endswith(s) for s in _SECURITY_SETTINGS)
     }
+    # The launcher creates the demo's own CA and certificates (mutual TLS, as `make run`).
+    env["LICENSING_PKI_DIR"] = str(workdir / "pki")
     env["POOL_GRACE_SECONDS"] = f"{grace_seconds:g}"
     env["LICENSING_DATA_DIR"] = str(workdir / "pgdata")
     if database_url:
@@ -76,7 +91,7 @@ def launched(
         )
     try:
         _wait_ready(process, log)
-        yield Platform({n: f"127.0.0.1:{p}" for n, p in ports.items()}, log)
+        yield Platform({n: f"127.0.0.1:{p}" for n, p in ports.items()}, log, workdir / "pki")
     finally:
         _stop(process)
 

@@ -8,6 +8,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from licensing_cli.security import open_channel
+
 PROBE_SECONDS = 2.0
 
 
@@ -50,7 +52,7 @@ def listed_services(channel: grpc.Channel, timeout: float = PROBE_SECONDS) -> tu
 
 def probe(address: str, timeout: float = PROBE_SECONDS) -> Probe:
     """Health of the whole server and the services it lists; never raises for RPC errors."""
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address) as channel:
         health = health_of(channel, timeout=timeout)
         if health == "UNREACHABLE":
             return Probe(address, health, (), "no answer (is it running?)")

@@ -19,12 +19,12 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2, descriptor_pool, json_format, message_factory
 from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from rich.console import Console
 from rich.markup import escape
 
 # Imported for their side effect: the detail messages of our services become decodable.
 from licensing.billing.v1 import billing_pb2 as _billing_pb2  # noqa: F401
+from licensing.client import status_details
 from licensing.credits.v1 import credits_pb2 as _credits_pb2  # noqa: F401
 from licensing.pool.v1 import pool_pb2 as _pool_pb2  # noqa: F401
 from licensing.provisioning.v1 import provisioning_pb2 as _provisioning_pb2  # noqa: F401
@@ -164,13 +164,7 @@ def explain(failure: CallFailed) -> Explained:
         message or "",
         failure.request_id,
     )
-    try:
-        status = rpc_status.from_call(error)
-    except ValueError:
-        status = None
-    if status is None:
-        return found
-    for packed in status.details:
+    for packed in status_details(error):
         if packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR) and not found.reason:
             info = error_details_pb2.ErrorInfo()
             packed.Unpack(info)

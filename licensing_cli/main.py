@@ -22,6 +22,7 @@ from licensing_cli.commands import (
     users,
 )
 from licensing_cli.errors import report
+from licensing_cli.security import SecuritySetupError
 from licensing_cli.session import Session
 
 app = typer.Typer(
@@ -100,3 +101,6 @@ def main() -> None:
         app()
     except CallFailed as failure:
         sys.exit(report(failure, Console(stderr=True, highlight=False), as_json))
+    except SecuritySetupError as problem:
+        Console(stderr=True, highlight=False).print(f"error: {problem}", markup=False)
+        sys.exit(1)

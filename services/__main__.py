@@ -3,10 +3,18 @@
 Uses `DATABASE_URL` when set; otherwise starts an embedded PostgreSQL (pgserver) whose
 data lives in `LICENSING_DATA_DIR` (default `.local/pgdata`). Applies every service's
 migrations, starts each service as its own process on its default port (`<SVC>_PORT`
-overrides it), prints the addresses (and, when they are not the defaults, the `export`
-line that lets the `licensing` command find them) and then the services' own output, and stops them
+overrides it; on the embedded database as its own role, `licensing_<service>`, which
+can use only its own schema), prints the addresses (and, when they are not the defaults,
+the `export` line that lets the `licensing` command find them) and then the services' own
+output, and stops them
 all on Ctrl-C or SIGTERM (killing what has not stopped after `LICENSING_STOP_SECONDS`).
 When one service exits, it says which and how, and stops the others.
+
+Mutual TLS is on by default: on first start a local CA, a certificate for each service
+(`spiffe://licensing/<service>`), the operator identity of the `licensing` command line
+and a token-signing key are created in `LICENSING_PKI_DIR` (default `.local/pki`), and
+each service is pointed at its files unless its `<SVC>_TLS_*` settings are already set.
+`LICENSING_TLS_ENABLED=false` runs everything in plaintext.
 """
 
 from __future__ import annotations
@@ -18,8 +26,9 @@ import os
 import signal
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from libs.common import embedded_db
+from libs.common import embedded_db, local_pki, migrations
 
 # Service name -> default port. Peers find each other through <NAME>_ADDRESS.
 SERVICES: dict[str, int] = {
@@ -52,6 +61,42 @@ def export_line(host: str, ports: dict[str, int]) -> str | None:
         return None
     addresses = " ".join(f"{name.upper()}_ADDRESS={host}:{port}" for name, port in ports.items())
     return f"export {addresses}"
+
+
+def as_role(url: str, role: str) -> str:
+    """The embedded database's URL (postgresql://postgres@/...) for another role."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{role}@{host}"))
+
+
+def tls_enabled() -> bool:
+    value = os.environ.get("LICENSING_TLS_ENABLED", "true").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def security_environment(names: list[str]) -> dict[str, str]:
+    """Each service's TLS and token settings, from the local PKI (created on first
+    start); settings already in the environment are kept."""
+    if not tls_enabled():
+        print("LICENSING_TLS_ENABLED=false: services run in plaintext", flush=True)
+        return {f"{n.upper()}_TLS_ENABLED": "false" for n in names}
+    directory = Path(os.environ.get("LICENSING_PKI_DIR") or ROOT / ".local" / "pki")
+    pki = local_pki.ensure(directory, names)
+    env = {"LICENSING_PKI_DIR": str(directory)}
+    for name in names:
+        files = pki.credentials(name)
+        prefix = name.upper()
+        for key, value in (
+            ("TLS_ENABLED", "true"),
+            ("TLS_CERT_FILE", str(files.cert)),
+            ("TLS_KEY_FILE", str(files.key)),
+            ("TLS_CA_FILE", str(files.ca)),
+            ("JWKS_FILE", str(pki.jwks)),
+        ):
+            env[f"{prefix}_{key}"] = os.environ.get(f"{prefix}_{key}") or value
+    print(f"mutual TLS on: certificates in {directory}", flush=True)
+    return env
 
 
 def exit_description(code: int) -> str:
@@ -105,7 +150,12 @@ async def run() -> int:
         await asyncio.to_thread(importlib.import_module(f"services.{name}.app").migrate, url)
     host = os.environ.get("LICENSING_HOST", "127.0.0.1")
     ports = {n: int(os.environ.get(f"{n.upper()}_PORT", SERVICES[n])) for n in names}
-    env = {**os.environ, "DATABASE_URL": url}
+    env = {**os.environ, "DATABASE_URL": url, **security_environment(names)}
+    if not os.environ.get("DATABASE_URL"):
+        # The embedded database: each service connects as its own role (created by its
+        # migrations), which can use its own schema only.
+        for name in names:
+            env[f"{name.upper()}_DATABASE_URL"] = as_role(url, migrations.role_of(name))
     for name in names:
         env[f"{name.upper()}_ADDRESS"] = f"{host}:{ports[name]}"
         env[f"{name.upper()}_PORT"] = str(ports[name])
@@ -151,7 +201,11 @@ async def run() -> int:
                 return 1
             print(line, flush=True)
             forward(name)
-        print("Ready. Services answer gRPC with reflection; Ctrl-C stops everything.", flush=True)
+        mode = "mutual TLS" if tls_enabled() else "plaintext"
+        print(
+            f"Ready. Services answer gRPC ({mode}) with reflection; Ctrl-C stops everything.",
+            flush=True,
+        )
         hint = export_line(host, ports)
         if hint:
             print("Not the default addresses: for `licensing` in another shell, run", flush=True)

@@ -9,7 +9,12 @@ import pytest
 import pytest_asyncio
 
 from libs.common.database import create_pool
+from tests.support import tls
 from tests.support.database import migrated_database, server_url
+
+# The whole suite runs with mutual TLS on: one CA and certificates for the run, found
+# through the environment by services in this process and in child processes alike.
+tls.install()
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.harness import tls as bench_tls
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -51,7 +53,7 @@ def log_tail(log: Path, lines: int = 20) -> str:
 def wait_until_serving(server: RunningServer, timeout_s: float) -> None:
     """Polls the gRPC health service until it answers SERVING."""
     deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(server.address) as channel:
+    with bench_tls.channel(server.address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             if server.process.poll() is not None:

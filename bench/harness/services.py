@@ -15,8 +15,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from bench.harness import tls as bench_tls
 from bench.harness.context import BenchContext
 from bench.harness.processes import REPO_ROOT, free_port, grpc_server, python_module
+from libs.common.tls import TlsFiles
 
 
 def module_unavailable(module: str) -> str | None:
@@ -38,6 +40,7 @@ class ServiceTarget:
     address: str
     database_url: str
     pid: int
+    tls: TlsFiles | None = None  # the client files it is reached with (None: plaintext)
 
 
 def service_environment(
@@ -50,6 +53,9 @@ def service_environment(
         f"{prefix}_HOST": "127.0.0.1",
         f"{prefix}_LOG_LEVEL": "WARNING",
         f"{prefix}_TRACES": "none",
+        # Plaintext unless the scenario asks for mutual TLS (`extra` with the TLS files):
+        # the scenarios' clients and baselines talk plaintext.
+        f"{prefix}_TLS_ENABLED": "false",
         **(extra or {}),
     }
 
@@ -80,10 +86,24 @@ def service_process(
     database_url: str,
     label: str,
     extra_env: Mapping[str, str] | None = None,
+    tls: bool = False,
 ) -> Iterator[ServiceTarget]:
-    """Migrates `database_url` and serves `module` on it until the block ends."""
+    """Migrates `database_url` and serves `module` on it until the block ends; with
+    `tls`, mutual TLS with a certificate of the run's CA (bench/harness/tls.py)."""
     port = free_port()
-    env = service_environment(prefix, database_url, port, extra_env)
+    files = None
+    extra = dict(extra_env or {})
+    if tls:
+        name = module.rsplit(".", 1)[-1]
+        tls_env, files = bench_tls.service_environment(ctx.path("pki"), name, prefix)
+        extra.update(tls_env)
+        bench_tls.register(f"127.0.0.1:{port}", files)
+    env = service_environment(prefix, database_url, port, extra)
     migrate(ctx, module, env, label)
-    with grpc_server(python_module(module, "serve"), port, ctx.path(f"{label}.log"), env) as server:
-        yield ServiceTarget(label, server.address, database_url, server.pid)
+    try:
+        with grpc_server(
+            python_module(module, "serve"), port, ctx.path(f"{label}.log"), env
+        ) as server:
+            yield ServiceTarget(label, server.address, database_url, server.pid, files)
+    finally:
+        bench_tls.unregister(f"127.0.0.1:{port}")

@@ -26,6 +26,7 @@ from google.protobuf.message import Message
 
 from bench.harness.context import CHANNELS, CONCURRENCY, Timing
 from bench.loadgen.requests import compile_requests, field_numbers
+from libs.common.tls import TlsFiles
 
 Mode = Literal["closed", "open"]
 
@@ -74,6 +75,7 @@ class LoadSpec:
     collect: Collect | None = None
     seed: int = 1
     procs: int = 1  # OS threads (GOMAXPROCS) the generator may use
+    tls: TlsFiles | None = None  # mutual TLS: the client certificate, key and CA
 
     def to_config(self) -> dict[str, Any]:
         """The generator's JSON configuration."""
@@ -101,4 +103,7 @@ class LoadSpec:
             "procs": self.procs,
             "collect": collect,
             "seed": self.seed,
+            "tls": None
+            if self.tls is None
+            else {"cert": str(self.tls.cert), "key": str(self.tls.key), "ca": str(self.tls.ca)},
         }

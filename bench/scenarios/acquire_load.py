@@ -57,6 +57,7 @@ def acquire_load(
     ids_file = ctx.path(f"{label}.unit-ids")
     spec = LoadSpec(
         target=target.address,
+        tls=target.tls,
         method=ACQUIRE,
         template=acquire_template(quantity),
         choices=workload.choices,

@@ -83,6 +83,29 @@ def s2(ctx: BenchContext) -> Outcome:
         return run_s2(target, hot_pool(units_for(ceiling_rps(ctx), timing)), ctx, timing)
 
 
+@scenario("S2-mTLS", "S2 with mutual TLS on (client certificates, policy checks)", requires=("S2",))
+def s2_mtls(ctx: BenchContext) -> Outcome:
+    """S2 against a pool that requires client certificates and checks the caller's
+    permissions on every call, beside S2 plaintext in the same run: their ratio is what
+    mutual TLS costs (target >= 0.9x)."""
+    title = "Acquire on one hot pool, mutual TLS"
+    if reason := unavailable_reason():
+        return skipped("S2-mTLS", title, reason)
+    timing = s2_timing(ctx)
+    with pool_service(ctx, "s2_mtls", tls=True) as target:
+        workload = hot_pool(units_for(ceiling_rps(ctx), timing))(target.address)
+        result, check = acquire_load(ctx, target, workload, "S2-mTLS", timing)
+        row = load_row(
+            "S2 hot pool, mTLS",
+            result,
+            timing,
+            comparisons=(compare(result.rps, ctx.throughput("S2"), "S2 plaintext", at_least=0.9),),
+            notes=dry_notes(result),
+            seeded_units=workload.units,
+        )
+        return finished("S2-mTLS", title, [row], [check])
+
+
 # ------------------------------------------------------------------ S3
 
 

@@ -13,8 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import grpc
-
+from bench.harness import tls as bench_tls
 from bench.scenarios.acquire_call import CURRENCY, LICENSE_TYPE
 from licensing.pool.v1 import pool_pb2, pool_pb2_grpc
 
@@ -38,7 +37,7 @@ class PoolAdmin:
     """The few PoolService calls a setup needs (blocking client)."""
 
     def __init__(self, address: str) -> None:
-        self._channel = grpc.insecure_channel(
+        self._channel = bench_tls.channel(
             address,
             options=[
                 ("grpc.max_receive_message_length", _MESSAGE_LIMIT),

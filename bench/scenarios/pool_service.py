@@ -15,6 +15,7 @@ from bench.harness.context import BenchContext
 from bench.harness.correctness import IssueLedger
 from bench.harness.database import scratch_database
 from bench.harness.services import module_unavailable, service_process
+from libs.common.tls import TlsFiles
 
 MODULE = "services.pool"
 
@@ -32,13 +33,15 @@ class PoolTarget:
     database_url: str
     pid: int
     ledger: IssueLedger = field(default_factory=IssueLedger)
+    tls: TlsFiles | None = None  # mutual TLS: the client files (None: plaintext)
 
 
 @contextmanager
-def pool_service(ctx: BenchContext, name: str) -> Iterator[PoolTarget]:
-    """A pool service on a fresh database; stopped and the database dropped afterwards."""
+def pool_service(ctx: BenchContext, name: str, tls: bool = False) -> Iterator[PoolTarget]:
+    """A pool service on a fresh database (with mutual TLS when `tls`); stopped and the
+    database dropped afterwards."""
     with (
         scratch_database(ctx.admin_url, f"pool_{name}") as database_url,
-        service_process(ctx, MODULE, "POOL", database_url, f"pool-{name}") as service,
+        service_process(ctx, MODULE, "POOL", database_url, f"pool-{name}", tls=tls) as service,
     ):
-        yield PoolTarget(service.address, service.database_url, service.pid)
+        yield PoolTarget(service.address, service.database_url, service.pid, tls=service.tls)

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from libs.common import metrics
 from libs.common.shedding import overloaded
 
 K = TypeVar("K", bound=Hashable)
@@ -97,14 +98,26 @@ class Coalescer(Generic[K, T, R]):
     """Serializes work per key, in batches."""
 
     def __init__(
-        self, handler: BatchHandler[K, T, R], *, max_batch: int = 256, max_waiting: int = 4096
+        self,
+        handler: BatchHandler[K, T, R],
+        *,
+        max_batch: int = 256,
+        max_waiting: int = 4096,
+        name: str = "",
     ) -> None:
+        self.name = name  # in metrics (`licensing.writer`); none without one
+        self._attributes = {"licensing.writer": name}
         self._handler = handler
         self._max_batch = max_batch
         self._max_waiting = max_waiting
         self._lanes: dict[K, _Lane[T, R]] = {}
         self._paces: dict[K, _Pace] = {}  # outlive the lanes: a new burst starts informed
         self._workers: set[asyncio.Task[None]] = set()
+        metrics.watch_writer(self)
+
+    def depth(self) -> tuple[int, int]:
+        """(requests waiting, keys with work)."""
+        return sum(lane.waiting for lane in self._lanes.values()), len(self._lanes)
 
     async def submit(self, key: K, item: T, time_remaining: float | None = None) -> R:
         """Runs `item` in the next batch of `key`; `time_remaining` is the caller's deadline."""
@@ -163,6 +176,8 @@ class Coalescer(Generic[K, T, R]):
                 if not batch:
                     continue
                 lane.in_flight = len(batch)
+                if self.name:
+                    metrics.batch_size.record(len(batch), self._attributes)
                 lane.batch_started = loop.time()
                 try:
                     results = await self._handler(key, [w.item for w in batch])

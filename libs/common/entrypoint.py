@@ -10,7 +10,7 @@ from typing import Protocol
 
 from libs.common.server import wait_for_signal
 from libs.common.settings import ServiceSettings
-from libs.common.telemetry import configure_logging, configure_tracing
+from libs.common.telemetry import configure_logging, configure_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,11 @@ def main(
         migrate(settings.database_url)
         log.info("migrated")
         return
-    configure_tracing(name, settings.traces)
-    asyncio.run(_serve(name, settings, start))
+    telemetry = configure_telemetry(name, settings.traces)
+    try:
+        asyncio.run(_serve(name, settings, start))
+    finally:
+        telemetry.shutdown()  # sends the spans and metrics still buffered
 
 
 async def _serve(name: str, settings: ServiceSettings, start: Callable[[], Awaitable[App]]) -> None:

@@ -8,6 +8,7 @@ never leak to callers.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,16 +18,21 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from libs.common import call_context
+from libs.common import call_context, metrics
 from libs.common.errors import DomainError, ErrorKind, InvalidArgument
 from libs.common.logging_limits import RateLimitedWarning
 from libs.common.request_checks import decoder
+from licensing.client.errors import error_info, other_details
 
 if TYPE_CHECKING:
     from libs.common.admission import Admission
+    from libs.common.authz import Authorizer
     from libs.common.database_outage import DatabaseWatch
 
 log = logging.getLogger(__name__)
+
+# The reading side of `status_of` is the client package's, the one our callers use too.
+__all__ = ["CallGuard", "error_info", "expected_error", "other_details", "status_of"]
 
 _CODES = {kind: getattr(grpc.StatusCode, kind.value) for kind in ErrorKind}
 
@@ -69,10 +75,12 @@ class CallGuard:
         domain: str,
         database: DatabaseWatch | None = None,
         admission: Admission | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self._domain = domain
         self._database = database
         self._admission = admission
+        self._authorizer = authorizer
 
     def service(
         self, name: str, handlers: dict[str, grpc.RpcMethodHandler]
@@ -89,6 +97,7 @@ class CallGuard:
         admission = (
             None if self._admission is None or self._admission.exempt(method) else self._admission
         )
+        authorizer = self._authorizer
 
         def fail(error: Exception, context: grpc.aio.ServicerContext) -> None:
             """Sets the call's status for `error`; gRPC sends it when the handler returns
@@ -111,19 +120,30 @@ class CallGuard:
 
             async def guarded(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
                 call = call_context.begin(method, context.time_remaining())
+                began = time.perf_counter()
                 started = None
+                scoped = None
                 try:
                     if admission is not None:
                         started = admission.enter()
-                    return await unary(decode(raw), context)
+                    if authorizer is None:
+                        return await unary(decode(raw), context)
+                    token = authorizer.check(method, context)
+                    request = decode(raw)
+                    if token is not None:
+                        scoped = authorizer.enter(token, request)
+                    return await unary(request, context)
                 except grpc.aio.AbortError:
                     raise
                 except Exception as error:
                     fail(error, context)
                     return b""  # not sent: a call with an error status has no message
                 finally:
+                    if scoped is not None:
+                        authorizer.leave(scoped)  # type: ignore[union-attr]
                     if started is not None:
                         admission.leave(started)  # type: ignore[union-attr]
+                    metrics.record_call(method, context.code(), time.perf_counter() - began)
                     call_context.end(call)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -141,11 +161,19 @@ class CallGuard:
                 # Each call runs in a task of its own: the context ends with it (an async
                 # generator may be closed from another context, where a reset would fail).
                 call_context.begin(method, context.time_remaining())
+                began = time.perf_counter()
                 started = None
                 try:
                     if admission is not None:
                         started = admission.enter(stream=True)
-                    async for item in stream(decode(raw), context):
+                    if authorizer is None:
+                        request = decode(raw)
+                    else:
+                        token = authorizer.check(method, context)
+                        request = decode(raw)
+                        if token is not None:
+                            authorizer.enter(token, request)  # ends with the call's task
+                    async for item in stream(request, context):
                         yield item
                 except grpc.aio.AbortError:
                     raise
@@ -154,6 +182,7 @@ class CallGuard:
                 finally:
                     if started is not None:
                         admission.leave(started, stream=True)  # type: ignore[union-attr]
+                    metrics.record_call(method, context.code(), time.perf_counter() - began)
 
             return grpc.unary_stream_rpc_method_handler(
                 guarded_stream,
@@ -197,28 +226,3 @@ def expected_error(
         _unstorable.warn("%s: a value could not be stored (SQLSTATE %s)", method, error.sqlstate)
         return InvalidArgument("VALUE_NOT_STORABLE", "a value in the request cannot be stored")
     return None
-
-
-def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
-    """The `google.rpc.ErrorInfo` a peer attached to a failed call, if any (the reading
-    side of `status_of`, for clients of our services)."""
-    for detail in _details(error):
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info
-    return None
-
-
-def other_details(error: grpc.aio.AioRpcError) -> tuple[any_pb2.Any, ...]:
-    """The details of a failed call besides its ErrorInfo (e.g. an allocation receipt),
-    packed as they came, to pass on to our own callers."""
-    return tuple(d for d in _details(error) if not d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR))
-
-
-def _details(error: grpc.aio.AioRpcError) -> list[any_pb2.Any]:
-    try:
-        status = rpc_status.from_call(error)
-    except ValueError:  # details that do not match the status
-        return []
-    return list(status.details) if status else []

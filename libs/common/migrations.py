@@ -2,6 +2,12 @@
 
 A service's `migrations/env.py` calls `run_env(schema)`; `upgrade` applies a service's
 migrations to a database (from `python -m services.<svc> migrate`, `make run`, tests).
+
+Least privilege: each migration run also creates the service's own database role
+(`role_of(schema)`, e.g. `licensing_pool`) and grants it the use of its schema's tables,
+sequences and functions and nothing else, so a service connected as its role cannot read
+another service's schema. The role is created without a password: where the database
+asks for one, the operator sets it (`ALTER ROLE ... PASSWORD`, the service's Secret).
 """
 
 from __future__ import annotations
@@ -27,6 +33,33 @@ def upgrade(database_url: str, migrations_dir: Path, schema: str) -> None:
     command.upgrade(config, "head")
 
 
+def role_of(schema: str) -> str:
+    """The database role a service connects as."""
+    return f"licensing_{schema}"
+
+
+def grant_own_schema(connection: Connection, schema: str) -> None:
+    """Creates the service's role (once per database server) and grants it its schema."""
+    role = role_of(schema)
+    # Roles belong to the server, not the database: databases migrated at the same
+    # time may race to create it; the loser finds it there.
+    connection.execute(
+        text(
+            f"""DO $$ BEGIN
+                CREATE ROLE {role} LOGIN;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+            END $$"""
+        )
+    )
+    for statement in (
+        f"GRANT USAGE ON SCHEMA {schema} TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+        f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
+        f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {role}",
+    ):
+        connection.execute(text(statement))
+
+
 def run_env() -> None:
     """The body of every service's `env.py` (online migrations only)."""
     config = context.config
@@ -46,6 +79,7 @@ def run_env() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+            grant_own_schema(connection, schema)
 
     async def main() -> None:
         url: str = config.attributes["url"]

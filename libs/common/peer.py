@@ -9,6 +9,10 @@
 - **Balancing**: `round_robin` over every address the target resolves to (a headless
   Kubernetes Service gives one per replica); servers close connections after a maximum
   age, so new replicas get traffic too.
+- **Identity**: with TLS on, the channel presents the service's own certificate
+  (`libs.common.tls.peer_credentials`), and every call carries on the company-scoped
+  token of the call being served, if it came with one (`TokenForwarding`): the peer
+  holds it to the same companies.
 - **Errors**: a peer's `ErrorInfo` reason comes back as the same registered reason (with
   its metadata and the other details, e.g. an allocation receipt, passed on as they
   came); a peer that cannot be reached or breaks inside is `UNAVAILABLE` with the peer's
@@ -17,7 +21,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -27,15 +30,17 @@ from google.protobuf.descriptor import ServiceDescriptor
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from libs.common import call_context
+from libs.common.authz import current_token
 from libs.common.error_status import error_info, other_details
 from libs.common.errors import DomainError, error_of
 from libs.common.logging_limits import RateLimitedWarning
 from libs.common.reasons import Reason
+from libs.common.tokens import METADATA_KEY as TOKEN_METADATA_KEY
+from licensing import client
+from licensing.client import MAX_MESSAGE_BYTES, RETRYABLE_CODES, mutating_methods
 
-# Bulk responses (10,000 units) and CSV uploads exceed gRPC's 4 MB default; clients and
-# servers allow the same size.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-RETRYABLE_CODES = ("UNAVAILABLE", "ABORTED")
+# Channels are the client package's (licensing.client), as any caller of ours gets them.
+__all__ = ["MAX_MESSAGE_BYTES", "RETRYABLE_CODES", "Peer", "PeerSettings", "mutating_methods"]
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -54,53 +59,43 @@ class PeerSettings:
     keepalive_seconds: float = 30.0
 
 
-def mutating_methods(services: Iterable[ServiceDescriptor]) -> list[tuple[str, str]]:
-    """(service, method) of every method whose request carries a request_id."""
-    return [
-        (service.full_name, method.name)
-        for service in services
-        for method in service.methods
-        if "request_id" in method.input_type.fields_by_name
-    ]
-
-
 def service_config(services: Iterable[ServiceDescriptor], settings: PeerSettings) -> str:
     """The gRPC service config: round_robin, and retries for idempotent methods."""
-    names = [{"service": s, "method": m} for s, m in mutating_methods(services)]
-    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
-    if names:
-        config["methodConfig"] = [
-            {
-                "name": names,
-                "retryPolicy": {
-                    "maxAttempts": min(settings.max_attempts, 5),
-                    "initialBackoff": f"{min(0.05, settings.max_backoff_seconds)}s",
-                    "maxBackoff": f"{settings.max_backoff_seconds}s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": list(RETRYABLE_CODES),
-                },
-            }
-        ]
-    return json.dumps(config)
+    return client.service_config(services, settings.max_attempts, settings.max_backoff_seconds)
 
 
 def channel_options(
     services: Iterable[ServiceDescriptor], settings: PeerSettings
 ) -> list[tuple[str, Any]]:
-    keepalive_ms = int(settings.keepalive_seconds * 1000)
-    return [
-        ("grpc.service_config", service_config(services, settings)),
-        ("grpc.enable_retries", 1),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.keepalive_time_ms", keepalive_ms),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.http2.max_pings_without_data", 0),
-        # A peer that comes back is found again within seconds, not minutes.
-        ("grpc.initial_reconnect_backoff_ms", 200),
-        ("grpc.min_reconnect_backoff_ms", 200),
-        ("grpc.max_reconnect_backoff_ms", 2000),
-    ]
+    return client.channel_options(
+        services, max_attempts=settings.max_attempts, keepalive_seconds=settings.keepalive_seconds
+    )
+
+
+class TokenForwarding(
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds the served call's company-scoped token to each outgoing call."""
+
+    @staticmethod
+    def _details(details: Any) -> Any:
+        token = current_token()
+        if token is None:
+            return details
+        metadata = list(details.metadata or ())
+        metadata.append((TOKEN_METADATA_KEY, f"Bearer {token.raw}"))
+        return details._replace(metadata=metadata)
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request)
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request)
 
 
 def open_channel(
@@ -110,12 +105,18 @@ def open_channel(
     credentials: grpc.ChannelCredentials | None = None,
 ) -> grpc.aio.Channel:
     """A channel to `target` (host:port, dns:///name:port, ipv4:a:p,b:p) with our options,
-    tracing, and TLS when `credentials` are given."""
-    options = channel_options(list(services), settings)
-    interceptors = aio_client_interceptors()  # type: ignore[no-untyped-call]
-    if credentials is None:
-        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
-    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
+    tracing, the served call's token carried on, and TLS when `credentials` are given."""
+    return client.aio_channel(
+        target,
+        credentials=credentials,
+        services=list(services),
+        max_attempts=settings.max_attempts,
+        keepalive_seconds=settings.keepalive_seconds,
+        interceptors=[
+            TokenForwarding(),
+            *aio_client_interceptors(),  # type: ignore[no-untyped-call]
+        ],
+    )
 
 
 def call_timeout(settings: PeerSettings) -> float:

@@ -4,11 +4,17 @@ Health has two faces. The server's overall status ("") and each service's name s
 whether calls can be answered: NOT_SERVING while the database cannot be reached (readiness:
 route elsewhere). `LIVENESS` says only that the process is up and answering, so an
 outage of the database does not get the service restarted.
+
+The port speaks mutual TLS (`libs.common.tls`: certificates reloaded when their files
+change) and every call passes `libs.common.authz` (caller identity, policy, token),
+unless `<SVC>_TLS_ENABLED=false`. `<SVC>_HEALTH_PORT` adds a plaintext port that serves
+only grpc.health.v1, for probes that speak no TLS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,15 +22,21 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from libs.common import tls
 from libs.common.admission import Admission
+from libs.common.authz import Authorizer, Policy
 from libs.common.database_outage import DatabaseWatch
 from libs.common.error_status import CallGuard
 from libs.common.settings import ServiceSettings
+from libs.common.telemetry import TRACED_CALLS
+from libs.common.tokens import TokenVerifier
+from licensing.client import MAX_MESSAGE_BYTES  # clients and servers allow the same
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+log = logging.getLogger(__name__)
+
 LIVENESS = "liveness"
 # Calls gRPC core holds until grpc.aio takes them (one at a time, on the event loop). Past
 # core's default backlog (1,000, then randomly up to 3,000) core drops arrivals itself and
@@ -55,6 +67,10 @@ class RunningServer:
     names: tuple[str, ...]
     database: DatabaseWatch
     admission: Admission
+    # The plaintext port that serves only grpc.health.v1 (kubelet's probes), if any.
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
+    credentials: tls.ReloadingServerCredentials | None = None
 
     async def set_serving(self, serving: bool) -> None:
         """Whether calls can be answered (the overall status and each service's)."""
@@ -75,6 +91,8 @@ class RunningServer:
         elapsed = asyncio.get_running_loop().time() - started
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(max(grace - elapsed, 0))
+        if self.health_server is not None:
+            await self.health_server.stop(0)
 
 
 async def start_server(
@@ -93,8 +111,19 @@ async def start_server(
     instead of queueing without bound.
     """
     admission = Admission(settings.max_concurrent_rpcs)
+    files = tls.service_files(settings)
+    authorizer = None
+    if files is not None:
+        # Checked where each handler is guarded: it sees decoded requests, its refusals
+        # are statuses.
+        authorizer = Authorizer(
+            Policy.load(settings.policy_file or None),
+            TokenVerifier(settings.jwks_file or None, settings.token_audience),
+        )
+    else:
+        log.warning("TLS is off: the port is plaintext and every caller is trusted")
     server = grpc.aio.server(
-        interceptors=[aio_server_interceptor()],  # type: ignore[no-untyped-call]
+        interceptors=[aio_server_interceptor(filter_=TRACED_CALLS)],  # type: ignore[no-untyped-call]
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.server.max_pending_requests", MAX_UNTAKEN_CALLS),
@@ -102,36 +131,94 @@ async def start_server(
             # CSV uploads and bulk responses (10,000 units) exceed gRPC's 4 MB default.
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Long-lived connections would pin a client to the replicas it first found.
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
+            (
+                "grpc.max_connection_age_grace_ms",
+                int(settings.max_connection_age_grace_seconds * 1000),
+            ),
         ],
     )
-    guard = CallGuard(error_domain, database, admission)
+    guard = CallGuard(error_domain, database, admission, authorizer)
     for registration in registrations:
-        _add_guarded(registration, server, guard)
+        _add_guarded(registration, server, guard.service)
+    # Health and reflection are the server's own: not guarded (health answers even when
+    # overloaded), but with TLS on their callers are checked against the policy too.
+    own: Wrap = _unwrapped
+    if authorizer is not None:
+        checker = authorizer
+
+        def own(name: str, handlers: dict[str, grpc.RpcMethodHandler]) -> Handlers:
+            return checker.guard_service(name, handlers, error_domain)
+
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = tuple(r.name for r in registrations)
-    reflection.enable_server_reflection(
-        (
-            *names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
+    _add_through(
+        own,
         server,
+        lambda registry: health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registry),
+        "grpc.health.v1.Health",
     )
-    bound = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    _add_through(
+        own,
+        server,
+        lambda registry: reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(
+                (
+                    *names,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                )
+            ),
+            registry,
+        ),
+        reflection.SERVICE_NAME,
+    )
+    address = f"{settings.host}:{settings.port}"
+    credentials = None
+    if files is None:
+        bound = server.add_insecure_port(address)
+    else:
+        credentials = tls.ReloadingServerCredentials(files)
+        bound = server.add_secure_port(address, credentials.credentials)
+    health_server, health_port = None, None
+    if settings.health_port is not None:
+        health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_port = health_server.add_insecure_port(f"{settings.host}:{settings.health_port}")
     await server.start()
-    running = RunningServer(server, bound, health_servicer, names, database, admission)
+    if health_server is not None:
+        await health_server.start()
+    running = RunningServer(
+        server,
+        bound,
+        health_servicer,
+        names,
+        database,
+        admission,
+        health_server,
+        health_port,
+        credentials,
+    )
     await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     await running.set_serving(True)
     database.start(running.set_serving)
     return running
 
 
+Handlers = dict[str, grpc.RpcMethodHandler]
+Wrap = Callable[[str, Handlers], Handlers]
+
+
+def _unwrapped(name: str, handlers: Handlers) -> Handlers:
+    return handlers
+
+
 class _GuardingRegistry:
     """What a generated `add_<Service>Servicer_to_server` registers through: it hands
     over the service's method handlers, and the real server gets them guarded."""
 
-    def __init__(self, server: grpc.aio.Server, guard: CallGuard) -> None:
+    def __init__(self, server: grpc.aio.Server, guard: Wrap) -> None:
         self._server = server
         self._guard = guard
         self.unguarded = 0  # generic handlers handed over without their method handlers
@@ -143,18 +230,29 @@ class _GuardingRegistry:
     def add_registered_method_handlers(
         self, name: str, handlers: dict[str, grpc.RpcMethodHandler]
     ) -> None:
-        guarded = self._guard.service(name, handlers)
+        guarded = self._guard(name, handlers)
         generic = grpc.method_handlers_generic_handler(name, guarded)
         self._server.add_generic_rpc_handlers((generic,))
         self._server.add_registered_method_handlers(name, guarded)
         self.unguarded -= 1
 
 
-def _add_guarded(registration: Registration, server: grpc.aio.Server, guard: CallGuard) -> None:
+def _add_guarded(registration: Registration, server: grpc.aio.Server, guard: Wrap) -> None:
+    _add_through(
+        guard,
+        server,
+        lambda registry: registration.add(registration.servicer, registry),
+        registration.name,
+    )
+
+
+def _add_through(
+    guard: Wrap, server: grpc.aio.Server, add: Callable[[Any], None], name: str
+) -> None:
     registry = _GuardingRegistry(server, guard)
-    registration.add(registration.servicer, registry)
+    add(registry)
     if registry.unguarded:  # an adder that does not hand over its method handlers
-        raise RuntimeError(f"{registration.name}: its handlers cannot be guarded")
+        raise RuntimeError(f"{name}: its handlers cannot be guarded")
 
 
 async def wait_for_signal() -> None:

@@ -49,8 +49,45 @@ class ServiceSettings(BaseSettings):
     max_concurrent_rpcs: int = Field(
         default=512, ge=1, description="Calls in flight before new ones are refused."
     )
+    max_connection_age_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Connections older than this are closed (GOAWAY; +-10%): clients connect "
+        "again and spread over the replicas there are now, new ones too.",
+    )
+    max_connection_age_grace_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long calls on a closed connection (a long stream) may still run.",
+    )
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: str = Field(default="INFO")
-    # "none", "console", or a file path that receives one JSON span per line.
+    # "none", "console", or a file path that receives one JSON span per line; besides
+    # the OTEL_* variables (OTLP export, see libs/common/telemetry.py).
     traces: str = Field(default="none")
     idempotency_retention_hours: int = Field(default=48, ge=24)
+    # --- security (see libs/common/tls.py, authz.py, tokens.py) --------------------------
+    tls_enabled: bool = Field(
+        default=True,
+        description="Mutual TLS on the service port; false (plaintext, every caller "
+        "trusted) only for tests and benchmarks that need it.",
+    )
+    tls_cert_file: str = Field(default="", description="The service's certificate (PEM).")
+    tls_key_file: str = Field(default="", description="The service's private key (PEM).")
+    tls_ca_file: str = Field(
+        default="", description="The CA that callers' and peers' certificates come from."
+    )
+    health_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="A plaintext port serving only grpc.health.v1 (kubelet probes); "
+        "unset: none; 0 picks a free one.",
+    )
+    policy_file: str = Field(
+        default="", description="Who may call what (TOML); unset: the shipped default."
+    )
+    jwks_file: str = Field(
+        default="", description="Public keys (JWKS) that company-scoped tokens are verified with."
+    )
+    token_audience: str = Field(default="licensing", description="The tokens' `aud`.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 
+from libs.common import metrics
 from libs.common.errors import ResourceExhausted
 
 REASON = "OVERLOADED"
@@ -20,6 +21,7 @@ MAX_RETRY_DELAY = 10.0
 
 def overloaded(message: str, retry_after: float) -> ResourceExhausted:
     """A load-shedding refusal that suggests retrying after `retry_after` seconds."""
+    metrics.shed()
     delay = min(max(retry_after, MIN_RETRY_DELAY), MAX_RETRY_DELAY)
     retry_delay = duration_pb2.Duration()
     retry_delay.FromNanoseconds(round(delay * 1e9))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from libs.common import migrations
+from libs.common import migrations, tls
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
 from libs.common.database_outage import DatabaseWatch, is_database_unreachable
@@ -126,6 +126,7 @@ async def start(
         PeerSettings(
             deadline_seconds=settings.pool_deadline_seconds, max_attempts=settings.pool_attempts
         ),
+        credentials=tls.peer_credentials(settings),
     )
     leases = LeaseKeeper(db, BillingRepository(), settings.purchase_lease_seconds)
     saga = PurchaseSaga(

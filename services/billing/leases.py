@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from libs.common import metrics
 from services.billing.repository import BillingRepository
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class LeaseKeeper:
         self._repo = repo
         self.seconds = seconds
         self._held: dict[uuid.UUID, tuple[uuid.UUID, asyncio.Timeout]] = {}
+        metrics.watch_purchases(self, lambda keeper: len(keeper._held))
 
     def new(self) -> Lease:
         """A lease to take (pass its token to the statement that takes it)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from libs.common import migrations
+from libs.common import migrations, tls
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
 from libs.common.database_outage import DatabaseWatch
@@ -98,6 +98,7 @@ async def start(
         PeerSettings(
             deadline_seconds=settings.pool_timeout_seconds, max_attempts=settings.pool_attempts
         ),
+        credentials=tls.peer_credentials(settings),
     )
     client = billing_client(settings) if billing is None else None
     operations = PoolOperations(
@@ -141,5 +142,8 @@ def billing_client(settings: ProvisioningSettings) -> BillingClient | None:
     if not settings.billing_address:
         return None
     return BillingClient(
-        settings.billing_address, settings.billing_timeout_seconds, settings.billing_attempts
+        settings.billing_address,
+        settings.billing_timeout_seconds,
+        settings.billing_attempts,
+        credentials=tls.peer_credentials(settings),
     )

@@ -15,12 +15,14 @@ NAMES = ("pool", "billing", "credits", "provisioning")
 
 
 def run_services(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`licensing services --json` with none of the variables of the test's own shell."""
+    """`licensing services --json` with none of the variables of the test's own shell
+    but where the run's certificates are (`make run`'s are found in .local/pki)."""
     ours = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("LICENSING_") and not any(k.startswith(f"{n.upper()}_") for n in NAMES)
     }
+    ours["LICENSING_PKI_DIR"] = os.environ["LICENSING_PKI_DIR"]
     return subprocess.run(
         [executable(), "services", "--json"],
         env={**ours, **env},

@@ -29,6 +29,7 @@ from libs.common.database_outage import DATABASE_UNAVAILABLE
 from licensing.credits.v1 import credits_pb2_grpc
 from licensing.pool.v1 import pool_pb2 as ppb
 from licensing.pool.v1 import pool_pb2_grpc
+from tests.support import tls
 from tests.support.credits import CreditsCompany
 from tests.support.database import migrated_database
 from tests.support.pool import Company, reason_of, rid
@@ -128,7 +129,7 @@ async def test_a_database_crash_under_load(tmp_path: Path) -> None:
             name: await stack.enter_async_context(spawned(name, env, log=logs[name]))
             for name in ("pool", "credits")
         }
-        channels = {name: grpc.aio.insecure_channel(s.address) for name, s in services.items()}
+        channels = {name: tls.channel(s.address) for name, s in services.items()}
         for channel in channels.values():
             stack.push_async_callback(channel.close)
 

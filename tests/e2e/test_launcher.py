@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
 from services.__main__ import SERVICES
+from tests.support import tls
 from tests.support.database import fresh_database
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
@@ -118,7 +119,7 @@ async def test_chatty_services_keep_answering_and_sigterm_stops_everything(
 
     reader = asyncio.create_task(drain())
     address = f"127.0.0.1:{launcher.ports['pool']}"
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with tls.channel(address) as channel:
         stub = pool_pb2_grpc.PoolServiceStub(channel)
         # Each traced call prints a multi-line span: far more than a pipe holds (64 KiB).
         for _ in range(400):
@@ -152,6 +153,8 @@ async def test_off_the_default_ports_it_prints_the_line_that_finds_it(launcher: 
         for k, v in os.environ.items()
         if not k.startswith("LICENSING_") and not k.endswith(("_PORT", "_ADDRESS"))
     }
+    # Where the launcher's certificates are (`make run`'s are found in .local/pki).
+    clean["LICENSING_PKI_DIR"] = os.environ["LICENSING_PKI_DIR"]
     cli = os.path.join(os.path.dirname(sys.executable), "licensing")
     found = await asyncio.to_thread(
         subprocess.run,
@@ -168,3 +171,21 @@ async def test_off_the_default_ports_it_prints_the_line_that_finds_it(launcher: 
     launcher.process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(launcher.process.wait(), 40) == 0
     reader.cancel()
+
+
+async def test_every_launched_service_requires_mutual_tls(launcher: Launcher) -> None:
+    for name, port in launcher.ports.items():
+        address = f"127.0.0.1:{port}"
+        async with tls.channel(address) as channel:
+            health = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+            assert health.status == health_pb2.HealthCheckResponse.SERVING, name
+        async with grpc.aio.insecure_channel(address) as plaintext:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await health_pb2_grpc.HealthStub(plaintext).Check(
+                    health_pb2.HealthCheckRequest(), timeout=5
+                )
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, name
+    launcher.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(launcher.process.wait(), 40) == 0

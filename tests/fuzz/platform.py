@@ -18,6 +18,7 @@ from licensing.billing.v1 import billing_pb2_grpc
 from licensing.credits.v1 import credits_pb2_grpc
 from licensing.pool.v1 import pool_pb2_grpc
 from licensing.provisioning.v1 import provisioning_pb2_grpc
+from tests.support import tls
 from tests.support.billing import running_billing
 from tests.support.credits import running_credits
 from tests.support.pool import running_pool
@@ -86,7 +87,7 @@ async def running_platform(database_url: str, clock: FakeClock) -> AsyncIterator
         ]
         channels = {}
         for server in servers:
-            channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}", options=_OPTIONS)
+            channel = tls.channel(f"127.0.0.1:{server.port}", options=_OPTIONS)
             stack.push_async_callback(channel.close)
             channels.update(dict.fromkeys(server.names, channel))
         db = await create_pool(database_url, 2)

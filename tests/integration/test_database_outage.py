@@ -37,6 +37,7 @@ from services.pool.config import PoolSettings
 from services.provisioning import app as provisioning_app
 from services.provisioning.api.servicer import SERVICE_NAME as PROVISIONING
 from services.provisioning.config import ProvisioningSettings
+from tests.support import tls
 from tests.support.credits import CreditsCompany
 from tests.support.database_relay import DatabaseRelay, database_relay
 from tests.support.pool import Company, rid
@@ -148,7 +149,7 @@ async def served_through(
 ) -> AsyncIterator[tuple[DatabaseRelay, grpc.aio.Channel]]:
     async with database_relay(database_url) as relay:
         app = await start(relay.url)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
+        channel = tls.channel(f"127.0.0.1:{app.port}")
         try:
             yield relay, channel
         finally:

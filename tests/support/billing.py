@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -19,6 +18,7 @@ from licensing.pool.v1 import pool_pb2 as ppb
 from licensing.pool.v1 import pool_pb2_grpc
 from services.billing.app import BillingApp, start
 from services.billing.config import BillingSettings
+from tests.support import tls
 from tests.support.pool import rid
 
 
@@ -44,7 +44,7 @@ async def running_billing(
         **overrides,  # type: ignore[arg-type]
     )
     app = await start(settings, clock, recovery=recovery)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
+    channel = tls.channel(f"127.0.0.1:{app.port}")
     try:
         yield app, billing_pb2_grpc.BillingServiceStub(channel)
     finally:

@@ -17,6 +17,7 @@ from licensing.credits.v1 import credits_pb2 as pb
 from licensing.credits.v1 import credits_pb2_grpc
 from services.credits.app import CreditsApp, start
 from services.credits.config import CreditsSettings
+from tests.support import tls
 
 
 def rid() -> str:
@@ -43,7 +44,7 @@ async def running_credits(
     """The credits service on a free port, and a stub talking to it over gRPC."""
     settings = CreditsSettings(database_url=database_url, port=0, **overrides)  # type: ignore[arg-type]
     app = await start(settings, clock)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
+    channel = tls.channel(f"127.0.0.1:{app.port}")
     try:
         yield app, credits_pb2_grpc.CreditsServiceStub(channel)
     finally:

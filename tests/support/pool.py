@@ -16,6 +16,7 @@ from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
 from services.pool.app import PoolApp, start
 from services.pool.config import PoolSettings
+from tests.support import tls
 
 
 def rid() -> str:
@@ -46,7 +47,7 @@ async def running_pool(
 ) -> AsyncIterator[tuple[PoolApp, pool_pb2_grpc.PoolServiceStub]]:
     settings = PoolSettings(database_url=database_url, port=0, **overrides)  # type: ignore[arg-type]
     app = await start(settings, clock)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
+    channel = tls.channel(f"127.0.0.1:{app.port}")
     try:
         yield app, pool_pb2_grpc.PoolServiceStub(channel)
     finally:

@@ -4,7 +4,7 @@ purchases are tested, in-process too)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
@@ -19,6 +19,7 @@ from licensing.provisioning.v1 import provisioning_pb2_grpc
 from services.provisioning.app import ProvisioningApp, start
 from services.provisioning.config import ProvisioningSettings
 from services.provisioning.use_cases.operations import StepObserver
+from tests.support import tls
 from tests.support.billing import Shop, running_billing
 from tests.support.pool import Company, new_company, rid, running_pool
 from tests.support.processes import ServiceProcess, spawn
@@ -91,7 +92,7 @@ async def running_provisioning_only(
         **overrides,  # type: ignore[arg-type]
     )
     app = await start(settings, clock, after_step=after_step)
-    channel = grpc.aio.insecure_channel(
+    channel = tls.channel(
         f"127.0.0.1:{app.port}", options=[("grpc.max_receive_message_length", 64 << 20)]
     )
     try:
@@ -229,7 +230,7 @@ class Processes:
     provisioning: ServiceProcess | None = None
 
     def _channel(self, address: str) -> grpc.aio.Channel:
-        channel = grpc.aio.insecure_channel(address, options=_BIG_MESSAGES)
+        channel = tls.channel(address, options=_BIG_MESSAGES)
         self.stack.push_async_callback(channel.close)
         return channel
 
@@ -248,19 +249,23 @@ class Processes:
 
 @asynccontextmanager
 async def spawned_platform(
-    database_url: str, traces: str = "", **provisioning: str
+    database_url: str,
+    traces: str = "",
+    billing_env: Mapping[str, str] | None = None,
+    **provisioning: str,
 ) -> AsyncIterator[Processes]:
     """The three services as processes, stopped with SIGTERM at the end.
-    `provisioning` are extra PROVISIONING_<KEY> settings."""
+    `provisioning` are extra PROVISIONING_<KEY> settings; `billing_env` more variables of
+    the billing process."""
     async with AsyncExitStack() as stack:
         pool = await spawn("pool", service_env("pool", database_url, traces))
         stack.push_async_callback(pool.stop)
-        billing_env = service_env("billing", database_url, traces)
+        billing_env = {**service_env("billing", database_url, traces), **(billing_env or {})}
         billing = await spawn("billing", billing_env | {"POOL_ADDRESS": pool.address})
         stack.push_async_callback(billing.stop)
-        pool_channel = grpc.aio.insecure_channel(pool.address, options=_BIG_MESSAGES)
+        pool_channel = tls.channel(pool.address, options=_BIG_MESSAGES)
         stack.push_async_callback(pool_channel.close)
-        billing_channel = grpc.aio.insecure_channel(billing.address)
+        billing_channel = tls.channel(billing.address)
         stack.push_async_callback(billing_channel.close)
         platform = Platform(
             None,  # type: ignore[arg-type]

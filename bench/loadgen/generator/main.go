@@ -15,6 +15,8 @@ import (
 	"bufio"
 	"context"
 	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -32,6 +34,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
 )
@@ -65,6 +68,37 @@ type config struct {
 	Distrib     distribution `json:"distribution"`
 	Seed        int64        `json:"seed"`
 	Collect     *collect     `json:"collect"`
+	TLS         *tlsFiles    `json:"tls"` // mutual TLS; nil: plaintext
+}
+
+type tlsFiles struct {
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+	CA   string `json:"ca"`
+}
+
+// transport is plaintext, or mutual TLS with the configured client certificate.
+func (c *config) transport() (grpc.DialOption, error) {
+	if c.TLS == nil {
+		return grpc.WithInsecure(), nil
+	}
+	pair, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := os.ReadFile(c.TLS.CA)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("no CA certificate in %s", c.TLS.CA)
+	}
+	return grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{pair},
+		RootCAs:      roots,
+		MinVersion:   tls.VersionTLS12,
+	})), nil
 }
 
 // ------------------------------------------------------------------ raw codec
@@ -418,9 +452,13 @@ func cpuSeconds() (user, system float64) {
 
 func (r *run) execute() (summary, error) {
 	encoding.RegisterCodec(rawCodec{})
+	transport, err := r.cfg.transport()
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
 	for i := 0; i < r.cfg.Channels; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		conn, err := grpc.DialContext(ctx, r.cfg.Target, grpc.WithInsecure(), grpc.WithBlock(),
+		conn, err := grpc.DialContext(ctx, r.cfg.Target, transport, grpc.WithBlock(),
 			grpc.WithDefaultCallOptions(grpc.CallContentSubtype("raw"), grpc.MaxCallRecvMsgSize(256<<20)))
 		cancel()
 		if err != nil {

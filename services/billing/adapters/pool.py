@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Protocol
 
+import grpc
+
 from libs.common.peer import Peer, PeerSettings
 from libs.common.reasons import Reason
 from licensing.pool.v1 import pool_pb2 as pb
@@ -115,9 +117,19 @@ class Pool(Protocol):
 class PoolGateway:
     """`Pool` over gRPC: licensing.pool.v1.PoolService."""
 
-    def __init__(self, address: str, settings: PeerSettings | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        settings: PeerSettings | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self._peer = Peer(
-            address, pool_pb2_grpc.PoolServiceStub, SERVICE, Reason.POOL_UNAVAILABLE, settings
+            address,
+            pool_pb2_grpc.PoolServiceStub,
+            SERVICE,
+            Reason.POOL_UNAVAILABLE,
+            settings,
+            credentials,
         )
         self._stub = self._peer.stub
 

@@ -77,7 +77,7 @@ class UsageRecorder:
         self._currencies = currencies
         self._future_tolerance = future_tolerance
         self._writer: Coalescer[_Lane, RecordUsage, Response] = Coalescer(
-            self._run_batch, max_batch=max_batch, max_waiting=max_waiting
+            self._run_batch, max_batch=max_batch, max_waiting=max_waiting, name="credits.usage"
         )
 
     async def record(self, command: RecordUsage, time_remaining: float | None = None) -> Response:

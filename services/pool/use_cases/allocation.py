@@ -94,7 +94,7 @@ class Allocator:
         self._offices = offices
         self._encode = encode
         self._writer: Coalescer[Key, Allocate, bytes] = Coalescer(
-            self._batch, max_batch=max_batch, max_waiting=max_waiting
+            self._batch, max_batch=max_batch, max_waiting=max_waiting, name="pool.allocation"
         )
 
     async def allocate(self, command: Allocate) -> bytes:

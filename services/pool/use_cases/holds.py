@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from libs.common import metrics
 from services.pool.domain import errors, holds
 from services.pool.domain.model import Assignee, Hold, HoldState, Unit
 from services.pool.unit_of_work import PoolUnitOfWork, Tx
@@ -108,7 +109,8 @@ class HoldExpiry:
                 return 0
             expired = await tx.holds.resolve(company_id, due, HoldState.EXPIRED, now)
             await tx.holds.restore_units([h.hold_id for h in expired], now)
-            return len(expired)
+        metrics.holds_expired.add(len(expired))  # committed
+        return len(expired)
 
     async def expire_lapsed(self, lapsed: errors.HoldLapsed) -> None:
         """Expires the hold a commit found lapsed, so its units are back when the caller

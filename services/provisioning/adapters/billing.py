@@ -19,6 +19,8 @@ import logging
 import uuid
 from typing import Protocol
 
+import grpc
+
 from libs.common.peer import Peer, PeerSettings
 from libs.common.reasons import Reason
 from licensing.billing.v1 import billing_pb2 as pb
@@ -71,7 +73,12 @@ class BillingClient:
     included), at most `attempts` tries, at most `max_wait_seconds` between two."""
 
     def __init__(
-        self, address: str, timeout: float, attempts: int, max_wait_seconds: float = 1.0
+        self,
+        address: str,
+        timeout: float,
+        attempts: int,
+        max_wait_seconds: float = 1.0,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._peer = Peer(
             address,
@@ -83,6 +90,7 @@ class BillingClient:
                 max_attempts=attempts,
                 max_backoff_seconds=max_wait_seconds,
             ),
+            credentials,
         )
 
     @property

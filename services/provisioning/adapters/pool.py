@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
+import grpc
+
 from libs.common.peer import Peer, PeerSettings
 from libs.common.reasons import Reason
 from licensing.pool.v1 import pool_pb2 as pb
@@ -101,13 +103,19 @@ def _assignees(assignees: Assignees) -> list[pb.Assignee]:
 class GrpcPool:
     """`PoolGateway` over the pool's contract."""
 
-    def __init__(self, target: str, settings: PeerSettings | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        settings: PeerSettings | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self._peer = Peer(
             target,
             pool_pb2_grpc.PoolServiceStub,
             pb.DESCRIPTOR.services_by_name["PoolService"],
             Reason.POOL_UNAVAILABLE,
             settings,
+            credentials,
         )
         self._stub = self._peer.stub
 

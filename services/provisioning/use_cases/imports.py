@@ -31,6 +31,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
+from libs.common import metrics
 from libs.common.errors import DomainError, FailedPrecondition
 from libs.common.reasons import Reason
 from services.provisioning.adapters.pool import PoolGateway
@@ -508,6 +509,7 @@ class _Run:
                     stage=ImportStage.NONE.value,
                     rows_applied=len(rows),
                 )
+            metrics.import_rows.add(len(rows))  # committed
         except errors.ImportConflict as conflict:
             raise _Fail(import_steps.conflict_failure(conflict.constraint)) from None
 

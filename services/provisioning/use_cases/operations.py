@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
 
+from libs.common.database_outage import is_database_unreachable
 from libs.common.errors import (
     Aborted,
     DomainError,
@@ -222,8 +223,11 @@ class PoolOperations:
         while True:
             try:
                 await self.recover()
-            except Exception:
-                log.warning("looking for interrupted operations failed; will retry", exc_info=True)
+            except Exception as error:
+                if not is_database_unreachable(error):  # the database watch logs outages
+                    log.warning(
+                        "looking for interrupted operations failed; will retry", exc_info=True
+                    )
             await asyncio.sleep(interval_seconds)
 
     # --- driving --------------------------------------------------------------------------

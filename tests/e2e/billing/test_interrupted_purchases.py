@@ -20,6 +20,7 @@ from licensing.billing.v1 import billing_pb2_grpc
 from licensing.pool.v1 import pool_pb2 as ppb
 from licensing.pool.v1 import pool_pb2_grpc
 from services.billing.app import session_name
+from tests.support import tls
 from tests.support.billing import Shop
 from tests.support.pool import reason_of, rid
 from tests.support.processes import ServiceProcess, spawn, spawned
@@ -61,8 +62,8 @@ def billing_env(database_url: str, pool_port: int, **extra: str) -> dict[str, st
 async def shop_on(
     stack: AsyncExitStack, pool: ServiceProcess, billing: ServiceProcess
 ) -> AsyncIterator[Shop]:
-    pool_channel = grpc.aio.insecure_channel(pool.address)
-    billing_channel = grpc.aio.insecure_channel(billing.address)
+    pool_channel = tls.channel(pool.address)
+    billing_channel = tls.channel(billing.address)
     try:
         yield Shop(
             billing_pb2_grpc.BillingServiceStub(billing_channel),
@@ -74,7 +75,7 @@ async def shop_on(
 
 
 def rebind(shop: Shop, billing: ServiceProcess) -> grpc.aio.Channel:
-    channel = grpc.aio.insecure_channel(billing.address)
+    channel = tls.channel(billing.address)
     shop.billing = billing_pb2_grpc.BillingServiceStub(channel)
     return channel
 

@@ -12,6 +12,7 @@ import pytest
 from google.rpc import error_details_pb2
 
 from licensing.pool.v1 import pool_pb2_grpc
+from tests.support import tls
 from tests.support.pool import details_of, reason_of
 from tests.support.processes import spawned
 from tests.support.races import assert_database_matches, pool_with_claimable_units, race_acquire
@@ -38,7 +39,7 @@ async def test_every_call_under_overload_gets_a_precise_answer(
     }
     async with (
         spawned("pool", env) as service,
-        grpc.aio.insecure_channel(service.address) as channel,
+        tls.channel(service.address) as channel,
     ):
         stub = pool_pb2_grpc.PoolServiceStub(channel)
         company = await pool_with_claimable_units(stub, units=UNITS, offices=3)

@@ -4,10 +4,10 @@ import asyncio
 import signal
 
 import asyncpg
-import grpc
 import pytest
 
 from licensing.pool.v1 import pool_pb2_grpc
+from tests.support import tls
 from tests.support.processes import spawn
 from tests.support.races import pool_with_claimable_units, race_acquire
 
@@ -30,7 +30,7 @@ async def test_sigterm_lets_every_call_in_flight_finish(
     }
     service = await spawn("pool", env)
     try:
-        async with grpc.aio.insecure_channel(service.address) as channel:
+        async with tls.channel(service.address) as channel:
             stub = pool_pb2_grpc.PoolServiceStub(channel)
             company = await pool_with_claimable_units(stub, units=CALLERS, offices=3)
             racing = asyncio.create_task(race_acquire([stub], company, callers=CALLERS))

@@ -128,8 +128,14 @@ async def test_create_user_is_one_trace_across_provisioning_and_pool(
     assert {s["service"] for s in trace} == {"provisioning", "pool"}
     # Two-phase: the unit is held, the user written, then the hold committed.
     assert hops(trace) == {("provisioning", "pool", "Reserve"), ("provisioning", "pool", "Commit")}
-    pool_spans = [s for s in trace if s["service"] == "pool"]
+    pool_spans = [s for s in trace if s["service"] == "pool" and is_rpc(s)]
     assert sorted(str(s["name"]) for s in pool_spans) == [POOL + "Commit", POOL + "Reserve"]
+    # The pool's database statements are spans of the trace too, under its server spans.
+    by_id = {s["span_id"]: s for s in trace}
+    statements = [s for s in trace if s["service"] == "pool" and not is_rpc(s)]
+    assert statements
+    for statement in statements:
+        assert any(a in pool_spans for a in ancestors(statement, by_id)), statement
     for pool_span in pool_spans:
         (client,) = [s for s in trace if s["span_id"] == pool_span["parent_id"]]
         assert client["parent_id"] == trace_root(trace)["span_id"]
@@ -188,6 +194,11 @@ async def test_a_purchase_is_one_trace_across_provisioning_billing_and_pool(
     for span in trace:
         if span["service"] == "billing" and span is not billing_server:
             assert billing_server in ancestors(span, by_id), span
+
+
+def is_rpc(span: Span) -> bool:
+    """A call's span ("/pkg.Service/Method"), not a database statement's."""
+    return str(span["name"]).startswith("/")
 
 
 def ancestors(span: Span, by_id: dict[str | None, Span]) -> list[Span]:

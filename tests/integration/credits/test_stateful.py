@@ -20,6 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from libs.common.clock import FakeClock
 from licensing.credits.v1 import credits_pb2 as pb
 from licensing.credits.v1 import credits_pb2_grpc
+from tests.support import tls
 from tests.support.credits import running_credits
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
@@ -242,7 +243,7 @@ class CreditsMachine(RuleBasedStateMachine):
 async def test_service_matches_the_model(database_url: str) -> None:
     clock = FakeClock()
     async with running_credits(database_url, clock) as (app, _):
-        channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
+        channel = tls.sync_channel(f"127.0.0.1:{app.port}")
         CreditsMachine.stub = credits_pb2_grpc.CreditsServiceStub(channel)
         CreditsMachine.clock = clock
         machine = CreditsMachine.TestCase

@@ -3,7 +3,6 @@
 import asyncio
 import uuid
 
-import grpc
 import pytest
 from google.protobuf import descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -12,6 +11,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from services.pool.app import PoolApp
+from tests.support import tls
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -22,7 +22,7 @@ async def test_reflection_health_and_a_dynamic_call(pool_service: tuple[PoolApp,
 
 
 def discover_and_call(address: str) -> None:
-    with grpc.insecure_channel(address) as channel:
+    with tls.sync_channel(address) as channel:
         database = ProtoReflectionDescriptorDatabase(channel)
         assert "licensing.pool.v1.PoolService" in database.get_services()
         pool = descriptor_pool.DescriptorPool(database)

@@ -13,6 +13,7 @@ from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
 from services.pool.app import PoolApp
 from tests.integration.pool.test_validation import table_counts
+from tests.support import tls
 from tests.support.pool import Company, reason_of, rid
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -55,7 +56,7 @@ async def test_undecodable_bytes_are_invalid_argument_and_logged_once(
 ) -> None:
     app, _ = pool_service
     before = await table_counts(db)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+    async with tls.channel(f"127.0.0.1:{app.port}") as channel:
         raw = channel.unary_unary(ACQUIRE)  # no serializers: the bytes go as they are
         with caplog.at_level(logging.WARNING):
             for garbage in (b"\x0a\x02\xff\xfe", b"\xff" * 64, b"\x12\x7fshort") * 10:
