@@ -4,7 +4,7 @@ Instruments are made once, here, from the global meter: until `telemetry` instal
 meter provider (or when metrics are off) they record nothing, at the cost of a call.
 
 - `rpc.server.call.duration` (s), by `rpc.method` and `rpc.response.status_code`: the
-  RPC semantic conventions, recorded by the server's interceptor (`error_status`).
+  RPC semantic conventions, recorded by the guard around every handler (`error_status.CallGuard`).
 - `licensing.batch.size`: requests per batch transaction of a coalesced writer (pool
   allocations, credits usage), by `licensing.writer`.
 - `licensing.writer.queue.depth`, `licensing.writer.keys`: requests waiting, and keys
