@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
@@ -14,10 +15,12 @@ from libs.common.idempotency import IdempotencyStore
 
 log = logging.getLogger(__name__)
 
-# The first statement of a writer's transaction: the lock, and the transaction's instant.
+# The first statement of a writer's transaction: the locks of its (company, currency)
+# keys, taken in the order given, and the transaction's instant.
 LOCK = """
 SELECT coalesce($3::timestamptz, now())
-FROM pg_advisory_xact_lock(hashtextextended('pool/' || $1::text || '/' || $2::text, 0))
+FROM (SELECT count(pg_advisory_xact_lock(hashtextextended('pool/' || c || '/' || cur, 0)))
+      FROM unnest($1::text[], $2::text[]) AS k(c, cur)) taken
 """
 NOW = "SELECT coalesce($1::timestamptz, now())"
 
@@ -32,8 +35,15 @@ class Locks:
 
     async def take(self, company_id: uuid.UUID, currency: str) -> datetime:
         """Holds the lock until the transaction ends; returns the transaction's instant."""
+        return await self.take_all([(company_id, currency)])
+
+    async def take_all(self, keys: Sequence[tuple[uuid.UUID, str]]) -> datetime:
+        """Holds the locks of every (company, currency) of `keys` until the transaction
+        ends, taken in one order (company, then currency) so that writers holding several
+        cannot deadlock; returns the transaction's instant."""
+        ordered = sorted({(str(company_id), currency) for company_id, currency in keys})
         now: datetime = await self._conn.fetchval(
-            LOCK, str(company_id), currency, self._clock.sql_now()
+            LOCK, [c for c, _ in ordered], [cur for _, cur in ordered], self._clock.sql_now()
         )
         return now
 
