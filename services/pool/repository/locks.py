@@ -12,16 +12,10 @@ import asyncpg
 
 from libs.common.clock import Clock
 from libs.common.idempotency import IdempotencyStore
+from libs.common.key_locks import lock_keys
 
 log = logging.getLogger(__name__)
 
-# The first statement of a writer's transaction: the locks of its (company, currency)
-# keys, taken in the order given, and the transaction's instant.
-LOCK = """
-SELECT coalesce($3::timestamptz, now())
-FROM (SELECT count(pg_advisory_xact_lock(hashtextextended('pool/' || c || '/' || cur, 0)))
-      FROM unnest($1::text[], $2::text[]) AS k(c, cur)) taken
-"""
 NOW = "SELECT coalesce($1::timestamptz, now())"
 
 
@@ -41,11 +35,7 @@ class Locks:
         """Holds the locks of every (company, currency) of `keys` until the transaction
         ends, taken in one order (company, then currency) so that writers holding several
         cannot deadlock; returns the transaction's instant."""
-        ordered = sorted({(str(company_id), currency) for company_id, currency in keys})
-        now: datetime = await self._conn.fetchval(
-            LOCK, [c for c, _ in ordered], [cur for _, cur in ordered], self._clock.sql_now()
-        )
-        return now
+        return await lock_keys(self._conn, "pool", keys, self._clock.sql_now())
 
     async def now(self) -> datetime:
         """The instant for a reader."""
