@@ -33,9 +33,11 @@ RESULTS = {
 
 
 def test_replicas_and_database_cores_scale_with_the_rates() -> None:
-    lines = plan(RESULTS, Load(100, 5, allocations=2400, usage=600, import_rows=0, hottest_share=0.1))
+    lines = plan(
+        RESULTS, Load(100, 5, allocations=2400, usage=600, import_rows=0, hottest_share=0.1)
+    )
     text = "\n".join(lines)
-    # 2,400 calls/s x 500 us = 1.2 cores -> 2 replicas at 60%... 1.2 / 0.6 = 2
+    # 2,400 calls/s x 500 us = 1.2 cores: 1.2 / (1 core x 60 %) = 2 replicas
     assert "pool: 2,400 calls/s x 500 us = 1.20 cores -> 2 replicas" in text
     assert "credits: 600 calls/s x 800 us = 0.48 cores -> 2 replicas" in text
     # 2,400 x 300 us + 600 x 400 us = 0.96 cores of PostgreSQL -> 2 cores; 20 calls a commit
