@@ -756,7 +756,7 @@ class InMemoryPool:
         ids = tuple(sorted(u.unit_id for u in taken))
         if hold_id is not None:
             self.holds[hold_id] = FakeHold(hold_id, company_id, ids)
-        reserved = Reserved(hold_id, ids, shortfall)
+        reserved = Reserved(hold_id, ids, shortfall, ("OWN_SPARE",) * len(ids))
         self.replies[request_id] = reserved
         return reserved
 
