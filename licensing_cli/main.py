@@ -33,7 +33,8 @@ app = typer.Typer(
     name="licensing",
     help="Operate the licensing platform: offices and plans, pools, checkout, users, "
     "licenses, add-ons and extensions, CSV imports, usage credits and invoices. Addresses "
-    "default to what `make run` uses: the same POOL_PORT / POOL_ADDRESS (BILLING_, CREDITS_, PROVISIONING_) variables.",
+    "default to what `make run` uses: the same POOL_PORT / POOL_ADDRESS (BILLING_, "
+    "CREDITS_, PROVISIONING_) variables.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
