@@ -66,12 +66,8 @@ async def test_assign_extend_add_ons_search_reassign_terminate_unassign(cli: Cli
     assert "TERMINATED" in cli.ok("pool", "units", "--state", "terminated").stdout
 
     unassigned = cli.ok("license", "unassign", phone, "--json").json()
-    assert sorted(unassigned["returned_unit_ids"]) == sorted(
-        [phone, addons["call_recording"]]
-    )
-    assert cli.ok("license", "search", "--type", "phone_system", "--json").json()[
-        "licenses"
-    ] == []
+    assert sorted(unassigned["returned_unit_ids"]) == sorted([phone, addons["call_recording"]])
+    assert cli.ok("license", "search", "--type", "phone_system", "--json").json()["licenses"] == []
     gone = cli("license", "show", phone, "--json")
     assert gone.code == 2
     assert gone.error()["reason"] == "LICENSE_NOT_FOUND"

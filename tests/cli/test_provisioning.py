@@ -137,9 +137,7 @@ async def test_a_short_file_cannot_be_applied_until_the_units_are_there(
     cli.ok("user", "create", office, "Hal")
     short = tmp_path / "short.csv"
     short.write_text(
-        "Ext Key,Number,User,Addon license 1\n"
-        "201,,Gil,call_recording\n"
-        "202,,Hal,call_recording\n"
+        "Ext Key,Number,User,Addon license 1\n201,,Gil,call_recording\n202,,Hal,call_recording\n"
     )
     checked = cli("import", "check", str(short), "--office", office)
     assert checked.code == 2
@@ -154,9 +152,10 @@ async def test_a_short_file_cannot_be_applied_until_the_units_are_there(
     assert "--import-id short-1" in failed.stdout
 
     cli.ok("pool", "add-units", office, "call_recording", "2")
-    assert "This file can be applied" in cli.ok(
-        "import", "check", str(short), "--office", office
-    ).stdout
+    assert (
+        "This file can be applied"
+        in cli.ok("import", "check", str(short), "--office", office).stdout
+    )
     applied = cli.ok("import", "apply", str(short), "--office", office, "--import-id", "short-1")
     assert "SUCCEEDED" in applied.stdout
     assert "2/2 rows" in applied.stderr + applied.stdout
