@@ -9,7 +9,6 @@ from pathlib import Path
 import typer.main
 
 from licensing_cli.main import app
-
 from tests.cli.conftest import Cli, free_address
 
 COMMANDS = {

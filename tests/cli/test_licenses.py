@@ -44,15 +44,20 @@ async def test_assign_extend_add_ons_search_reassign_terminate_unassign(cli: Cli
     by_user = cli.ok("license", "search", "--user", bob, "--json").json()["licenses"]
     assert [h["license_type"] for h in by_user] == ["developer"]
     by_extension = cli.ok("license", "search", "--extension", "10").stdout
-    assert "Ann" in by_extension and "Tokyo" in by_extension and "call_recording" in by_extension
+    assert "Ann" in by_extension
+    assert "Tokyo" in by_extension
+    assert "call_recording" in by_extension
     first_page = cli.ok("license", "search", "--page-size", "1", "--json").json()
-    assert len(first_page["licenses"]) == 1 and first_page["next_page_token"]
+    assert len(first_page["licenses"]) == 1
+    assert first_page["next_page_token"]
     assert "--page-token" in cli.ok("license", "search", "--page-size", "1").stdout
     every = cli.ok("license", "search", "--page-size", "1", "--all", "--json").json()
-    assert len(every["licenses"]) == 2 and every["next_page_token"] == ""
+    assert len(every["licenses"]) == 2
+    assert every["next_page_token"] == ""
 
     moved = cli.ok("license", "reassign", phone, bob, "--json").json()["license"]
-    assert moved["user_id"] == bob and moved["ext_key"] == "101"
+    assert moved["user_id"] == bob
+    assert moved["ext_key"] == "101"
 
     in_use = cli("license", "terminate", phone)
     assert in_use.code == 2

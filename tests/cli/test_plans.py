@@ -29,7 +29,8 @@ async def test_offices_and_plans_have_names_listed_in_creation_order(cli: Cli) -
     plans = cli.ok("plan", "list", "--json").json()["plans"]
     assert [p["display_name"] for p in plans] == ["Zurich", "Amsterdam legacy deal"]
     plan_table = cli.ok("plan", "list").stdout
-    assert "Amsterdam legacy deal" in plan_table and "Amsterdam (" in plan_table
+    assert "Amsterdam legacy deal" in plan_table
+    assert "Amsterdam (" in plan_table
 
     renamed = cli.ok("plan", "rename", amsterdam, "Amsterdam standard", "--json").json()
     assert renamed["plan"]["display_name"] == "Amsterdam standard"
