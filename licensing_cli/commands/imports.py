@@ -222,7 +222,7 @@ def apply(
         raise typer.Exit(2)
 
 
-def _rows(job: provisioning_pb2.Import) -> tuple[int, int]:
+def progress_rows(job: provisioning_pb2.Import) -> tuple[int, int]:
     """(rows done, rows): every row is applied at once at the end, so until then a row
     counts as done in the share of the units held and assigned for the file."""
     p = job.progress
@@ -253,11 +253,11 @@ def _follow(
         TimeElapsedColumn(),
     )
     with Progress(*columns, disable=not show_bar, transient=False) as progress:
-        done, total = _rows(job)
+        done, total = progress_rows(job)
         task = progress.add_task(stage_name(job.stage) or "starting", total=total, completed=done)
         for update in provisioning.stream(stub.WatchImport, request):
             last = update.import_job
-            done, total = _rows(last)
+            done, total = progress_rows(last)
             stage = stage_name(last.stage) or state_name(last.state).lower()
             progress.update(task, description=stage, completed=done, total=total)
     return last
