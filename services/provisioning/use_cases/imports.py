@@ -295,10 +295,16 @@ class ImportService:
 
     async def _run(self, company_id: uuid.UUID, import_id: str) -> None:
         lock = f"provisioning-import/{company_id}/{import_id}"
-        async with self._uow.exclusive(lock) as got:
-            if not got:
-                return  # another runner (maybe another replica) has it
-            await self._drive(company_id, import_id)
+        while True:
+            async with self._uow.exclusive(lock) as got:
+                if not got:
+                    return  # another runner (maybe another replica) has it
+                await self._drive(company_id, import_id)
+            # Applied again after it failed, while this runner was finishing: no other
+            # runner was launched (this one still ran), so this one drives the new attempt.
+            stored = await self._stored(company_id, import_id)
+            if stored is None or stored.job.ended:
+                return
 
     async def _update(self, company_id: uuid.UUID, import_id: str, **fields: object) -> None:
         async with self._uow.transaction() as tx:

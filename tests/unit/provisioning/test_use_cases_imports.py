@@ -121,6 +121,27 @@ async def test_a_failed_import_is_applied_again_under_its_id_once_fixed() -> Non
     assert (await world.imports.start(file(world))).state is ImportState.SUCCEEDED
 
 
+async def test_an_import_applied_again_while_its_failed_runner_finishes_is_driven() -> None:
+    world = World()
+    await account(world, {"phone_system": 3, "device_ip_phone": 1})
+    service = world.imports
+    update = service._update
+    again: list[ImportState] = []
+
+    async def failing_then_fixed(company_id: uuid.UUID, import_id: str, **fields: object) -> None:
+        await update(company_id, import_id, **fields)
+        if fields.get("state") == "FAILED" and not again:  # the runner has not ended yet
+            world.office("hq", {"device_ip_phone": 1})
+            again.append((await service.start(file(world))).state)
+
+    service._update = failing_then_fixed  # type: ignore[method-assign]
+    await service.start(file(world))
+    job = await service.wait(world.company_id, "imp-1")  # the same runner, both attempts
+    assert again == [ImportState.RUNNING]
+    assert job.state is ImportState.SUCCEEDED, job.failure
+    assert len(world.state.addons) == 2
+
+
 async def test_the_same_import_id_with_another_file_is_refused() -> None:
     world = World()
     await account(world, {"phone_system": 3, "device_ip_phone": 2})
