@@ -8,6 +8,7 @@ can say which service refused or could not be reached.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -47,6 +48,19 @@ class CallFailed(Exception):
         self.method = method
         self.error = error
         self.request_id = request_id
+        # What a reason means for the command that failed (its own flags), by reason.
+        self.hints: dict[str, str] = {}
+
+
+@contextmanager
+def hinted(**hints: str) -> Iterator[None]:
+    """Calls in this block that fail with one of these reasons are explained with the
+    command's own words (e.g. its --purchase flag) instead of the general ones."""
+    try:
+        yield
+    except CallFailed as failure:
+        failure.hints.update(hints)
+        raise
 
 
 def method_name(request: Message) -> str:

@@ -267,13 +267,19 @@ def start_company(cli: Cli, story: Story) -> None:
             "create",
             "--currency",
             currency,
+            "--name",
+            city,
             *prices(book),
             "--allowance",
             allowance,
             *extra,
             keep=lambda d: {
                 "office": d["office"],
-                "plan": {"plan_id": d["plan"]["plan_id"], "prices": d["plan"]["prices"]},
+                "plan": {
+                    "plan_id": d["plan"]["plan_id"],
+                    "display_name": d["plan"]["display_name"],
+                    "prices": d["plan"]["prices"],
+                },
                 "account": {"allowance_minor": d["account"]["allowance_minor"]},
             },
         )
@@ -282,6 +288,9 @@ def start_company(cli: Cli, story: Story) -> None:
     cli.text("\n" + "\n".join(f"  {city}: {office}" for city, office in story.offices.items()))
     story.steps["company"] = cli.show(
         "The company: New York and San Francisco share identical USD prices.", "company", "show"
+    )
+    story.steps["plans"] = cli.show(
+        "Its plans, by name, oldest first: each office's price book.", "plan", "list"
     )
 
 
@@ -342,9 +351,9 @@ def seat_moves_after_grace(cli: Cli, story: Story) -> None:
     cli.chapter(f"4. A seat moves from New York to San Francisco after {grace}")
     sf = story.offices["San Francisco"]
     first = cli.do(
-        f"New York deletes Edsger Dijkstra; his license goes to the USD pool, in grace for "
-        f"{grace} (the demo's POOL_GRACE_SECONDS; 30 minutes by default) so that New York "
-        "could take it back.",
+        f"New York deletes Edsger Dijkstra; his license goes to the USD pool (returned_units "
+        f"says where each unit went), in grace for {grace} (the demo's POOL_GRACE_SECONDS; 30 "
+        "minutes by default) so that New York could take it back.",
         "user",
         "delete",
         story.users["Edsger Dijkstra"]["user_id"],
@@ -393,10 +402,12 @@ def seat_moves_after_grace(cli: Cli, story: Story) -> None:
         "Margaret Hamilton",
     )
     story.users["Margaret Hamilton"] = margaret["user"]
+    story.steps["margaret"] = margaret
     expect(
         margaret["user"]["license_unit_id"] in first["returned_unit_ids"],
         "Margaret takes Edsger's returned seat",
     )
+    expect(margaret["license_source"] == "LICENSE_SOURCE_POOL", "her license came from the pool")
 
 
 def checkout_from_pool(cli: Cli, story: Story) -> None:
@@ -480,8 +491,53 @@ def csv_import(cli: Cli, story: Story) -> None:
     expect(status["import_job"]["state"] == "IMPORT_STATE_SUCCEEDED", "the import succeeded")
 
 
+def portal_one_by_one(cli: Cli, story: Story) -> None:
+    cli.chapter("7. The portal, one license at a time")
+    found = cli.show(
+        "San Francisco's Phone System licenses, with their users, extensions and add-ons.",
+        "license",
+        "search",
+        "--type",
+        "phone_system",
+    )
+    by_extension = {h["ext_key"]: h["license_id"] for h in found["licenses"]}
+    story.steps["licenses"] = found
+    grace, katherine = by_extension["201"], by_extension["203"]
+    story.steps["extension"] = cli.do(
+        "Katherine Johnson moves to extension 204, with a new number.",
+        "extension",
+        "set",
+        katherine,
+        "--ext-key",
+        "204",
+        "--number",
+        "+14155550104",
+    )
+    story.steps["addon removed"] = cli.do(
+        "Grace Hopper gives up her IP phone: its unit goes back to the pool, San Francisco's "
+        "own return in grace.",
+        "addon",
+        "remove",
+        grace,
+        "device_ip_phone",
+    )
+    story.steps["addon added"] = cli.do(
+        "Katherine gets an IP phone: the same unit, taken back before anyone else may.",
+        "addon",
+        "add",
+        katherine,
+        "device_ip_phone",
+    )
+    story.steps["license"] = cli.show(
+        "Her license now: subscription, user, extension, number, add-ons.",
+        "license",
+        "show",
+        katherine,
+    )
+
+
 def pooled_credits(cli: Cli, story: Story) -> None:
-    cli.chapter("7. Pooled usage credits")
+    cli.chapter("8. Pooled usage credits")
     ny, sf, london = (story.offices[c] for c in ("New York", "San Francisco", "London"))
     story.steps["pooling"] = cli.do(
         "Turn on unified credit pooling for USD.", "usage", "pooling", "USD", "--on"
@@ -516,7 +572,7 @@ def pooled_credits(cli: Cli, story: Story) -> None:
 
 
 def close_cycle(cli: Cli, story: Story) -> None:
-    cli.chapter("8. The invoice bills every seat exactly once")
+    cli.chapter("9. The invoice bills every seat exactly once")
     closed = cli.do(
         "Close this month's billing period: one invoice from one pool snapshot.",
         "cycle",
@@ -568,6 +624,7 @@ CHAPTERS: list[Callable[[Cli, Story], None]] = [
     seat_moves_after_grace,
     checkout_from_pool,
     csv_import,
+    portal_one_by_one,
     pooled_credits,
     close_cycle,
 ]

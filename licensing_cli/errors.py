@@ -22,6 +22,8 @@ from google.rpc import error_details_pb2
 from rich.console import Console
 from rich.markup import escape
 
+from libs.common.reasons import Reason
+
 # Imported for their side effect: the detail messages of our services become decodable.
 from licensing.billing.v1 import billing_pb2 as _billing_pb2  # noqa: F401
 from licensing.client import status_details
@@ -85,6 +87,20 @@ REASONS: dict[str, str] = {
     ),
     "UNSUPPORTED_CURRENCY": "supported currencies: USD, JPY, CAD, AUD, GBP, NZD, EUR",
     "UNKNOWN_LICENSE_TYPE": "no such license type in the catalog",
+    "NOT_A_USER_LICENSE": (
+        "the type is in the catalog but is not a user license (e.g. connect, sell, support); "
+        "base licenses such as phone_system are given with `licensing license assign`"
+    ),
+    "NOT_A_BASE_LICENSE": (
+        "the type is in the catalog but is not a base license (auto_attendant, call_group, "
+        "developer, phone_system)"
+    ),
+    "NOT_AN_ADDON": (
+        "the type is in the catalog but is not an add-on of base licenses (e.g. "
+        "call_recording, device_ip_phone)"
+    ),
+    "NOT_PHONE_SYSTEM": "extensions and numbers exist on Phone System licenses only",
+    "LICENSE_IN_USE": ("the license is in use: unassign it first (`licensing license unassign`)"),
     "OFFICE_NOT_FOUND": (
         "no such office in this company; create it with `licensing office create`"
     ),
@@ -122,6 +138,8 @@ class Explained:
     def exit_code(self) -> int:
         return 2 if self.code in USER_ERRORS else 1
 
+    hints: dict[str, str] = field(default_factory=dict)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "error": {
@@ -131,7 +149,7 @@ class Explained:
                 "code": self.code.name,
                 "message": self.message,
                 "reason": self.reason,
-                "reason_text": REASONS.get(self.reason, ""),
+                "reason_text": _in_words(self.reason, self.hints) if self.reason else "",
                 "metadata": self.metadata,
                 "details": self.details,
                 "request_id": self.request_id,
@@ -163,6 +181,7 @@ def explain(failure: CallFailed) -> Explained:
         code,
         message or "",
         failure.request_id,
+        hints=dict(failure.hints),
     )
     for packed in status_details(error):
         if packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR) and not found.reason:
@@ -178,8 +197,14 @@ def explain(failure: CallFailed) -> Explained:
     return found
 
 
-def _in_words(reason: str) -> str:
-    return REASONS.get(reason, reason.replace("_", " ").lower())
+def _in_words(reason: str, hints: dict[str, str] | None = None) -> str:
+    """The command's own hint, else the CLI's words, else the platform's meaning."""
+    if hints and reason in hints:
+        return hints[reason]
+    if reason in REASONS:
+        return REASONS[reason]
+    known = Reason.__members__.get(reason)
+    return known.meaning if known is not None else reason.replace("_", " ").lower()
 
 
 def report(failure: CallFailed, console: Console, as_json: bool) -> int:
@@ -212,7 +237,8 @@ def report(failure: CallFailed, console: Console, as_json: bool) -> int:
             console.print(f"  {escape(found.message)}")
         if found.reason:
             console.print(
-                f"  reason: [bold]{found.reason}[/bold] — {escape(_in_words(found.reason))}"
+                f"  reason: [bold]{found.reason}[/bold] — "
+                f"{escape(_in_words(found.reason, found.hints))}"
             )
         for key, value in found.metadata.items():
             console.print(f"  {key}: {escape(value)}")

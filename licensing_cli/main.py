@@ -11,11 +11,15 @@ from rich.console import Console
 from licensing_cli.addresses import default_address
 from licensing_cli.clients import SERVICES, CallFailed, Clients
 from licensing_cli.commands import (
+    addons,
     checkout,
     company,
     cycle,
+    extensions,
     imports,
+    licenses,
     office,
+    plans,
     pool,
     services,
     usage,
@@ -27,9 +31,10 @@ from licensing_cli.session import Session
 
 app = typer.Typer(
     name="licensing",
-    help="Operate the licensing platform: offices and plans, pools, checkout, users, CSV "
-    "imports, usage credits and invoices. Addresses default to what `make run` uses: "
-    "the same POOL_PORT / POOL_ADDRESS (BILLING_, CREDITS_, PROVISIONING_) variables.",
+    help="Operate the licensing platform: offices and plans, pools, checkout, users, "
+    "licenses, add-ons and extensions, CSV imports, usage credits and invoices. Addresses "
+    "default to what `make run` uses: the same POOL_PORT / POOL_ADDRESS (BILLING_, "
+    "CREDITS_, PROVISIONING_) variables.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -89,6 +94,10 @@ app.add_typer(office.app, name="office")
 app.add_typer(pool.app, name="pool")
 app.add_typer(checkout.app, name="checkout")
 app.add_typer(users.app, name="user")
+app.add_typer(licenses.app, name="license")
+app.add_typer(addons.app, name="addon")
+app.add_typer(extensions.app, name="extension")
+app.add_typer(plans.app, name="plan")
 app.add_typer(imports.app, name="import")
 app.add_typer(usage.app, name="usage")
 app.add_typer(cycle.app, name="cycle")

@@ -143,6 +143,8 @@ class Reason(enum.Enum):
     IMPORT_NOT_FOUND = _NOT_FOUND, "no such import in this company"
     EMAIL_TAKEN = _RULE, "another user of the company has this e-mail"
     NOT_A_USER_LICENSE = _INVALID, "the type is in the catalog but is not a user license"
+    NOT_A_BASE_LICENSE = _INVALID, "the type is in the catalog but is not a base license"
+    NOT_AN_ADDON = _INVALID, "the type is in the catalog but is not an add-on of base licenses"
     NOT_A_PORTAL_LICENSE = _RULE, "the type is not a reseller-portal base license"
     NOT_PHONE_SYSTEM = _RULE, "extensions and numbers exist on Phone System licenses only"
     USER_ALREADY_HAS_LICENSE = _RULE, "the user already has a license of the type"

@@ -10,6 +10,7 @@ import typer
 from licensing.billing.v1 import billing_pb2
 from licensing.pool.v1 import pool_pb2
 from licensing_cli.discovery import health_of
+from licensing_cli.names import offices_of
 from licensing_cli.options import Company, Json
 from licensing_cli.output import enum_name, money_of, timestamp, to_dict
 from licensing_cli.pages import every_page
@@ -37,14 +38,7 @@ def show_company(ctx: typer.Context, company: Company, json_flag: Json = False) 
     session = session_of(ctx)
     out = session.output(json_flag)
     pool = session.clients.pool
-    offices: list[pool_pb2.Office] = []
-    for page in every_page(
-        lambda token: pool.call(
-            pool.stub.ListOffices,
-            pool_pb2.ListOfficesRequest(company_id=company, page_token=token),
-        )
-    ):
-        offices.extend(page.offices)
+    offices = offices_of(session.clients, company)
     pools: list[pool_pb2.GetPoolResponse] = [
         pool.call(pool.stub.GetPool, pool_pb2.GetPoolRequest(company_id=company, currency=c))
         for c in sorted({o.currency for o in offices})
@@ -80,17 +74,20 @@ def show_company(ctx: typer.Context, company: Company, json_flag: Json = False) 
             )
             rows.append(
                 (
+                    o.display_name or "—",
                     o.office_id,
                     o.currency,
                     enum_name(o.plan_kind, pool_pb2.PlanKind.Name, "PLAN_KIND_"),
                     "yes" if o.primary else "",
-                    found.plan_id if found else ("—" if billing_up else "(billing down)"),
+                    (found.display_name or found.plan_id)
+                    if found
+                    else ("—" if billing_up else "(billing down)"),
                     prices,
                 )
             )
         out.table(
             f"Company {company}",
-            ["office", "currency", "plan kind", "primary", "plan", "prices"],
+            ["name", "office", "currency", "plan kind", "primary", "plan", "prices"],
             rows,
             empty="no offices yet (`licensing office create`)",
         )

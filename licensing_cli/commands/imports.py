@@ -65,7 +65,7 @@ def show_report(out: Output, job: provisioning_pb2.Import) -> None:
         out.table(
             "Errors",
             ["row", "column", "reason", "problem"],
-            [(i.row, i.column, i.reason, i.message) for i in job.errors],
+            [(i.row or "file", i.column, i.reason, i.message) for i in job.errors],
         )
         if job.error_count > len(job.errors):
             out.note(f"... and {job.error_count - len(job.errors)} more")
@@ -145,9 +145,33 @@ def check(
         ),
     )
     job = response.import_job
-    out.result(response, lambda: show_report(out, job))
+
+    def show() -> None:
+        show_report(out, job)
+        out.console.print(verdict(job))
+
+    out.result(response, show)
     if job.error_count:
         raise typer.Exit(2)
+
+
+def verdict(job: provisioning_pb2.Import) -> str:
+    """Whether the file can be applied, in one plain sentence."""
+    if not job.error_count:
+        return (
+            f"[green bold]This file can be applied[/green bold]: {job.row_count} row(s), "
+            "the office has every license it needs (`licensing import apply`)."
+        )
+    missing = [i for i in job.errors if i.row == 0 and i.reason == "NO_LICENSE_AVAILABLE"]
+    in_rows = job.error_count - len(missing)
+    why = []
+    if in_rows:
+        why.append(f"fix the {in_rows} error(s) in its rows")
+    if missing:
+        why.append("purchase or free the licenses it lacks (`licensing checkout purchase`)")
+    return (
+        "[red bold]This file cannot be applied as it stands[/red bold]: " + " and ".join(why) + "."
+    )
 
 
 @app.command("apply")
@@ -190,15 +214,24 @@ def apply(
             raise
     out.result(provisioning_pb2.GetImportResponse(import_job=job), lambda: show_report(out, job))
     if job.state != provisioning_pb2.IMPORT_STATE_SUCCEEDED:
+        if job.state == provisioning_pb2.IMPORT_STATE_FAILED:
+            out.note(
+                "Nothing was applied. Once the cause is fixed, apply the file again with "
+                f"--import-id {chosen}: a failed import is not remembered."
+            )
         raise typer.Exit(2)
 
 
-def _steps(job: provisioning_pb2.Import) -> tuple[int, int]:
-    """(done, total): hold every unit, assign every unit, apply every row."""
+def progress_rows(job: provisioning_pb2.Import) -> tuple[int, int]:
+    """(rows done, rows): every row is applied at once at the end, so until then a row
+    counts as done in the share of the units held and assigned for the file."""
     p = job.progress
-    total = 2 * p.units_total + job.row_count
-    done = p.units_reserved + p.units_committed + p.rows_applied
-    return done, max(total, 1)
+    rows = job.row_count
+    if job.state == provisioning_pb2.IMPORT_STATE_SUCCEEDED or p.rows_applied >= rows:
+        return p.rows_applied, max(rows, 1)
+    units = 2 * p.units_total
+    share = (p.units_reserved + p.units_committed) / units if units else 0.0
+    return min(int(rows * share), rows - 1) if rows else 0, max(rows, 1)
 
 
 def _follow(
@@ -216,14 +249,15 @@ def _follow(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("rows"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, disable=not show_bar, transient=False) as progress:
-        done, total = _steps(job)
+        done, total = progress_rows(job)
         task = progress.add_task(stage_name(job.stage) or "starting", total=total, completed=done)
         for update in provisioning.stream(stub.WatchImport, request):
             last = update.import_job
-            done, total = _steps(last)
+            done, total = progress_rows(last)
             stage = stage_name(last.stage) or state_name(last.state).lower()
             progress.update(task, description=stage, completed=done, total=total)
     return last

@@ -13,6 +13,7 @@ from licensing.billing.v1 import billing_pb2
 from licensing.credits.v1 import credits_pb2
 from licensing.pool.v1 import pool_pb2
 from licensing_cli.discovery import health_of
+from licensing_cli.names import offices_of
 from licensing_cli.options import (
     Company,
     Json,
@@ -23,7 +24,6 @@ from licensing_cli.options import (
     uuid_text,
 )
 from licensing_cli.output import enum_name, money, money_of, timestamp, to_dict
-from licensing_cli.pages import every_page
 from licensing_cli.session import Session, session_of
 
 app = typer.Typer(help="Create and list the offices of a company.", no_args_is_help=True)
@@ -77,6 +77,12 @@ def create(
     ctx: typer.Context,
     company: Company,
     currency: Annotated[str, typer.Option("--currency", help="ISO 4217 billing currency.")],
+    name: Annotated[
+        str, typer.Option("--name", help="The office's name, e.g. Tokyo (shown in tables).")
+    ] = "",
+    plan_name: Annotated[
+        str | None, typer.Option("--plan-name", help="The plan's name (default: the office's).")
+    ] = None,
     office_id: Annotated[
         str | None, typer.Option("--office-id", help="The office's UUID (default: a new one).")
     ] = None,
@@ -142,7 +148,12 @@ def create(
     started = parse_time(start, "--start")
     kind = pool_pb2.PLAN_KIND_LEGACY if legacy else pool_pb2.PLAN_KIND_BUNDLE
     facts = pool_pb2.Office(
-        company_id=company, office_id=office, currency=code, plan_kind=kind, primary=primary
+        company_id=company,
+        office_id=office,
+        currency=code,
+        plan_kind=kind,
+        primary=primary,
+        display_name=name,
     )
     pool = clients.pool
     put: pool_pb2.PutOfficeResponse = pool.call(
@@ -162,6 +173,7 @@ def create(
             prices=prices,
             contracted=contracted,
             primary=primary,
+            display_name=name if plan_name is None else plan_name,
         )
         if started is not None:
             new_plan.start_time.CopyFrom(started)
@@ -202,6 +214,7 @@ def create(
     def show() -> None:
         rows: list[tuple[str, str]] = [
             ("office", office),
+            ("name", name or "—"),
             ("company", company),
             ("currency", code),
             ("plan kind", "LEGACY" if legacy else "BUNDLE"),
@@ -209,6 +222,7 @@ def create(
         ]
         if created_plan is not None:
             rows.append(("plan", created_plan.plan_id))
+            rows.append(("plan name", created_plan.display_name or "—"))
             rows.append(("cycle anchor", timestamp(created_plan.start_time)))
             for item in created_plan.prices:
                 rows.append((f"price {item.license_type}", money_of(item.unit_price)))
@@ -231,27 +245,18 @@ def list_offices(
     currency: Annotated[str, typer.Option("--currency", help="Only this currency.")] = "",
     json_flag: Json = False,
 ) -> None:
-    """List the company's offices (from the pool service)."""
+    """List the company's offices (from the pool service), oldest first."""
     session = session_of(ctx)
     out = session.output(json_flag)
-    pool = session.clients.pool
-    offices: list[pool_pb2.Office] = []
-    for page in every_page(
-        lambda token: pool.call(
-            pool.stub.ListOffices,
-            pool_pb2.ListOfficesRequest(
-                company_id=company, currency=currency_code(currency), page_token=token
-            ),
-        )
-    ):
-        offices.extend(page.offices)
+    offices = offices_of(session.clients, company, currency_code(currency))
 
     def show() -> None:
         out.table(
             "Offices",
-            ["office", "currency", "plan kind", "primary"],
+            ["name", "office", "currency", "plan kind", "primary"],
             [
                 (
+                    o.display_name or "—",
                     o.office_id,
                     o.currency,
                     enum_name(o.plan_kind, pool_pb2.PlanKind.Name, "PLAN_KIND_"),

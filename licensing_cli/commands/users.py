@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
+from licensing.pool.v1 import pool_pb2
 from licensing.provisioning.v1 import provisioning_pb2
+from licensing_cli.clients import hinted
+from licensing_cli.names import OfficeNames
 from licensing_cli.options import (
     AllPages,
     Company,
@@ -18,7 +22,7 @@ from licensing_cli.options import (
 )
 from licensing_cli.output import timestamp, to_dict
 from licensing_cli.pages import pages
-from licensing_cli.session import session_of
+from licensing_cli.session import Session, session_of
 
 app = typer.Typer(help="Users and their user licenses (provisioning).", no_args_is_help=True)
 
@@ -58,19 +62,78 @@ def create(
     session = session_of(ctx)
     out = session.output(json_flag)
     provisioning = session.clients.provisioning
-    response: provisioning_pb2.CreateUserResponse = provisioning.call(
-        provisioning.stub.CreateUser,
-        provisioning_pb2.CreateUserRequest(
-            request_id=request_id(given_request_id),
-            company_id=company,
-            office_id=office,
-            display_name=name,
-            email=email,
-            license_type=license_type,
-            purchase_if_needed=purchase,
-        ),
+    if purchase:
+        none_left = (
+            "no license is free for this office and none could be bought through billing: "
+            "is billing reachable, and does the office's plan price this type "
+            "(`licensing plan show`, `licensing plan set-price`)?"
+        )
+    else:
+        none_left = (
+            "no license is free for this office: none spare, none of its own returns in "
+            "grace, none claimable in the company pool; add --purchase to buy it through "
+            "billing, or free one"
+        )
+    request = provisioning_pb2.CreateUserRequest(
+        request_id=request_id(given_request_id),
+        company_id=company,
+        office_id=office,
+        display_name=name,
+        email=email,
+        license_type=license_type,
+        purchase_if_needed=purchase,
     )
-    out.result(response, lambda: out.fields("User created", _user_fields(response.user)))
+    with hinted(NO_LICENSE_AVAILABLE=none_left):
+        response: provisioning_pb2.CreateUserResponse = provisioning.call(
+            provisioning.stub.CreateUser, request
+        )
+
+    def show() -> None:
+        pairs = _user_fields(response.user)
+        pairs.append(("license from", _source_text(session, company, office, response)))
+        out.fields("User created", pairs)
+
+    out.result(response, show)
+
+
+def _source_text(
+    session: Session, company: str, office: str, response: provisioning_pb2.CreateUserResponse
+) -> str:
+    source = response.license_source
+    if source == provisioning_pb2.LICENSE_SOURCE_POOL:
+        pool = session.clients.pool
+        found: pool_pb2.GetOfficeResponse = pool.call(
+            pool.stub.GetOffice, pool_pb2.GetOfficeRequest(company_id=company, office_id=office)
+        )
+        return f"the company's {found.office.currency} pool (another office's return)"
+    return SOURCES.get(source, "(the pool did not say)")
+
+
+SOURCES = {
+    provisioning_pb2.LICENSE_SOURCE_OWN_SPARE: "the office's own spare license",
+    provisioning_pb2.LICENSE_SOURCE_OWN_RETURN_IN_GRACE: (
+        "the office's own return, taken back within its grace period"
+    ),
+    provisioning_pb2.LICENSE_SOURCE_PURCHASED: "bought through billing for this user",
+}
+
+
+def where_it_went(unit: provisioning_pb2.ReturnedUnit, now: datetime | None = None) -> str:
+    """`connect 6f1d8e5a… returned to the USD pool; other offices can claim it from
+    12:30:00 UTC`, or kept as a spare of the office."""
+    head = f"{unit.license_type} {unit.unit_id}"
+    if unit.state == "POOLED":
+        text = f"{head} returned to the {unit.currency} pool"
+        if unit.HasField("claimable_time"):
+            at = unit.claimable_time.ToDatetime(tzinfo=UTC)
+            today = (now or datetime.now(UTC)).date() == at.date()
+            text += "; other offices can claim it from " + at.strftime(
+                "%H:%M:%S UTC" if today else "%Y-%m-%d %H:%M:%S UTC"
+            )
+        return text
+    if unit.state == "SPARE":
+        return f"{head} kept as a spare license of the office"
+    return f"{head} is now {unit.state or 'back in the pool'}"
 
 
 @app.command("delete")
@@ -91,13 +154,13 @@ def delete(
             request_id=request_id(given_request_id), company_id=company, user_id=user_id
         ),
     )
-    out.result(
-        response,
-        lambda: out.console.print(
-            f"User {user_id} deleted; {len(response.returned_unit_ids)} license unit(s) "
-            "returned: " + ", ".join(response.returned_unit_ids)
-        ),
-    )
+
+    def show() -> None:
+        out.console.print(f"User {user_id} deleted.")
+        for unit in response.returned_units:
+            out.console.print(f"  {where_it_went(unit)}")
+
+    out.result(response, show)
 
 
 @app.command("change-license")
@@ -166,10 +229,14 @@ def list_users(
         next_token = page.next_page_token
 
     def show() -> None:
+        offices = OfficeNames.of(session.clients, company) if found else OfficeNames()
         out.table(
             "Users",
-            ["user", "name", "e-mail", "office", "license"],
-            [(u.user_id, u.display_name, u.email, u.office_id, u.license_type) for u in found],
+            ["name", "e-mail", "office", "license", "user"],
+            [
+                (u.display_name, u.email, offices.label(u.office_id), u.license_type, u.user_id)
+                for u in found
+            ],
         )
         if next_token:
             out.note(f"More: --page-token {next_token}  (or --all)")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import typer.main
+
+from licensing_cli.main import app
 from tests.cli.conftest import Cli, free_address
 
 COMMANDS = {
@@ -13,6 +18,10 @@ COMMANDS = {
     "pool": ["enable", "show", "units", "add-units", "acquire", "return"],
     "checkout": ["quote", "purchase", "remove"],
     "user": ["create", "delete", "change-license", "list"],
+    "license": ["assign", "unassign", "reassign", "show", "search", "terminate"],
+    "addon": ["add", "remove"],
+    "extension": ["set"],
+    "plan": ["list", "show", "set-price", "rename"],
     "import": ["template", "check", "apply", "status"],
     "usage": ["record", "balances", "totals", "list", "pooling", "grant"],
     "cycle": ["close", "invoice", "invoices"],
@@ -51,3 +60,24 @@ def test_a_missing_company_is_a_usage_error() -> None:
     result = Cli({"LICENSING_COMPANY": ""})("pool", "show", "USD")
     assert result.code == 2
     assert "--company" in result.stderr
+
+
+def _registered() -> dict[str, list[str]]:
+    """Every group of the `licensing` app and its commands, as registered."""
+    root = typer.main.get_command(app)
+    commands = getattr(root, "commands", {})
+    return {
+        name: sorted(getattr(group, "commands", {})) for name, group in sorted(commands.items())
+    }
+
+
+def test_the_readme_lists_every_command_and_no_other() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### The command line", 1)[1].split("\n## ", 1)[0]
+    listed = {}
+    for line in section.splitlines():
+        row = re.match(r"\| `([a-z-]+)` \|([^|]*)\|", line)
+        if row:
+            listed[row.group(1)] = sorted(re.findall(r"`([a-z-]+)`", row.group(2)))
+    assert listed == _registered()
+    assert {group: sorted(names) for group, names in COMMANDS.items()} == _registered()

@@ -88,6 +88,16 @@ async def test_the_demo_story(database_url: str, tmp_path: Path) -> None:
     assert applied["progress"]["rows_applied"] == 3
     assert applied["progress"]["units_committed"] == 5
 
+    # One license at a time: an extension changed, an IP phone moved between licenses.
+    assert len(steps["licenses"]["licenses"]) == 3
+    assert steps["plans"]["plans"][0]["display_name"] == "New York"
+    assert steps["margaret"]["license_source"] == "LICENSE_SOURCE_POOL"
+    moved = steps["addon removed"]["returned_unit_ids"]
+    assert len(moved) == 1
+    katherine = steps["license"]["license"]
+    assert (katherine["ext_key"], katherine["number"]) == ("204", "+14155550104")
+    assert [a["addon_id"] for a in katherine["addons"]] == moved  # the same unit, back
+
     # Pooled credits: allowance first, then the shared $50.00.
     assert steps["grant"]["balance_minor"] == "5000"
     splits = {

@@ -102,6 +102,11 @@ class FakeOffices(_Table):
             for other in list(self.state.offices.values()):
                 if other.company_id == office.company_id and other.office_id != office.office_id:
                     self.state.offices[other.office_id] = replace(other, primary=False)
+        office = replace(
+            office,
+            display_name=office.display_name or (current.display_name if current else ""),
+            created_at=current.created_at if current else datetime.now(UTC),
+        )
         self.state.offices[office.office_id] = office
         return office
 

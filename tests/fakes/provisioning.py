@@ -456,6 +456,21 @@ class FakeImports:
         self._s.import_rows[key] = list(rows)
         return True
 
+    async def restart_failed_import(
+        self,
+        job: ImportJob,
+        fingerprint: bytes,
+        chunk_size: int,
+        rows: Sequence[ImportRow],
+        attempt: int,
+    ) -> bool:
+        key = (job.company_id, job.import_id)
+        if self._s.imports[key].job.state is not ImportState.FAILED:
+            return False
+        self._s.imports[key] = StoredImport(job, fingerprint, attempt, chunk_size)
+        self._s.import_rows[key] = list(rows)
+        return True
+
     async def get_import(self, company_id: uuid.UUID, import_id: str) -> StoredImport | None:
         return self._s.imports.get((company_id, import_id))
 
@@ -741,7 +756,7 @@ class InMemoryPool:
         ids = tuple(sorted(u.unit_id for u in taken))
         if hold_id is not None:
             self.holds[hold_id] = FakeHold(hold_id, company_id, ids)
-        reserved = Reserved(hold_id, ids, shortfall)
+        reserved = Reserved(hold_id, ids, shortfall, ("OWN_SPARE",) * len(ids))
         self.replies[request_id] = reserved
         return reserved
 

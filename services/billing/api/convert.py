@@ -17,6 +17,7 @@ from libs.common.validation import (
     optional_currency_field,
     optional_uuid_field,
     quantity_field,
+    text_field,
     uuid_field,
 )
 from licensing.billing.v1 import billing_pb2 as pb
@@ -49,7 +50,7 @@ _PURCHASE_STATE_PB = {
     PurchaseState.COMPLETED: pb.PURCHASE_STATE_COMPLETED,
     PurchaseState.FAILED: pb.PURCHASE_STATE_FAILED,
 }
-_UPDATABLE = frozenset({"kind", "prices", "contracted", "active", "primary"})
+_UPDATABLE = frozenset({"kind", "prices", "contracted", "active", "primary", "display_name"})
 
 
 # --- domain -> proto ----------------------------------------------------------------------
@@ -76,6 +77,7 @@ def plan_pb(plan: Plan) -> pb.Plan:
         primary=plan.primary,
         create_time=timestamp(plan.created_at),
         update_time=timestamp(plan.updated_at),
+        display_name=plan.display_name,
     )
 
 
@@ -257,6 +259,7 @@ def new_plan(request: pb.CreatePlanRequest) -> NewPlan:
         contracted=p.contracted,
         start_at=p.start_time.ToDatetime(tzinfo=UTC) if p.HasField("start_time") else None,
         primary=p.primary,
+        display_name=_plan_name(p.display_name),
     )
 
 
@@ -291,7 +294,12 @@ def plan_changes(
         contracted=p.contracted if "contracted" in paths else None,
         active=p.active if "active" in paths else None,
         primary=p.primary if "primary" in paths else None,
+        display_name=_plan_name(p.display_name) if "display_name" in paths else None,
     )
+
+
+def _plan_name(value: str) -> str:
+    return text_field("plan.display_name", value, 200, required=False)
 
 
 def plans_page(request: pb.ListPlansRequest) -> PlanPage:

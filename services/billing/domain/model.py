@@ -43,6 +43,7 @@ class Plan:
     primary: bool
     created_at: datetime
     updated_at: datetime
+    display_name: str = ""  # for people
 
     def price_of(self, license_type: str) -> int | None:
         return self.prices.get(license_type)

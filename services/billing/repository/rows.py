@@ -27,7 +27,7 @@ from services.billing.domain.model import (
 from services.billing.domain.purchase import Step
 
 PLAN_COLUMNS = """plan_id, company_id, office_id, kind, currency, prices, contracted, start_at,
-    active, is_primary, created_at, updated_at"""
+    active, is_primary, created_at, updated_at, display_name"""
 QUOTE_COLUMNS = """quote_id, company_id, office_id, license_type, quantity, restored, from_pool,
     new_units, plan_id, currency, unit_price, amount, cycle_start, cycle_end, quoted_at,
     hold_id, expires_at"""

@@ -27,6 +27,7 @@ class NewPlan:
     contracted: bool
     start_at: datetime | None
     primary: bool
+    display_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class PlanChanges:
     contracted: bool | None = None
     active: bool | None = None
     primary: bool | None = None
+    display_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ async def new_plan(command: NewPlan, uow: BillingUnitOfWork, pool: Pool) -> Plan
         primary=command.primary,
         created_at=now,
         updated_at=now,
+        display_name=command.display_name,
     )
     await _tell_pool(pool, plan, command.request_id)
     return plan
@@ -100,6 +103,9 @@ async def changed_plan(command: PlanChanges, uow: BillingUnitOfWork, pool: Pool)
         contracted=command.contracted if command.contracted is not None else current.contracted,
         active=command.active if command.active is not None else current.active,
         primary=command.primary if command.primary is not None else current.primary,
+        display_name=(
+            command.display_name if command.display_name is not None else current.display_name
+        ),
         updated_at=now,
     )
     if plan.active:

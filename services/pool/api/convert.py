@@ -165,6 +165,7 @@ def office(request: pb.PutOfficeRequest) -> Office:
         currency=currency_field("office.currency", o.currency),
         plan_kind=_plan_kind(o.plan_kind),
         primary=o.primary,
+        display_name=text_field("office.display_name", o.display_name, 200, required=False),
     )
 
 
@@ -299,6 +300,8 @@ def office_pb(office: Office) -> pb.Office:
         currency=office.currency,
         plan_kind=_PLAN_KIND_PB[office.plan_kind],
         primary=office.primary,
+        display_name=office.display_name,
+        create_time=timestamp(office.created_at),
     )
 
 

@@ -62,6 +62,8 @@ class Office:
     currency: str
     plan_kind: PlanKind
     primary: bool
+    display_name: str = ""  # for people; PutOffice without one keeps the stored name
+    created_at: datetime | None = None  # set by the store
 
 
 @dataclass(frozen=True, slots=True)

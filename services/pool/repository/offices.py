@@ -16,10 +16,13 @@ CLEAR_PRIMARY = """
 UPDATE pool.offices SET is_primary = false
 WHERE company_id = $1 AND is_primary AND office_id <> $2
 """
+# An office put without a name keeps the one it has (billing puts the plan's facts only).
 PUT = f"""
-INSERT INTO pool.offices ({OFFICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
+INSERT INTO pool.offices (company_id, office_id, currency, plan_kind, is_primary, display_name)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (office_id) DO UPDATE SET currency = EXCLUDED.currency,
-    plan_kind = EXCLUDED.plan_kind, is_primary = EXCLUDED.is_primary
+    plan_kind = EXCLUDED.plan_kind, is_primary = EXCLUDED.is_primary,
+    display_name = coalesce(nullif(EXCLUDED.display_name, ''), pool.offices.display_name)
     WHERE pool.offices.company_id = EXCLUDED.company_id  -- never another tenant's
 RETURNING {OFFICE_COLUMNS}
 """
@@ -60,6 +63,7 @@ class Offices:
             office.currency,
             office.plan_kind.value,
             office.primary,
+            office.display_name,
         )
         return to_office(row) if row else None
 

@@ -30,7 +30,7 @@ UNIT_COLUMNS = """unit_id, company_id, office_id, currency, license_type, state,
 UPDATED_UNIT_COLUMNS = ", ".join("u." + c.strip() for c in UNIT_COLUMNS.split(","))
 HOLD_COLUMNS = """h.hold_id, h.company_id, h.office_id, h.currency, h.license_type, h.state,
     h.expires_at, h.receipt_id, h.created_at, h.resolved_at, h.unit_ids"""
-OFFICE_COLUMNS = "company_id, office_id, currency, plan_kind, is_primary"
+OFFICE_COLUMNS = "company_id, office_id, currency, plan_kind, is_primary, display_name, created_at"
 RECEIPT_COLUMNS = """receipt_id, company_id, office_id, currency, license_type, requested,
     taken, shortfall, passed_over, hold_id, created_at"""
 

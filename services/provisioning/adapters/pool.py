@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Protocol
 
 import grpc
@@ -93,6 +94,12 @@ def _unit(message: pb.Unit) -> PoolUnit:
         office_id=uuid.UUID(message.office_id),
         state=pb.UnitState.Name(message.state).removeprefix("UNIT_STATE_"),
         assignee_id=message.assignee.id,
+        currency=message.currency,
+        claimable_at=(
+            message.claimable_at.ToDatetime(tzinfo=UTC)
+            if message.HasField("claimable_at")
+            else None
+        ),
     )
 
 
@@ -144,7 +151,12 @@ class GrpcPool:
         response: pb.ReserveResponse = await self._peer.call(self._stub.Reserve, request)
         hold_id = uuid.UUID(response.hold.hold_id) if response.hold.hold_id else None
         units = tuple(sorted(uuid.UUID(u) for u in response.hold.unit_ids))
-        return Reserved(hold_id, units, response.receipt.shortfall)
+        sources = tuple(
+            pb.AllocationSource.Name(take.source).removeprefix("ALLOCATION_SOURCE_")
+            for take in response.receipt.taken
+            for _ in range(take.quantity)
+        )
+        return Reserved(hold_id, units, response.receipt.shortfall, sources)
 
     async def commit(
         self, request_id: str, company_id: uuid.UUID, hold_id: uuid.UUID, assignees: Assignees

@@ -32,6 +32,7 @@ from services.provisioning.domain.model import (
     Subscription,
     User,
 )
+from services.provisioning.domain.peers import PoolUnit
 from services.provisioning.domain.pool_operation import OperationKind
 from services.provisioning.use_cases.imports import ImportFile
 from services.provisioning.use_cases.licenses import (
@@ -49,6 +50,7 @@ from services.provisioning.use_cases.users import (
     DeleteUser,
     LicenseChanged,
     ListUsers,
+    UserCreated,
 )
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProvisioningService"].full_name
@@ -270,8 +272,11 @@ def change_user_license(request: pb.ChangeUserLicenseRequest) -> ChangeUserLicen
     return ChangeUserLicense(_key(company_id, request), company_id, user_id, code)
 
 
-def created_user(user: User) -> pb.CreateUserResponse:
-    return pb.CreateUserResponse(user=user_pb(user))
+def created_user(created: UserCreated) -> pb.CreateUserResponse:
+    source = f"LICENSE_SOURCE_{created.source}" if created.source else "LICENSE_SOURCE_UNSPECIFIED"
+    return pb.CreateUserResponse(
+        user=user_pb(created.user), license_source=pb.LicenseSource.Value(source)
+    )
 
 
 def changed_user_license(changed: LicenseChanged) -> pb.ChangeUserLicenseResponse:
@@ -281,8 +286,23 @@ def changed_user_license(changed: LicenseChanged) -> pb.ChangeUserLicenseRespons
     )
 
 
-def deleted_user(units: list[uuid.UUID]) -> pb.DeleteUserResponse:
-    return pb.DeleteUserResponse(returned_unit_ids=[str(u) for u in units])
+def deleted_user(units: list[PoolUnit]) -> pb.DeleteUserResponse:
+    return pb.DeleteUserResponse(
+        returned_unit_ids=[str(u.unit_id) for u in units],
+        returned_units=[returned_unit_pb(u) for u in units],
+    )
+
+
+def returned_unit_pb(unit: PoolUnit) -> pb.ReturnedUnit:
+    returned = pb.ReturnedUnit(
+        unit_id=str(unit.unit_id),
+        license_type=unit.license_type,
+        state=unit.state,
+        currency=unit.currency,
+    )
+    if unit.claimable_at is not None:
+        returned.claimable_time.FromDatetime(unit.claimable_at)
+    return returned
 
 
 def users_page(users: Sequence[User], size: int) -> pb.ListUsersResponse:

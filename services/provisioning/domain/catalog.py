@@ -7,11 +7,20 @@ import re
 
 from libs.common.errors import InvalidArgument
 from libs.common.license_catalog import LicenseType, catalog, license_type
+from libs.common.reasons import Reason
 
 USER = "user"
 BASE = "base"
 BASE_ADDON = "base_addon"
 PHONE_SYSTEM = "phone_system"
+
+
+# The reason for a type that is in the catalog but of another category than asked for.
+_WRONG_CATEGORY = {
+    USER: Reason.NOT_A_USER_LICENSE,
+    BASE: Reason.NOT_A_BASE_LICENSE,
+    BASE_ADDON: Reason.NOT_AN_ADDON,
+}
 
 
 def of_category(category: str) -> list[LicenseType]:
@@ -24,9 +33,11 @@ def _require(field: str, code: str, category: str, what: str) -> LicenseType:
     found = license_type(code)
     if found is None or found.category != category:
         codes = ", ".join(t.code for t in of_category(category))
+        reason = "UNKNOWN_LICENSE_TYPE" if found is None else _WRONG_CATEGORY[category].name
+        kind = "" if found is None else f" (it is a {found.category} license type)"
         raise InvalidArgument(
-            "UNKNOWN_LICENSE_TYPE",
-            f"{field}: {code[:64]!r} is not {what}; one of: {codes}",
+            reason,
+            f"{field}: {code[:64]!r} is not {what}{kind}; one of: {codes}",
             {"field": field},
         )
     return found

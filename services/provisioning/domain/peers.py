@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 
 class AssigneeKind(enum.IntEnum):
@@ -30,6 +31,8 @@ class PoolUnit:
     office_id: uuid.UUID
     state: str  # "SPARE", "ASSIGNED", ... (the pool's unit state without its prefix)
     assignee_id: str
+    currency: str = ""
+    claimable_at: datetime | None = None  # POOLED: when other offices may claim it
 
     @property
     def in_use(self) -> bool:
@@ -42,6 +45,9 @@ class Reserved:
     hold_id: uuid.UUID | None
     unit_ids: tuple[uuid.UUID, ...]  # sorted: the order Commit pairs them with assignees
     shortfall: int
+    # Where the held units came from, one allocation source per unit in allocation order
+    # ("OWN_SPARE", "OWN_RETURN_IN_GRACE", "POOL").
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

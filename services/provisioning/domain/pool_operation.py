@@ -114,6 +114,9 @@ class Held:
 
     hold_id: uuid.UUID
     unit_ids: tuple[uuid.UUID, ...]
+    # Where the units came from (the pool's allocation sources), known to the driver that
+    # held them, for the response it writes; not stored with the record.
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,55 @@ class Imports:
         )
         if not inserted:
             return False
+        await self._insert_rows(job, rows)
+        return True
+
+    async def restart_failed_import(
+        self,
+        job: ImportJob,
+        fingerprint: bytes,
+        chunk_size: int,
+        rows: Sequence[ImportRow],
+        attempt: int,
+    ) -> bool:
+        """Replaces a FAILED import with a new one under the same id, at `attempt`;
+        False if it is no longer FAILED (a concurrent start took it)."""
+        restarted = await self._conn.fetchval(
+            """
+            UPDATE provisioning.imports SET office_id = $3, fingerprint = $4, state = $5,
+                stage = $6, chunk_size = $7, row_count = $8, rows_reconfiguring = $9,
+                warnings = $10, quote = $11, units_total = $12, units_reserved = 0,
+                units_committed = 0, rows_applied = 0, failure = NULL, attempt = $13,
+                created_at = $14, updated_at = $14
+            WHERE company_id = $1 AND import_id = $2 AND state = 'FAILED'
+            RETURNING 1
+            """,
+            job.company_id,
+            job.import_id,
+            job.office_id,
+            fingerprint,
+            job.state.value,
+            job.stage.value,
+            chunk_size,
+            job.row_count,
+            job.rows_reconfiguring,
+            issues_json(job.warnings),
+            quote_json(job.quote),
+            job.progress.units_total,
+            attempt,
+            job.created_at,
+        )
+        if not restarted:
+            return False
+        await self._conn.execute(
+            "DELETE FROM provisioning.import_rows WHERE company_id = $1 AND import_id = $2",
+            job.company_id,
+            job.import_id,
+        )
+        await self._insert_rows(job, rows)
+        return True
+
+    async def _insert_rows(self, job: ImportJob, rows: Sequence[ImportRow]) -> None:
         await self._conn.execute(
             """
             INSERT INTO provisioning.import_rows (company_id, import_id, row_number, user_id,
@@ -113,7 +162,6 @@ class Imports:
             [r.number for r in rows],
             [",".join(r.new_addons) for r in rows],
         )
-        return True
 
     async def get_import(self, company_id: uuid.UUID, import_id: str) -> StoredImport | None:
         row = await self._conn.fetchrow(

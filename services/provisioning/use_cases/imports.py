@@ -83,6 +83,22 @@ def fingerprint(office_id: uuid.UUID, content: bytes) -> bytes:
     return hashlib.sha256(str(office_id).encode() + b"\n" + content).digest()
 
 
+def shortfall_issues(quote: Sequence[QuoteLine]) -> list[RowIssue]:
+    """The units a file needs and the office cannot get, as errors of no row."""
+    return [
+        RowIssue(
+            0,
+            "",
+            Reason.NO_LICENSE_AVAILABLE.name,
+            f"needs {line.shortfall} more {line.license_type}: the office has "
+            f"{line.needed - line.shortfall} of the {line.needed} the file needs (own spare, "
+            "own returns in grace, pool); purchase or free some",
+        )
+        for line in quote
+        if line.shortfall
+    ]
+
+
 class ImportService:
     def __init__(
         self,
@@ -134,6 +150,8 @@ class ImportService:
         await self._pool.check_office(company_id, office_id)  # NOT_FOUND for no office
         planned, problems, warnings, rows = await self._check(company_id, office_id, content)
         quote = await self._quote(company_id, office_id, planned) if not problems else ()
+        # What the apply would fail with, said now: the shortfall is an error of the file.
+        problems = [*problems, *shortfall_issues(quote)]
         return ImportJob(
             import_id=import_id,
             company_id=company_id,
@@ -161,7 +179,8 @@ class ImportService:
         content = file.content
         print_ = fingerprint(office_id, content)
         existing = await self._stored(company_id, import_id)
-        if existing is not None:
+        # A failed import had no effect and is not remembered: its id may be applied again.
+        if existing is not None and existing.job.state is not ImportState.FAILED:
             return self._resume(existing, print_)
         await self._pool.check_office(company_id, office_id)
         planned, problems, warnings, rows = await self._check(company_id, office_id, content)
@@ -187,9 +206,13 @@ class ImportService:
                 created_at=now,
                 updated_at=now,
             )
-            inserted = await tx.imports.insert_import(
-                job, print_, self._settings.import_chunk_size, planned
-            )
+            chunk = self._settings.import_chunk_size
+            if existing is None:
+                inserted = await tx.imports.insert_import(job, print_, chunk, planned)
+            else:  # a new attempt, so that no pool request id of the failed one is replayed
+                inserted = await tx.imports.restart_failed_import(
+                    job, print_, chunk, planned, existing.attempt + 1
+                )
         if not inserted:  # a concurrent start with the same id won
             existing = await self._stored(company_id, import_id)
             assert existing is not None
@@ -272,10 +295,16 @@ class ImportService:
 
     async def _run(self, company_id: uuid.UUID, import_id: str) -> None:
         lock = f"provisioning-import/{company_id}/{import_id}"
-        async with self._uow.exclusive(lock) as got:
-            if not got:
-                return  # another runner (maybe another replica) has it
-            await self._drive(company_id, import_id)
+        while True:
+            async with self._uow.exclusive(lock) as got:
+                if not got:
+                    return  # another runner (maybe another replica) has it
+                await self._drive(company_id, import_id)
+            # Applied again after it failed, while this runner was finishing: no other
+            # runner was launched (this one still ran), so this one drives the new attempt.
+            stored = await self._stored(company_id, import_id)
+            if stored is None or stored.job.ended:
+                return
 
     async def _update(self, company_id: uuid.UUID, import_id: str, **fields: object) -> None:
         async with self._uow.transaction() as tx:
@@ -288,6 +317,7 @@ class ImportService:
         async with self._uow.reading() as tx:
             rows = await tx.imports.import_rows(company_id, import_id)
         run = _Run(self, stored, rows)
+        attempts = 1  # of this run: an import applied again after a failure starts afresh
         while True:
             job = run.stored.job
             if job.stage is ImportStage.ROLLING_BACK:
@@ -301,8 +331,9 @@ class ImportService:
                 return
             except _Retry:
                 attempt = run.stored.attempt + 1
+                attempts += 1
                 await run.rollback()
-                if attempt > self._settings.import_max_attempts:
+                if attempts > self._settings.import_max_attempts:
                     await self._fail(
                         run,
                         Failure("IMPORT_INTERRUPTED", "holds kept expiring; start it again"),

@@ -333,7 +333,7 @@ class PoolOperations:
             allow_partial=False,
         )
         assert reserved.hold_id is not None
-        return Held(reserved.hold_id, reserved.unit_ids)
+        return Held(reserved.hold_id, reserved.unit_ids, reserved.sources)
 
     async def _write(
         self,

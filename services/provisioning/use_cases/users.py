@@ -3,6 +3,7 @@ user license (a pool operation), deleted (their units go back to the pool first)
 
 from __future__ import annotations
 
+import enum
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +12,7 @@ from libs.common.idempotency import IdempotencyKey
 from services.provisioning.adapters.pool import PoolGateway
 from services.provisioning.domain import errors, rules
 from services.provisioning.domain.model import User
-from services.provisioning.domain.peers import AssigneeKind
+from services.provisioning.domain.peers import AssigneeKind, PoolUnit
 from services.provisioning.domain.pool_operation import (
     Answered,
     OperationKind,
@@ -67,6 +68,21 @@ class ChangeUserLicense:
     license_type: str
 
 
+class LicenseSource(enum.StrEnum):
+    """Where a new user's license came from."""
+
+    OWN_SPARE = "OWN_SPARE"
+    OWN_RETURN_IN_GRACE = "OWN_RETURN_IN_GRACE"
+    POOL = "POOL"
+    PURCHASED = "PURCHASED"  # bought through billing for this request
+
+
+@dataclass(frozen=True, slots=True)
+class UserCreated:
+    user: User
+    source: LicenseSource | None  # None: the pool did not say
+
+
 @dataclass(frozen=True, slots=True)
 class LicenseChanged:
     user: User
@@ -120,7 +136,7 @@ async def create_user(
             args={"user_id": str(user_id)},
         )
 
-    async def write(tx: Tx, now: datetime, op: PoolOperation) -> User:
+    async def write(tx: Tx, now: datetime, op: PoolOperation) -> UserCreated:
         (unit_id,) = op.units(0)
         user = User(
             user_id,
@@ -134,9 +150,16 @@ async def create_user(
             now,
         )
         await tx.users.insert_user(user)
-        return user
+        return UserCreated(user, _source(op))
 
     return await operations.run(command.key, prepare, write)
+
+
+def _source(op: PoolOperation) -> LicenseSource | None:
+    if op.round == 1:  # the first Reserve found none: billing bought it
+        return LicenseSource.PURCHASED
+    sources = op.holds[0].sources
+    return LicenseSource(sources[0]) if sources else None
 
 
 async def undo_create_user(tx: Tx, now: datetime, op: PoolOperation) -> None:
@@ -201,17 +224,19 @@ async def undo_change_user_license(tx: Tx, now: datetime, op: PoolOperation) -> 
 
 async def return_user_units(
     command: DeleteUser, uow: ProvisioningUnitOfWork, pool: PoolGateway
-) -> list[uuid.UUID]:
-    """The user license, base licenses and add-ons go back to the pool."""
+) -> list[PoolUnit]:
+    """The user license, base licenses and add-ons go back to the pool (the units as the
+    pool has them now: POOLED with when others may claim them, or SPARE)."""
     async with uow.reading() as tx:
         user = await user_of(tx, command.company_id, command.user_id)
         licenses = await tx.licenses.licenses_of_user(command.company_id, command.user_id)
     units = rules.units_of_user(user, licenses)
-    await pool.return_units(peer_request_id(command.key, "return"), command.company_id, units)
-    return units
+    return await pool.return_units(
+        peer_request_id(command.key, "return"), command.company_id, units
+    )
 
 
-async def delete_user(command: DeleteUser, returned: list[uuid.UUID], tx: Tx) -> list[uuid.UUID]:
+async def delete_user(command: DeleteUser, returned: list[PoolUnit], tx: Tx) -> list[PoolUnit]:
     """The user and its licenses are gone here (their units are back in the pool)."""
     await tx.users.delete_user(command.company_id, command.user_id)
     return returned

@@ -337,3 +337,32 @@ async def test_reassign_changes_the_assignee_only(company: Company) -> None:
             )
         )
     assert reason_of(caught.value) == "UNIT_NOT_ASSIGNED"
+
+
+async def test_an_office_keeps_its_name_when_put_without_one(company: Company) -> None:
+    office_id = await company.office("a", "USD")
+
+    async def put(name: str) -> pb.Office:
+        response = await company.stub.PutOffice(
+            pb.PutOfficeRequest(
+                request_id=rid(),
+                office=pb.Office(
+                    company_id=company.company_id,
+                    office_id=office_id,
+                    currency="USD",
+                    plan_kind=pb.PLAN_KIND_BUNDLE,
+                    display_name=name,
+                ),
+            )
+        )
+        return response.office
+
+    named = await put("Tokyo [HQ]")
+    assert named.display_name == "Tokyo [HQ]"
+    assert named.create_time.seconds > 0
+    kept = await put("")  # billing puts the plan's facts without a name
+    assert kept.display_name == "Tokyo [HQ]"
+    assert kept.create_time == named.create_time
+    assert (await put("Osaka")).display_name == "Osaka"
+    listed = await company.stub.ListOffices(pb.ListOfficesRequest(company_id=company.company_id))
+    assert [o.display_name for o in listed.offices] == ["Osaka"]

@@ -112,6 +112,40 @@ async def test_shortfall_fails_whole_import_and_takes_nothing(tenant: Tenant) ->
     assert sorted(u.license_type for u in spare) == ["phone_system", "phone_system", "team_chat"]
 
 
+async def test_a_dry_run_reports_the_shortfall_and_a_failed_import_id_is_applied_again(
+    tenant: Tenant,
+) -> None:
+    await setup(tenant, ["A", "B"], 2, {})
+    content = (HEADER + "301,,A,call_recording\r\n302,,B,call_recording\r\n").encode()
+    dry = await tenant.configure("hq", content, validate_only=True)
+    assert dry.error_count == 1
+    assert [(i.row, i.reason) for i in dry.errors] == [(0, "NO_LICENSE_AVAILABLE")]
+    assert dry.errors[0].message.startswith("needs 2 more call_recording")
+
+    await tenant.configure("hq", content, import_id="retry-me")
+    failed = await tenant.finished("retry-me")
+    assert failed.state == pb.IMPORT_STATE_FAILED
+    assert failed.failure.reason == "NO_LICENSE_AVAILABLE"
+
+    await tenant.company.add("hq", "call_recording", 2)  # the cause, fixed
+    assert (await tenant.configure("hq", content, validate_only=True)).error_count == 0
+    again = await tenant.configure("hq", content, import_id="retry-me")
+    assert again.state in (pb.IMPORT_STATE_RUNNING, pb.IMPORT_STATE_SUCCEEDED)
+    assert not again.HasField("failure")
+    done = await tenant.finished("retry-me")
+    assert done.state == pb.IMPORT_STATE_SUCCEEDED, done.failure
+    assert done.progress.rows_applied == 2
+    assert await assigned(tenant, "call_recording") == 2
+    assert await assigned(tenant, "phone_system") == 2
+    # succeeded, so remembered: the same id replays it, another file is refused
+    assert (await tenant.configure("hq", content, import_id="retry-me")).state == (
+        pb.IMPORT_STATE_SUCCEEDED
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await tenant.configure("hq", content + b"303,,A,\r\n", import_id="retry-me")
+    assert reason_of(caught.value) == "IMPORT_ID_REUSED"
+
+
 async def test_row_errors_are_reported_with_row_numbers(tenant: Tenant) -> None:
     await setup(tenant, ["John", "Alice"], 0, {})
     content = (

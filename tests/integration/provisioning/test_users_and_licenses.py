@@ -117,6 +117,54 @@ async def test_delete_user_and_change_license_return_units(tenant: Tenant) -> No
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_create_and_delete_say_where_the_license_came_from_and_went(
+    tenant: Tenant,
+) -> None:
+    await tenant.company.office("hq", "USD")
+    await tenant.company.office("branch", "USD")
+    await tenant.company.add("hq", "connect", 1)
+    await tenant.company.enable("USD")  # hq's spare unit enters the pool
+    request = pb.CreateUserRequest(
+        request_id=rid(),
+        company_id=tenant.company_id,
+        office_id=tenant.company.offices["branch"],
+        display_name="Dora",
+        license_type="connect",
+    )
+    created = await tenant.stub.CreateUser(request)
+    assert created.license_source == pb.LICENSE_SOURCE_POOL
+    deleted = await tenant.stub.DeleteUser(
+        pb.DeleteUserRequest(
+            request_id=rid(), company_id=tenant.company_id, user_id=created.user.user_id
+        )
+    )
+    (went,) = deleted.returned_units
+    assert went.unit_id == created.user.license_unit_id
+    assert (went.state, went.currency, went.license_type) == ("POOLED", "USD", "connect")
+    assert went.claimable_time.seconds > 0  # others may claim it once its grace ends
+    again = await tenant.stub.CreateUser(
+        pb.CreateUserRequest(
+            request_id=rid(),
+            company_id=tenant.company_id,
+            office_id=tenant.company.offices["branch"],
+            display_name="Dora",
+            license_type="connect",
+        )
+    )
+    assert again.license_source == pb.LICENSE_SOURCE_OWN_RETURN_IN_GRACE
+
+    request.request_id = rid()
+    request.license_type = "phone_system"  # in the catalog, but a base license
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await tenant.stub.CreateUser(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_of(caught.value) == "NOT_A_USER_LICENSE"
+    request.license_type = "no_such_type"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await tenant.stub.CreateUser(request)
+    assert reason_of(caught.value) == "UNKNOWN_LICENSE_TYPE"
+
+
 async def test_base_license_assign_reassign_addons_extension_unassign(tenant: Tenant) -> None:
     await tenant.company.office("hq", "USD")
     await tenant.company.add("hq", "connect", 2)

@@ -37,9 +37,16 @@ async def test_a_dry_run_quotes_the_units_and_stores_nothing() -> None:
     await account(world, {"phone_system": 2})
     job = await world.imports.dry_run(file(world))
     assert job.state is ImportState.VALIDATED
-    assert job.errors == ()
     quote = {q.license_type: (q.needed, q.own_spare, q.shortfall) for q in job.quote}
     assert quote == {"phone_system": (3, 2, 1), "device_ip_phone": (2, 0, 2)}
+    # the shortfall the apply would fail with is an error of the file, of no row
+    assert [(i.row, i.reason) for i in job.errors] == [
+        (0, "NO_LICENSE_AVAILABLE"),
+        (0, "NO_LICENSE_AVAILABLE"),
+    ]
+    assert job.error_count == 2
+    assert job.errors[0].message.startswith("needs 1 more phone_system")
+    assert job.errors[1].message.startswith("needs 2 more device_ip_phone")
     assert world.state.imports == {}
     assert world.state.licenses == {}
     assert world.pool.pending_holds() == []
@@ -92,6 +99,47 @@ async def test_a_shortfall_rolls_the_pool_back_and_fails_the_import() -> None:
     assert {u.unit_id for u in world.pool.in_state("SPARE")} == spare_before
     assert world.pool.pending_holds() == []
     assert world.state.licenses == {}
+
+
+async def test_a_failed_import_is_applied_again_under_its_id_once_fixed() -> None:
+    world = World()
+    await account(world, {"phone_system": 3, "device_ip_phone": 1})
+    await world.imports.start(file(world))
+    failed = await world.imports.wait(world.company_id, "imp-1")
+    assert failed.state is ImportState.FAILED
+
+    world.office("hq", {"device_ip_phone": 1})  # the cause, fixed
+    again = await world.imports.start(file(world))
+    assert again.state is ImportState.RUNNING
+    assert again.failure is None
+    job = await world.imports.wait(world.company_id, "imp-1")
+    assert job.state is ImportState.SUCCEEDED, job.failure
+    assert job.progress.rows_applied == 3
+    assert len(world.state.addons) == 2
+    assert world.pool.in_state("SPARE") == []
+    # succeeded: now it is remembered
+    assert (await world.imports.start(file(world))).state is ImportState.SUCCEEDED
+
+
+async def test_an_import_applied_again_while_its_failed_runner_finishes_is_driven() -> None:
+    world = World()
+    await account(world, {"phone_system": 3, "device_ip_phone": 1})
+    service = world.imports
+    update = service._update
+    again: list[ImportState] = []
+
+    async def failing_then_fixed(company_id: uuid.UUID, import_id: str, **fields: object) -> None:
+        await update(company_id, import_id, **fields)
+        if fields.get("state") == "FAILED" and not again:  # the runner has not ended yet
+            world.office("hq", {"device_ip_phone": 1})
+            again.append((await service.start(file(world))).state)
+
+    service._update = failing_then_fixed  # type: ignore[method-assign]
+    await service.start(file(world))
+    job = await service.wait(world.company_id, "imp-1")  # the same runner, both attempts
+    assert again == [ImportState.RUNNING]
+    assert job.state is ImportState.SUCCEEDED, job.failure
+    assert len(world.state.addons) == 2
 
 
 async def test_the_same_import_id_with_another_file_is_refused() -> None:

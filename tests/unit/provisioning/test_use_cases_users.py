@@ -69,6 +69,20 @@ async def test_the_shortfall_is_bought_when_the_request_says_so() -> None:
     assert list(world.billing.purchases.values()) == [1]  # type: ignore[attr-defined]
 
 
+async def test_the_response_says_where_the_license_came_from() -> None:
+    pool = InMemoryPool()
+    world = World(pool=pool, billing=InMemoryBilling(pool))
+    world.office("hq", {"connect": 1})
+    spare = await users.create_user(
+        world.create_command("hq", "Ann", "r1"), world.uow, world.operations
+    )  # type: ignore[arg-type]
+    assert pb.CreateUserResponse.FromString(spare).license_source == pb.LICENSE_SOURCE_OWN_SPARE
+    bought = await users.create_user(  # type: ignore[arg-type]
+        world.create_command("hq", "Bob", "r2", purchase=True), world.uow, world.operations
+    )
+    assert pb.CreateUserResponse.FromString(bought).license_source == pb.LICENSE_SOURCE_PURCHASED
+
+
 async def test_a_taken_e_mail_is_refused_before_the_pool_is_asked() -> None:
     world = World()
     world.office("hq", {"connect": 2})

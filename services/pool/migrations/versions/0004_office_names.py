@@ -1,0 +1,21 @@
+"""Offices have a display name (for people: the command line's tables) and remember when
+they were created (tables list them in that order).
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from libs.common.migrations import execute_script
+
+revision = "0004"
+down_revision = "0003"
+
+
+def upgrade() -> None:
+    execute_script(
+        """
+        ALTER TABLE pool.offices ADD COLUMN IF NOT EXISTS display_name text NOT NULL DEFAULT '';
+        ALTER TABLE pool.offices
+            ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now();
+        """
+    )
