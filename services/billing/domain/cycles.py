@@ -71,6 +71,13 @@ def cycle_in_period(start: datetime, period: str) -> Cycle | None:
     return cycle(start, k)
 
 
+def period_month(period: str) -> tuple[datetime, datetime]:
+    """The calendar month (UTC) a period names: [its first instant, the next month's)."""
+    year, month = parse_period(period)
+    first = datetime(year, month, 1, tzinfo=UTC)
+    return first, first + relativedelta(months=1)
+
+
 def plan_not_started(start: datetime) -> FailedPrecondition:
     return FailedPrecondition(
         "PLAN_NOT_STARTED",

@@ -22,7 +22,7 @@ class Plans:
             row = await self._conn.fetchrow(
                 f"""
                 INSERT INTO billing.plans ({PLAN_COLUMNS})
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)
                 RETURNING {PLAN_COLUMNS}
                 """,
                 plan.plan_id,
@@ -36,6 +36,7 @@ class Plans:
                 plan.active,
                 plan.primary,
                 plan.created_at,
+                plan.credit_allowance,
             )
         except asyncpg.UniqueViolationError:
             raise errors.office_has_active_plan(plan.office_id) from None
@@ -47,7 +48,7 @@ class Plans:
             row = await self._conn.fetchrow(
                 f"""
                 UPDATE billing.plans SET kind = $3, prices = $4, contracted = $5, active = $6,
-                    is_primary = $7, updated_at = $8
+                    is_primary = $7, updated_at = $8, credit_allowance = $9
                 WHERE company_id = $1 AND plan_id = $2
                 RETURNING {PLAN_COLUMNS}
                 """,
@@ -59,6 +60,7 @@ class Plans:
                 plan.active,
                 plan.primary,
                 plan.updated_at,
+                plan.credit_allowance,
             )
         except asyncpg.UniqueViolationError:
             raise errors.office_has_active_plan(plan.office_id) from None

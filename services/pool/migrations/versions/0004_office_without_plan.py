@@ -1,0 +1,21 @@
+"""An office whose plan billing deactivated has plan kind NONE: it takes no part in the
+legacy-plan rules.
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from libs.common.migrations import execute_script
+
+revision = "0004"
+down_revision = "0003"
+
+
+def upgrade() -> None:
+    execute_script(
+        """
+        ALTER TABLE pool.offices DROP CONSTRAINT offices_plan_kind_check;
+        ALTER TABLE pool.offices ADD CONSTRAINT offices_plan_kind_check
+            CHECK (plan_kind IN ('BUNDLE', 'LEGACY', 'NONE'));
+        """
+    )
