@@ -63,7 +63,7 @@ class Pool(Protocol):
     async def pool_enabled(self, company_id: uuid.UUID, currency: str) -> bool: ...
 
     async def preview_enable(self, company_id: uuid.UUID, currency: str) -> PoolPreview:
-        """What enabling the currency's pool would do (EnablePool with validate_only)."""
+        """What enabling the currency's pool would do, or why it would be refused."""
         ...
 
     async def availability(
@@ -171,16 +171,15 @@ class PoolGateway:
 
     async def preview_enable(self, company_id: uuid.UUID, currency: str) -> PoolPreview:
         try:
-            response: pb.EnablePoolResponse = await self._peer.call(
-                self._stub.EnablePool,
-                pb.EnablePoolRequest(
-                    company_id=str(company_id), currency=currency, validate_only=True
-                ),
+            found: pb.PreviewEnablePoolResponse = await self._peer.call(
+                self._stub.PreviewEnablePool,
+                pb.PreviewEnablePoolRequest(company_id=str(company_id), currency=currency),
             )
         except DomainError as refused:
             if refused.reason not in ENABLE_REFUSALS:
                 raise
             return PoolPreview(refusal_reason=refused.reason, refusal_message=refused.message)
+        response = found.preview
         return PoolPreview(
             entries=tuple(
                 PoolEntry(uuid.UUID(m.office_id), m.license_type, m.quantity)
