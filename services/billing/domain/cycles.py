@@ -51,7 +51,7 @@ def cycle_at(start: datetime, at: datetime) -> Cycle:
 def parse_period(value: str) -> tuple[int, int]:
     """A period "YYYY-MM" as (year, month)."""
     match = _PERIOD.match(value)
-    if not match:
+    if not match or match.group(1) == "0000":  # no year 0 in the calendar
         raise invalid("period", f"must be YYYY-MM, got {value[:32]!r}", "INVALID_PERIOD")
     return int(match.group(1)), int(match.group(2))
 
