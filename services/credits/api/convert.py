@@ -203,18 +203,18 @@ def account_fields(request: pb.PutAccountRequest) -> frozenset[str]:
     return frozenset(_ACCOUNT_FIELDS[path] for path in request.update_mask.paths)
 
 
-def _required_time(request: pb.GetPeriodOverageRequest, field: str) -> datetime:
+def _required_time(field: str, message: Timestamp, present: bool) -> datetime:
     """Any instant a Timestamp holds (the server's request checks refused the others)."""
-    if not request.HasField(field):
+    if not present:
         raise invalid(field, "is required", Reason.MISSING_FIELD.name)
-    value: datetime = getattr(request, field).ToDatetime(tzinfo=UTC)
+    value: datetime = message.ToDatetime(tzinfo=UTC)
     return value
 
 
 def overage_query(request: pb.GetPeriodOverageRequest) -> OverageQuery:
     company_id = uuid_field("company_id", request.company_id)
-    start = _required_time(request, "start_time")
-    end = _required_time(request, "end_time")
+    start = _required_time("start_time", request.start_time, request.HasField("start_time"))
+    end = _required_time("end_time", request.end_time, request.HasField("end_time"))
     if not (start < end and end - start <= MAX_OVERAGE_RANGE):
         raise invalid("end_time", "must be after start_time, at most 366 days later")
     return OverageQuery(company_id, start, end)
