@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from services.billing.repository.rows import to_invoice
 from services.billing.use_cases import invoices
 from tests.fakes.billing import FakeCredits
 from tests.unit.billing.conftest import JAN_1, Shop
@@ -61,3 +62,42 @@ async def test_without_a_credits_service_the_invoice_says_it_has_no_overage(
 ) -> None:
     invoice = await invoices.close_cycle(shop.company_id, "2026-01", shop.uow, shop.pool)
     assert (invoice.overages, invoice.overage_included) == ((), False)
+
+
+def test_an_invoice_stored_before_the_flags_reads_as_it_was_billed() -> None:
+    """Rows written before unpriced lines and overage existed: every line priced, no
+    overage, the credits service not asked."""
+    row = {
+        "invoice_id": uuid.uuid4(),
+        "company_id": uuid.uuid4(),
+        "period": "2025-12",
+        "snapshot_at": JAN_1,
+        "lines": [
+            {
+                "kind": "OFFICE_UNITS",
+                "office_id": str(uuid.uuid4()),
+                "plan_id": None,
+                "currency": "USD",
+                "license_type": "connect",
+                "assigned": 1,
+                "spare": 0,
+                "removal_scheduled": 0,
+                "held": 0,
+                "pooled": 0,
+                "unit_price": 0,
+            }
+        ],
+        "charges": [],
+        "live_units": 1,
+        "billed_units": 1,
+        "balanced": True,
+        "terminated_units": 0,
+        "terminations_done": True,
+        "created_at": JAN_1,
+        "overages": [],
+        "overage_included": False,
+    }
+    invoice, done = to_invoice(row)  # type: ignore[arg-type]
+    assert done
+    assert [line.unpriced for line in invoice.lines] == [False]
+    assert (invoice.unpriced_units, invoice.overages, invoice.overage_included) == (0, (), False)
