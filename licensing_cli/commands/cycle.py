@@ -98,7 +98,7 @@ def show_invoice(out: Output, invoice: billing_pb2.Invoice) -> None:
             ],
         )
     else:
-        out.note("Credit overage is not on this invoice: billing runs without credits.")
+        out.note("Credit overage is not on this invoice: billing did not read it from credits.")
     out.table(
         "Totals", ["currency", "total"], [(t.currency_code, money_of(t)) for t in invoice.totals]
     )

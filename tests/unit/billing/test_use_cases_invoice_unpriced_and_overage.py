@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from services.billing.domain.model import Invoice
 from services.billing.repository.rows import to_invoice
 from services.billing.use_cases import invoices
 from tests.fakes.billing import FakeCredits
@@ -16,11 +17,17 @@ from tests.unit.billing.conftest import JAN_1, Shop
 FEB_1 = datetime(2026, 2, 1, tzinfo=UTC)
 
 
+async def close_january(shop: Shop, credits: FakeCredits | None = None) -> Invoice:
+    """January's invoice, made once January's cycles have ended."""
+    shop.clock.set(datetime(2026, 2, 2, tzinfo=UTC))
+    return await invoices.close_cycle(shop.company_id, "2026-01", shop.uow, shop.pool, credits)
+
+
 async def test_units_without_a_price_are_flagged_and_counted(shop: Shop) -> None:
     shop.add("a", 2)  # connect: priced at 1000
     shop.pool.add(shop.company_id, shop.offices["a"], "sell", 3)  # added straight to the pool
     shop.pool.add(shop.company_id, None, "fax", 1, state="POOLED")
-    invoice = await invoices.close_cycle(shop.company_id, "2026-01", shop.uow, shop.pool)
+    invoice = await close_january(shop)
     flagged = {(line.license_type, line.units) for line in invoice.lines if line.unpriced}
     assert flagged == {("sell", 3), ("fax", 1)}
     assert all(line.amount == 0 for line in invoice.lines if line.unpriced)
@@ -32,7 +39,7 @@ async def test_units_without_a_price_are_flagged_and_counted(shop: Shop) -> None
 async def test_a_type_priced_at_zero_is_priced(shop: Shop) -> None:
     await shop.plan("b", {"connect": 0})
     shop.add("b", 2)
-    invoice = await invoices.close_cycle(shop.company_id, "2026-01", shop.uow, shop.pool)
+    invoice = await close_january(shop)
     assert [line.unpriced for line in invoice.lines] == [False]
     assert invoice.unpriced_units == 0
 
@@ -44,15 +51,15 @@ async def test_the_periods_credit_overage_is_billed_on_the_offices_plan(shop: Sh
     credits.owe(shop.company_id, office, FEB_1, 99)  # the next period's: not on this invoice
     credits.owe(uuid.uuid4(), office, JAN_1, 7)  # another company's
     shop.add("a", 1)
-    invoice = await invoices.close_cycle(shop.company_id, "2026-01", shop.uow, shop.pool, credits)
-    ((owed),) = invoice.overages
+    invoice = await close_january(shop, credits)
+    (owed,) = invoice.overages
     (plan,) = shop.uow.state.plans.values()
     assert (owed.office_id, owed.plan_id, owed.amount) == (office, plan.plan_id, 450)
     assert (owed.period_start, owed.period_end) == (JAN_1, FEB_1)
     assert invoice.overage_included
     assert invoice.totals == {"USD": 1000 + 450}
     assert invoice.reconciliation.balanced
-    again = await invoices.close_cycle(shop.company_id, "2026-01", shop.uow, shop.pool, credits)
+    again = await close_january(shop, credits)
     assert again.overages == invoice.overages
     assert credits.calls == ["period_overage"]  # one call per close
 
@@ -60,7 +67,7 @@ async def test_the_periods_credit_overage_is_billed_on_the_offices_plan(shop: Sh
 async def test_without_a_credits_service_the_invoice_says_it_has_no_overage(
     shop: Shop,
 ) -> None:
-    invoice = await invoices.close_cycle(shop.company_id, "2026-01", shop.uow, shop.pool)
+    invoice = await close_january(shop)
     assert (invoice.overages, invoice.overage_included) == ((), False)
 
 
