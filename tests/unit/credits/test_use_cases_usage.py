@@ -13,7 +13,7 @@ import pytest
 from libs.common.errors import DomainError
 from services.credits.domain.model import GrantTarget, Split, UsageKind
 from services.credits.repository.usage import UsageFilter
-from services.credits.use_cases.usage import OverageQuery, period_overage, usage_totals
+from services.credits.use_cases.usage import usage_totals
 from tests.fakes.credits import decode_record
 from tests.unit.credits.conftest import NOW, Books
 
@@ -256,26 +256,3 @@ async def test_totals_add_up_per_office_and_per_currency(books: Books) -> None:
     assert [t.amount for t in totals.companies] == [21]
     assert sum(t.amount for t in totals.offices) == 21
     assert totals.companies[0].split == Split(allowance=10, overage=11)
-
-
-async def test_the_overage_of_the_periods_that_start_in_a_range(books: Books) -> None:
-    jan, feb = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
-    await books.office("a", allowance=10, anchor=jan)
-    await books.office("b", allowance=1000, anchor=jan)
-    await books.use("a", 25, at=NOW - timedelta(days=2))  # 15 over
-    await books.use("a", 5, at=NOW - timedelta(days=1))  # 5 over
-    await books.use("b", 20, at=NOW)  # within the allowance: no overage
-    query = OverageQuery(books.company_id, jan, feb)
-    (owed,) = await period_overage(query, books.uow)
-    assert (owed.office_id, owed.period.start, owed.overage, owed.count) == (
-        books.offices["a"],
-        jan,
-        20,
-        2,
-    )
-    assert (
-        await period_overage(
-            OverageQuery(books.company_id, feb, NOW + timedelta(days=60)), books.uow
-        )
-        == []
-    )
