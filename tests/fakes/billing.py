@@ -123,6 +123,14 @@ class FakePlans:
             None,
         )
 
+    async def latest(self, company_id: uuid.UUID, office_id: uuid.UUID) -> Plan | None:
+        own = [
+            p
+            for p in self._t.plans.values()
+            if p.company_id == company_id and p.office_id == office_id
+        ]
+        return max(own, key=lambda p: (p.updated_at, str(p.plan_id)), default=None)
+
     async def office_owner(self, office_id: uuid.UUID) -> uuid.UUID | None:
         return next(
             (p.company_id for p in self._t.plans.values() if p.office_id == office_id), None

@@ -95,6 +95,16 @@ class Plans:
         )
         return to_plan(row) if row else None
 
+    async def latest(self, company_id: uuid.UUID, office_id: uuid.UUID) -> Plan | None:
+        """The office's plan changed last (ties: the largest id), active or not."""
+        row = await self._conn.fetchrow(
+            f"SELECT {PLAN_COLUMNS} FROM billing.plans WHERE company_id = $1 AND office_id = $2"
+            " ORDER BY updated_at DESC, plan_id::text DESC LIMIT 1",
+            company_id,
+            office_id,
+        )
+        return to_plan(row) if row else None
+
     async def office_owner(self, office_id: uuid.UUID) -> uuid.UUID | None:
         """The company whose plans name the office (None: no plan names it)."""
         owner: uuid.UUID | None = await self._conn.fetchval(

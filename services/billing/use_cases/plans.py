@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from libs.common.errors import DomainError
 from services.billing.adapters.credits import Credits
 from services.billing.adapters.pool import Pool
-from services.billing.domain import errors, parity
+from services.billing.domain import errors, office_facts, parity
 from services.billing.domain.model import Plan, PlanKind, PoolPreview
 from services.billing.unit_of_work import BillingUnitOfWork, Tx
 from services.billing.use_cases.common import derived_request_id
@@ -68,13 +69,25 @@ class EnablePreview:
     mismatches: list[parity.Mismatch]
 
 
-async def _tell_peers(plan: Plan, request_id: str, pool: Pool, credits: Credits | None) -> None:
-    """The pool first: its refusals come before the credit account changed."""
+async def _tell_peers(
+    plan: Plan, previous: Plan | None, request_id: str, pool: Pool, credits: Credits | None
+) -> None:
+    """The pool first: its refusals come before the credit account changed. A refusal of
+    credits puts the pool back to the facts of `previous` (see `office_facts`)."""
     await pool.put_office(derived_request_id("put-office", plan.company_id, request_id), plan)
-    if credits is not None:
+    if credits is None:
+        return
+    try:
         await credits.put_account(
             derived_request_id("put-account", plan.company_id, request_id), plan
         )
+    except DomainError as refused:
+        if office_facts.undoes(refused.kind):
+            await pool.put_office(
+                derived_request_id("undo-put-office", plan.company_id, request_id),
+                office_facts.facts_before(plan, previous),
+            )
+        raise
 
 
 async def new_plan(
@@ -85,6 +98,7 @@ async def new_plan(
         now = await tx.instants.now()
         if await tx.plans.active(command.company_id, command.office_id) is not None:
             raise errors.office_has_active_plan(command.office_id)
+        latest = await tx.plans.latest(command.company_id, command.office_id)
     plan = Plan(
         plan_id=uuid.uuid4(),
         company_id=command.company_id,
@@ -100,7 +114,7 @@ async def new_plan(
         updated_at=now,
         credit_allowance=command.credit_allowance,
     )
-    await _tell_peers(plan, command.request_id, pool, credits)
+    await _tell_peers(plan, latest, command.request_id, pool, credits)
     return plan
 
 
@@ -140,7 +154,7 @@ async def changed_plan(
     if plan.active and active is not None and active.plan_id != plan.plan_id:
         raise errors.office_has_active_plan(plan.office_id)  # before any peer hears of it
     if plan.active or current.active:
-        await _tell_peers(plan, command.request_id, pool, credits)
+        await _tell_peers(plan, current, command.request_id, pool, credits)
     return plan
 
 

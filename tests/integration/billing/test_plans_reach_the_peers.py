@@ -252,3 +252,29 @@ async def test_the_invoice_bills_the_overage_and_flags_unpriced_units(
         assert owed.period_start_time.ToDatetime(tzinfo=UTC) == JAN_1
         assert owed.period_end_time.ToDatetime(tzinfo=UTC) == FEB_1
         assert list(invoice.totals) == [bpb.Money(currency_code="USD", amount_minor=1300)]
+
+
+async def test_a_plan_credits_refuses_leaves_the_pool_as_billing_has_it(linked: Linked) -> None:
+    await linked.shop.plan("a", "USD", {"connect": 100}, start=JAN_1)
+    office_id = linked.shop.offices["a"]
+    await linked.credits.RecordUsage(  # ledger entries: the account's currency is fixed
+        cpb.RecordUsageRequest(
+            request_id=rid(),
+            company_id=linked.company_id,
+            office_id=office_id,
+            kind=cpb.USAGE_KIND_CALLING,
+            amount_minor=10,
+            occur_time=ts(datetime(2026, 1, 10, tzinfo=UTC)),
+        )
+    )
+    await linked.update("a", ["active"], active=False)
+    assert await failure(linked.shop.plan("a", "EUR", {"connect": 100}, start=JAN_1)) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "OFFICE_CURRENCY_LOCKED",
+    )
+    office = await linked.pool_office("a")
+    assert (office.currency, office.plan_kind) == ("USD", ppb.PLAN_KIND_NONE)  # put back
+    listed = await linked.shop.billing.ListPlans(
+        bpb.ListPlansRequest(company_id=linked.company_id, office_id=office_id)
+    )
+    assert [(p.currency, p.active) for p in listed.plans] == [("USD", False)]

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from libs.common.errors import DomainError, Unavailable
+from libs.common.reasons import Reason
 from services.billing.domain.model import Plan, PlanKind
 from services.billing.use_cases import plans
 from tests.fakes.billing import CreditAccount, FakeCredits
@@ -173,3 +174,54 @@ async def test_the_pool_preview_comes_with_the_parity_check(
     assert refused.pool.refusal_reason == "LEGACY_PLAN_IN_CURRENCY"
     assert refused.pool.entries == ()
     assert [m.license_type for m in refused.mismatches] == ["connect"]
+
+
+async def test_a_credits_refusal_puts_the_pool_back_to_the_previous_plan(
+    shop: Shop, credits: FakeCredits
+) -> None:
+    old = await new(shop, credits, "b", primary=True)
+    await change(shop, credits, old, active=False)
+    key = (shop.company_id, shop.offices["b"])
+    before = shop.pool.offices[key]
+    credits.refuse("put_account", Reason.OFFICE_CURRENCY_LOCKED.error("has USD entries"))
+    command = plans.NewPlan(
+        shop.company_id, "r", shop.offices["b"], PlanKind.BUNDLE, "EUR", {}, False, JAN_1, False
+    )
+    assert await reason_of(plans.new_plan(command, shop.uow, shop.pool, credits)) == (
+        "OFFICE_CURRENCY_LOCKED"
+    )
+    assert shop.pool.offices[key] == before  # USD, no plan kind, as billing still has it
+    assert [p.currency for p in shop.uow.state.plans.values() if p.office_id == key[1]] == ["USD"]
+
+
+async def test_a_credits_refusal_of_a_new_office_leaves_it_without_a_plan_kind(
+    shop: Shop, credits: FakeCredits
+) -> None:
+    credits.refuse("put_account", Reason.OFFICE_NOT_FOUND.error("another company's"))
+    assert await reason_of(new(shop, credits, "c", kind=PlanKind.LEGACY)) == "OFFICE_NOT_FOUND"
+    office = shop.pool.offices[(shop.company_id, shop.offices["c"])]
+    assert office.kind is None  # no legacy plan left behind to block a pool
+
+
+async def test_a_credits_refusal_of_a_change_puts_the_pool_back(
+    shop: Shop, credits: FakeCredits
+) -> None:
+    plan = await new(shop, credits, "b")
+    credits.refuse("put_account", Reason.OFFICE_NOT_FOUND.error("another company's"))
+    assert await reason_of(change(shop, credits, plan, primary=True)) == "OFFICE_NOT_FOUND"
+    assert not shop.pool.offices[(shop.company_id, shop.offices["b"])].primary
+    assert not stored(shop, plan).primary
+
+
+async def test_an_outage_of_credits_is_not_undone_the_retry_goes_on(
+    shop: Shop, credits: FakeCredits
+) -> None:
+    plan = await new(shop, credits, "b")
+    credits.refuse("put_account", Unavailable("CREDITS_UNAVAILABLE", "down"))
+    shop.pool.calls.clear()
+    with pytest.raises(Unavailable):
+        await change(shop, credits, plan, "r2", primary=True)
+    assert shop.pool.calls == ["put_office"]  # told once, not put back
+    await change(shop, credits, plan, "r2", primary=True)
+    assert shop.pool.offices[(shop.company_id, shop.offices["b"])].primary
+    assert stored(shop, plan).primary
