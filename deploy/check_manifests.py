@@ -31,13 +31,17 @@ GRPC_PORT = 50051
 # The health name that stays SERVING while the process is up (libs/common/server.py).
 LIVENESS_SERVICE = "liveness"
 # Who calls whom (docs/architecture.md and deploy/base): callee -> pod callers.
-POD_CALLERS = {"pool": {"billing", "provisioning"}, "billing": {"provisioning"}}
+POD_CALLERS = {
+    "pool": {"billing", "provisioning"},
+    "billing": {"provisioning"},
+    "credits": {"billing"},
+}
 # Called from other namespaces carrying this label.
 CLIENT_NAMESPACE_LABEL = ("licensing.io/client", "true")
 CLIENT_FACING = {"credits", "provisioning"}
 # Peer addresses each service is given.
 PEER_ENV = {
-    "billing": {"POOL_ADDRESS": "pool:50051"},
+    "billing": {"POOL_ADDRESS": "pool:50051", "CREDITS_ADDRESS": "credits:50051"},
     "provisioning": {"POOL_ADDRESS": "pool:50051", "BILLING_ADDRESS": "billing:50051"},
 }
 # The database Secret; where an overlay does not generate it, it must exist in the cluster.

@@ -75,6 +75,7 @@ class Reason(enum.Enum):
     DATABASE_UNAVAILABLE = _DOWN, "the service's database cannot be reached; retry later"
     POOL_UNAVAILABLE = _DOWN, "the pool service cannot be reached; retry later"
     BILLING_UNAVAILABLE = _DOWN, "the billing service cannot be reached; retry later"
+    CREDITS_UNAVAILABLE = _DOWN, "the credits service cannot be reached; retry later"
     PEER_UNAVAILABLE = _DOWN, "a service this one depends on cannot be reached; retry later"
     # --- identity ------------------------------------------------------------------------
     CALLER_NOT_ALLOWED = _DENIED, "the caller's identity may not call this method"

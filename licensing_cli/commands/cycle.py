@@ -28,7 +28,8 @@ PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def show_invoice(out: Output, invoice: billing_pb2.Invoice) -> None:
-    """The invoice as tables: unit lines, purchase charges, totals, reconciliation."""
+    """The invoice as tables: unit lines (unpriced ones flagged), purchase charges, credit
+    overage, totals, reconciliation."""
     out.console.print(
         f"[bold]Invoice {invoice.invoice_id}[/bold] — period {invoice.period}, "
         f"snapshot {timestamp(invoice.snapshot_time)}"
@@ -61,7 +62,7 @@ def show_invoice(out: Output, invoice: billing_pb2.Invoice) -> None:
                 line.held,
                 line.pooled,
                 line.units,
-                money_of(line.unit_price),
+                "UNPRICED" if line.unpriced else money_of(line.unit_price),
                 money_of(line.amount),
             )
             for line in invoice.lines
@@ -82,6 +83,22 @@ def show_invoice(out: Output, invoice: billing_pb2.Invoice) -> None:
             for c in invoice.purchase_charges
         ],
     )
+    if invoice.credit_overage_included:
+        out.table(
+            "Credit overage",
+            ["office", "plan", "credit period", "amount"],
+            [
+                (
+                    o.office_id,
+                    o.plan_id or "(none)",
+                    f"{timestamp(o.period_start_time)} to {timestamp(o.period_end_time)}",
+                    money_of(o.amount),
+                )
+                for o in invoice.credit_overages
+            ],
+        )
+    else:
+        out.note("Credit overage is not on this invoice: billing did not read it from credits.")
     out.table(
         "Totals", ["currency", "total"], [(t.currency_code, money_of(t)) for t in invoice.totals]
     )
@@ -92,6 +109,11 @@ def show_invoice(out: Output, invoice: billing_pb2.Invoice) -> None:
         else "[red]✗ NOT BALANCED[/red]"
     )
     out.console.print(f"{r.live_units} live units, {r.billed_units} billed: {mark}")
+    if r.unpriced_units:
+        out.console.print(
+            f"[yellow]! {r.unpriced_units} unit(s) on UNPRICED lines, billed at 0: their plan"
+            " has no price for the type (set one: UpdatePlan)[/yellow]"
+        )
     if invoice.terminated_units:
         out.console.print(
             f"{invoice.terminated_units} license(s) scheduled for removal terminated."
@@ -174,13 +196,14 @@ def invoices(
     def show() -> None:
         out.table(
             "Invoices",
-            ["invoice", "period", "totals", "balanced"],
+            ["invoice", "period", "totals", "balanced", "unpriced units"],
             [
                 (
                     i.invoice_id,
                     i.period,
                     ", ".join(money_of(t) for t in i.totals),
                     "yes" if i.reconciliation.balanced else "NO",
+                    i.reconciliation.unpriced_units or "",
                 )
                 for i in found
             ],

@@ -107,7 +107,12 @@ def create(
     ] = None,
     allowance: Annotated[
         int,
-        typer.Option("--allowance", min=0, help="Included usage credits per period (minor units)."),
+        typer.Option(
+            "--allowance",
+            min=0,
+            help="Included usage credits per period (minor units), on the plan: billing keeps"
+            " the credit account's allowance equal to it.",
+        ),
     ] = 0,
     reject_overage: Annotated[
         bool,
@@ -174,6 +179,7 @@ def create(
             contracted=contracted,
             primary=primary,
             display_name=name if plan_name is None else plan_name,
+            credit_allowance_minor=allowance,
         )
         if started is not None:
             new_plan.start_time.CopyFrom(started)
@@ -204,9 +210,15 @@ def create(
         anchor = created_plan.start_time if created_plan is not None else started
         if anchor is not None:
             new_account.period_anchor_time.CopyFrom(anchor)
+        account_request = credits_pb2.PutAccountRequest(
+            request_id=derived(base, "credits"), account=new_account
+        )
+        if created_plan is not None:
+            # Billing keeps the rest of the account in step with the plan; the overage
+            # policy is the operator's (the whole account, if billing has none yet).
+            account_request.update_mask.paths.append("overage_policy")
         put_account: credits_pb2.PutAccountResponse = credits_ep.call(
-            credits_ep.stub.PutAccount,
-            credits_pb2.PutAccountRequest(request_id=derived(base, "credits"), account=new_account),
+            credits_ep.stub.PutAccount, account_request
         )
         account = put_account.account
         result["account"] = to_dict(account)

@@ -1,5 +1,5 @@
-"""Wiring of the billing service: database, unit of work, pool gateway, the purchase saga,
-gRPC server, recovery and the heartbeat of purchase leases."""
+"""Wiring of the billing service: database, unit of work, pool and credits gateways, the
+purchase saga, gRPC server, recovery and the heartbeat of purchase leases."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from libs.common.database_outage import DatabaseWatch, is_database_unreachable
 from libs.common.peer import PeerSettings
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.billing.v1 import billing_pb2_grpc
+from services.billing.adapters.credits import CreditsGateway
 from services.billing.adapters.pool import PoolGateway
 from services.billing.api.convert import SERVICE_NAME
 from services.billing.api.servicer import BillingServicer
@@ -93,6 +94,7 @@ class BillingApp:
     db: asyncpg.Pool
     recovery: asyncio.Task[None]
     heartbeat: asyncio.Task[None]
+    credits: CreditsGateway | None = None
 
     @property
     def port(self) -> int:
@@ -104,8 +106,10 @@ class BillingApp:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(Exception):
-            await self.pool.close()
+        for peer in (self.pool, self.credits):
+            if peer is not None:
+                with contextlib.suppress(Exception):
+                    await peer.close()
         await self.db.close()
 
 
@@ -128,6 +132,7 @@ async def start(
         ),
         credentials=tls.peer_credentials(settings),
     )
+    credits = _credits_gateway(settings)
     leases = LeaseKeeper(db, BillingRepository(), settings.purchase_lease_seconds)
     saga = PurchaseSaga(
         uow,
@@ -139,11 +144,29 @@ async def start(
     )
     registration = Registration(
         SERVICE_NAME,
-        BillingServicer(uow, pool, saga, settings.quote_hold_seconds),
+        BillingServicer(uow, pool, saga, settings.quote_hold_seconds, credits),
         billing_pb2_grpc.add_BillingServiceServicer_to_server,
     )
     server = await start_server([registration], settings, ERROR_DOMAIN, DatabaseWatch(settings))
     task = asyncio.create_task(run_recovery(saga, uow, settings) if recovery else _idle())
     # Leases are renewed with or without the recovery task: drives need them either way.
     heartbeat = asyncio.create_task(leases.run())
-    return BillingApp(server, saga, pool, db, task, heartbeat)
+    return BillingApp(server, saga, pool, db, task, heartbeat, credits)
+
+
+def _credits_gateway(settings: BillingSettings) -> CreditsGateway | None:
+    """The credits service at `settings.credits_address` (None when it is not set)."""
+    if not settings.credits_address:
+        log.warning(
+            "no credits service configured (CREDITS_ADDRESS): credit accounts are not kept"
+            " in step with plans and invoices carry no credit overage"
+        )
+        return None
+    return CreditsGateway(
+        settings.credits_address,
+        PeerSettings(
+            deadline_seconds=settings.credits_deadline_seconds,
+            max_attempts=settings.pool_attempts,
+        ),
+        credentials=tls.peer_credentials(settings),
+    )

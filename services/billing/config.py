@@ -1,5 +1,6 @@
 """Billing service settings: environment variables prefixed BILLING_ (DATABASE_URL is
-shared; the pool service is found through POOL_ADDRESS, as `make run` sets it)."""
+shared; the pool service is found through POOL_ADDRESS and the credits service through
+CREDITS_ADDRESS, as `make run` sets them)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,15 @@ class BillingSettings(ServiceSettings):
         default=4, ge=1, description="Tries of a pool call that carries a request_id."
     )
     pool_retry_max_wait_seconds: float = Field(default=1.0, ge=0)
+    credits_address: str = shared_setting(
+        "BILLING_",
+        "CREDITS_ADDRESS",
+        "",
+        "host:port of the credits service: billing keeps each office's credit account in"
+        " step with its plan and bills the credit overage. Empty: no credits service (no"
+        " accounts kept, invoices carry no overage and say so).",
+    )
+    credits_deadline_seconds: float = Field(default=5.0, gt=0, description="Per credits call.")
     quote_hold_seconds: int = Field(
         default=120, ge=1, le=900, description="How long a held quote keeps its pool units."
     )

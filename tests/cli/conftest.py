@@ -132,6 +132,7 @@ async def platform(cli_database_url: str) -> AsyncIterator[Platform]:
                     {
                         **quiet,
                         **peers,
+                        "CREDITS_ADDRESS": credits.address,
                         "BILLING_DATABASE_URL": database_url,
                         "BILLING_PORT": "0",
                     },

@@ -1,6 +1,7 @@
 """The billing service in memory: its `Tx` (the same class the service uses) over
 repositories kept in dictionaries, a unit of work with the same all-or-nothing
-transactions, and an in-memory pool behind billing's `Pool` gateway.
+transactions, an in-memory pool behind billing's `Pool` gateway and in-memory credits
+behind its `Credits` gateway.
 
 The database's guarantees the use cases rely on are kept: one active plan per office
 (a unique index), one purchase per request_id and per quote, one invoice per period,
@@ -19,7 +20,9 @@ from datetime import datetime, timedelta
 
 from libs.common.clock import FakeClock
 from libs.common.errors import DomainError
+from libs.common.license_catalog import catalog
 from libs.common.reasons import Reason
+from services.billing.adapters.credits import plan_allowance
 from services.billing.domain import errors
 from services.billing.domain.model import (
     Availability,
@@ -27,9 +30,12 @@ from services.billing.domain.model import (
     HoldState,
     Invoice,
     OfficeCounts,
+    PeriodOverage,
     Plan,
     PlanKind,
     PoolCounts,
+    PoolEntry,
+    PoolPreview,
     Purchase,
     PurchaseCharge,
     PurchaseState,
@@ -116,6 +122,14 @@ class FakePlans:
             ),
             None,
         )
+
+    async def latest(self, company_id: uuid.UUID, office_id: uuid.UUID) -> Plan | None:
+        own = [
+            p
+            for p in self._t.plans.values()
+            if p.company_id == company_id and p.office_id == office_id
+        ]
+        return max(own, key=lambda p: (p.updated_at, str(p.plan_id)), default=None)
 
     async def office_owner(self, office_id: uuid.UUID) -> uuid.UUID | None:
         return next(
@@ -516,7 +530,7 @@ class PoolHold:
 @dataclass
 class PoolOffice:
     currency: str
-    kind: PlanKind
+    kind: PlanKind | None  # None: no active plan (NONE)
     primary: bool
 
 
@@ -609,13 +623,45 @@ class FakePool:
 
     async def put_office(self, request_id: str, plan: Plan) -> None:
         self._enter("put_office")
+        kind = plan.kind if plan.active else None
+        if kind is PlanKind.LEGACY and (plan.company_id, plan.currency) in self.enabled:
+            raise Reason.LEGACY_PLAN_IN_CURRENCY.error(f"{plan.currency} is pooled")
         self.offices[(plan.company_id, plan.office_id)] = PoolOffice(
-            plan.currency, plan.kind, plan.primary
+            plan.currency, kind, plan.primary
         )
 
     async def pool_enabled(self, company_id: uuid.UUID, currency: str) -> bool:
         self._enter("pool_enabled")
         return (company_id, currency) in self.enabled
+
+    async def preview_enable(self, company_id: uuid.UUID, currency: str) -> PoolPreview:
+        self._enter("preview_enable")
+        of_currency = sorted(
+            (office_id, office)
+            for (company, office_id), office in self.offices.items()
+            if company == company_id and office.currency == currency
+        )
+        if (company_id, currency) in self.enabled:
+            return PoolPreview(refusal_reason="POOL_ALREADY_ENABLED", refusal_message="on")
+        if any(office.kind is PlanKind.LEGACY for _, office in of_currency):
+            return PoolPreview(refusal_reason="LEGACY_PLAN_IN_CURRENCY", refusal_message="legacy")
+        entering = Counter(
+            (u.office_id, u.license_type)
+            for u in self.units.values()
+            if u.company_id == company_id
+            and u.currency == currency
+            and u.state == "SPARE"
+            and u.office_id is not None
+            and catalog()[u.license_type].poolable
+        )
+        return PoolPreview(
+            entries=tuple(
+                PoolEntry(office_id, license_type, n)
+                for (office_id, license_type), n in sorted(entering.items(), key=str)
+                if office_id is not None
+            ),
+            office_ids=tuple(office_id for office_id, _ in of_currency),
+        )
 
     def _claimable(
         self, company_id: uuid.UUID, office_id: uuid.UUID, license_type: str
@@ -844,3 +890,59 @@ class FakePool:
             for u in self.units.values()
             if u.company_id == company_id and u.state == "REMOVAL_SCHEDULED"
         )
+
+
+# --- the credits service, as billing sees it ----------------------------------------------
+
+
+@dataclass
+class CreditAccount:
+    """The facts billing keeps in step with a plan (the overage policy is not billing's)."""
+
+    currency: str
+    primary: bool
+    allowance: int
+    period_anchor: datetime
+
+
+class FakeCredits:
+    """Billing's `Credits` in memory: accounts as billing put them, the overage tests
+    record with `owe`, `refuse(method, error)` and `calls` as FakePool's."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[tuple[uuid.UUID, uuid.UUID], CreditAccount] = {}
+        self.owed: list[tuple[uuid.UUID, PeriodOverage]] = []
+        self.calls: list[str] = []
+        self._refusals: dict[str, list[DomainError]] = {}
+
+    def refuse(self, method: str, error: DomainError, times: int = 1) -> None:
+        self._refusals.setdefault(method, []).extend([error] * times)
+
+    def owe(
+        self, company_id: uuid.UUID, office_id: uuid.UUID, start: datetime, amount: int
+    ) -> None:
+        """The office's credit period starting at `start` (a month long) has overage."""
+        end = start.replace(month=start.month % 12 + 1, year=start.year + start.month // 12)
+        self.owed.append((company_id, PeriodOverage(office_id, "USD", start, end, amount)))
+
+    def _enter(self, method: str) -> None:
+        self.calls.append(method)
+        waiting = self._refusals.get(method)
+        if waiting:
+            raise waiting.pop(0)
+
+    async def put_account(self, request_id: str, plan: Plan) -> None:
+        self._enter("put_account")
+        self.accounts[(plan.company_id, plan.office_id)] = CreditAccount(
+            plan.currency, plan.primary, plan_allowance(plan), plan.start_at
+        )
+
+    async def period_overage(
+        self, company_id: uuid.UUID, start: datetime, end: datetime
+    ) -> list[PeriodOverage]:
+        self._enter("period_overage")
+        return [
+            owed
+            for company, owed in self.owed
+            if company == company_id and start <= owed.period_start < end
+        ]

@@ -22,6 +22,7 @@ from services.credits.domain.model import (
     LedgerAccount,
     LedgerEntry,
     OfficeAccount,
+    PeriodOverage,
     Pooling,
     Posting,
     Split,
@@ -365,6 +366,22 @@ class FakeUsage:
             [t for (_, office), t in ordered if office is not None],
             [t for (_, office), t in ordered if office is None],
         )
+
+    async def period_overage(
+        self, company_id: uuid.UUID, start: datetime, end: datetime
+    ) -> list[PeriodOverage]:
+        found: dict[tuple[str, datetime], PeriodOverage] = {}
+        for u in self._s.usage.values():
+            if u.company_id != company_id or not u.split.overage:
+                continue
+            if not start <= u.period.start < end:
+                continue
+            key = (str(u.office_id), u.period.start)
+            before = found.get(key, PeriodOverage(u.office_id, u.currency, u.period, 0, 0))
+            found[key] = replace(
+                before, overage=before.overage + u.split.overage, count=before.count + 1
+            )
+        return [found[key] for key in sorted(found)]
 
 
 class FakeRequestIds:

@@ -62,17 +62,20 @@ class Platform:
 
 @asynccontextmanager
 async def running_platform(database_url: str, clock: FakeClock) -> AsyncIterator[Platform]:
-    """Pool, billing (buying through the pool), credits and provisioning (allocating from
-    the pool, buying through billing), wired the way the other integration tests wire them."""
+    """Pool, credits, billing (buying through the pool, keeping credit accounts) and
+    provisioning (allocating from the pool, buying through billing), wired the way the
+    other integration tests wire them."""
     async with AsyncExitStack() as stack:
         pool_app, pool = await stack.enter_async_context(
             running_pool(database_url, clock, sweep_interval_seconds=3600)
         )
         pool_address = f"127.0.0.1:{pool_app.port}"
-        billing_app, billing = await stack.enter_async_context(
-            running_billing(database_url, pool_address, clock)
-        )
         credits_app, credits = await stack.enter_async_context(running_credits(database_url, clock))
+        billing_app, billing = await stack.enter_async_context(
+            running_billing(
+                database_url, pool_address, clock, credits_address=f"127.0.0.1:{credits_app.port}"
+            )
+        )
         provisioning = await stack.enter_async_context(
             running_provisioning_only(
                 database_url,

@@ -290,6 +290,13 @@ def test_the_shipped_policy_says_what_the_platform_promises() -> None:
     }
     assert policy.decide(spiffe("console"), f"{pool}/ListUnits").token_required
     assert not policy.decide(spiffe("billing"), f"{pool}/ListUnits").token_required
+    # Billing previews pools but may not enable them; it keeps credit accounts in step
+    # and reads the overage it invoices.
+    assert may("billing", f"{pool}/PreviewEnablePool")
+    assert not may("billing", f"{pool}/EnablePool")
+    assert may("billing", f"{credits}/PutAccount")
+    assert may("billing", f"{credits}/GetPeriodOverage")
+    assert may("console", "licensing.billing.v1.BillingService/PreviewEnablePool")
 
 
 # --- company-scoped tokens ----------------------------------------------------------------

@@ -1,1 +1,1 @@
-"""Typed gateways to the services billing calls (only the pool)."""
+"""Typed gateways to the services billing calls: the pool and credits."""

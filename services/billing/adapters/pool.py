@@ -13,6 +13,7 @@ from typing import Protocol
 
 import grpc
 
+from libs.common.errors import DomainError
 from libs.common.peer import Peer, PeerSettings
 from libs.common.reasons import Reason
 from licensing.pool.v1 import pool_pb2 as pb
@@ -25,6 +26,8 @@ from services.billing.domain.model import (
     Plan,
     PlanKind,
     PoolCounts,
+    PoolEntry,
+    PoolPreview,
     Snapshot,
 )
 
@@ -40,16 +43,28 @@ _HOLD_STATE = {
     pb.HOLD_STATE_EXPIRED: HoldState.EXPIRED,
 }
 PAGE_SIZE = 1000
+# The pool's refusals of EnablePool that a preview reports rather than raises.
+ENABLE_REFUSALS = frozenset({Reason.LEGACY_PLAN_IN_CURRENCY.name, Reason.POOL_ALREADY_ENABLED.name})
+
+
+def office_kind(plan: Plan) -> pb.PlanKind.ValueType:
+    """The plan kind the pool keeps for the plan's office: NONE once it is deactivated."""
+    return _PLAN_KIND[plan.kind] if plan.active else pb.PLAN_KIND_NONE
 
 
 class Pool(Protocol):
     """What billing asks of the pool. Calls with a request_id replay, never repeat."""
 
     async def put_office(self, request_id: str, plan: Plan) -> None:
-        """Tells the pool the office facts allocation needs (currency, plan kind, primary)."""
+        """Tells the pool the office facts of the plan (currency, plan kind, primary); a
+        deactivated plan leaves its office without a plan kind (NONE)."""
         ...
 
     async def pool_enabled(self, company_id: uuid.UUID, currency: str) -> bool: ...
+
+    async def preview_enable(self, company_id: uuid.UUID, currency: str) -> PoolPreview:
+        """What enabling the currency's pool would do, or why it would be refused."""
+        ...
 
     async def availability(
         self, company_id: uuid.UUID, office_id: uuid.UUID, license_type: str
@@ -141,7 +156,7 @@ class PoolGateway:
             company_id=str(plan.company_id),
             office_id=str(plan.office_id),
             currency=plan.currency,
-            plan_kind=_PLAN_KIND[plan.kind],
+            plan_kind=office_kind(plan),
             primary=plan.primary,
         )
         await self._peer.call(
@@ -153,6 +168,25 @@ class PoolGateway:
             self._stub.GetPool, pb.GetPoolRequest(company_id=str(company_id), currency=currency)
         )
         return response.pool.enabled
+
+    async def preview_enable(self, company_id: uuid.UUID, currency: str) -> PoolPreview:
+        try:
+            found: pb.PreviewEnablePoolResponse = await self._peer.call(
+                self._stub.PreviewEnablePool,
+                pb.PreviewEnablePoolRequest(company_id=str(company_id), currency=currency),
+            )
+        except DomainError as refused:
+            if refused.reason not in ENABLE_REFUSALS:
+                raise
+            return PoolPreview(refusal_reason=refused.reason, refusal_message=refused.message)
+        response = found.preview
+        return PoolPreview(
+            entries=tuple(
+                PoolEntry(uuid.UUID(m.office_id), m.license_type, m.quantity)
+                for m in response.moved
+            ),
+            office_ids=tuple(uuid.UUID(o) for o in response.office_ids),
+        )
 
     async def availability(
         self, company_id: uuid.UUID, office_id: uuid.UUID, license_type: str

@@ -23,6 +23,7 @@ from libs.common.validation import (
 from licensing.billing.v1 import billing_pb2 as pb
 from services.billing.domain import checkout, cycles, errors, parity
 from services.billing.domain.model import (
+    CreditOverage,
     Invoice,
     InvoiceLine,
     Plan,
@@ -32,7 +33,7 @@ from services.billing.domain.model import (
     PurchaseState,
     Quote,
 )
-from services.billing.use_cases.plans import NewPlan, PlanChanges, PlanPage
+from services.billing.use_cases.plans import EnablePreview, NewPlan, PlanChanges, PlanPage
 from services.billing.use_cases.purchases import PurchaseCommand, PurchasePage
 from services.billing.use_cases.quotes import QuoteCommand
 from services.billing.use_cases.removals import Removal, ScheduleRemoval
@@ -50,7 +51,10 @@ _PURCHASE_STATE_PB = {
     PurchaseState.COMPLETED: pb.PURCHASE_STATE_COMPLETED,
     PurchaseState.FAILED: pb.PURCHASE_STATE_FAILED,
 }
-_UPDATABLE = frozenset({"kind", "prices", "contracted", "active", "primary", "display_name"})
+_UPDATABLE = frozenset(
+    {"kind", "prices", "contracted", "active", "primary", "display_name", "credit_allowance_minor"}
+)
+MAX_ALLOWANCE_MINOR = 10**12
 
 
 # --- domain -> proto ----------------------------------------------------------------------
@@ -78,6 +82,7 @@ def plan_pb(plan: Plan) -> pb.Plan:
         create_time=timestamp(plan.created_at),
         update_time=timestamp(plan.updated_at),
         display_name=plan.display_name,
+        credit_allowance_minor=plan.credit_allowance,
     )
 
 
@@ -164,6 +169,7 @@ def _line_pb(line: InvoiceLine) -> pb.InvoiceLine:
         units=line.units,
         unit_price=money(line.unit_price, line.currency),
         amount=money(line.amount, line.currency),
+        unpriced=line.unpriced,
     )
 
 
@@ -176,6 +182,16 @@ def _charge_pb(charge: PurchaseCharge) -> pb.PurchaseCharge:
         new_units=charge.new_units,
         amount=money(charge.amount, charge.currency),
         purchase_time=timestamp(charge.purchased_at),
+    )
+
+
+def _overage_pb(owed: CreditOverage) -> pb.CreditOverage:
+    return pb.CreditOverage(
+        office_id=str(owed.office_id),
+        plan_id=str(owed.plan_id) if owed.plan_id else "",
+        period_start_time=timestamp(owed.period_start),
+        period_end_time=timestamp(owed.period_end),
+        amount=money(owed.amount, owed.currency),
     )
 
 
@@ -192,9 +208,13 @@ def invoice_pb(invoice: Invoice) -> pb.Invoice:
             live_units=invoice.reconciliation.live_units,
             billed_units=invoice.reconciliation.billed_units,
             balanced=invoice.reconciliation.balanced,
+            unpriced_units=invoice.unpriced_units,
         ),
         terminated_units=invoice.terminated_units,
         create_time=timestamp(invoice.created_at),
+        unpriced_units=invoice.unpriced_units,
+        credit_overages=[_overage_pb(o) for o in invoice.overages],
+        credit_overage_included=invoice.overage_included,
     )
 
 
@@ -226,6 +246,12 @@ def _prices(items: Iterable[pb.Price], currency: str) -> dict[str, int]:
             raise invalid(f"{field}.unit_price.amount_minor", "must be 0 or more", "INVALID_PRICE")
         prices[code] = amount
     return prices
+
+
+def _allowance(value: int, field: str) -> int:
+    if value < 0 or value > MAX_ALLOWANCE_MINOR:
+        raise invalid(field, f"must be 0 to {MAX_ALLOWANCE_MINOR}")
+    return value
 
 
 def period_field(value: str, field: str = "period") -> str:
@@ -260,6 +286,7 @@ def new_plan(request: pb.CreatePlanRequest) -> NewPlan:
         start_at=p.start_time.ToDatetime(tzinfo=UTC) if p.HasField("start_time") else None,
         primary=p.primary,
         display_name=_plan_name(p.display_name),
+        credit_allowance=_allowance(p.credit_allowance_minor, "plan.credit_allowance_minor"),
     )
 
 
@@ -295,6 +322,9 @@ def plan_changes(
         active=p.active if "active" in paths else None,
         primary=p.primary if "primary" in paths else None,
         display_name=_plan_name(p.display_name) if "display_name" in paths else None,
+        credit_allowance=_allowance(p.credit_allowance_minor, "plan.credit_allowance_minor")
+        if "credit_allowance_minor" in paths
+        else None,
     )
 
 
@@ -330,6 +360,29 @@ def parity_response(
         in_parity=not found,
         mismatches=[mismatch_pb(m, currency) for m in found],
         pool_enabled=enabled,
+    )
+
+
+def preview_response(
+    company_id: uuid.UUID, currency: str, found: EnablePreview
+) -> pb.PreviewEnablePoolResponse:
+    pool = found.pool
+    return pb.PreviewEnablePoolResponse(
+        company_id=str(company_id),
+        currency=currency,
+        can_enable=not pool.refusal_reason,
+        refusal_reason=pool.refusal_reason,
+        refusal_message=pool.refusal_message,
+        entries=[
+            pb.PoolEntry(
+                office_id=str(e.office_id), license_type=e.license_type, quantity=e.quantity
+            )
+            for e in pool.entries
+        ],
+        entering_units=sum(e.quantity for e in pool.entries),
+        office_ids=[str(o) for o in pool.office_ids],
+        in_parity=not found.mismatches,
+        mismatches=[mismatch_pb(m, currency) for m in found.mismatches],
     )
 
 

@@ -24,6 +24,7 @@ from libs.common.handlers import method_name, once
 from libs.common.idempotency import key_for
 from libs.common.validation import currency_field, uuid_field
 from licensing.billing.v1 import billing_pb2 as pb
+from services.billing.adapters.credits import Credits
 from services.billing.adapters.pool import Pool
 from services.billing.api import convert
 from services.billing.domain import errors
@@ -52,12 +53,18 @@ async def _pricing_details(call: Awaitable[T]) -> T:
 
 class BillingServicer:
     def __init__(
-        self, uow: BillingUnitOfWork, pool: Pool, saga: PurchaseSaga, quote_hold_seconds: int
+        self,
+        uow: BillingUnitOfWork,
+        pool: Pool,
+        saga: PurchaseSaga,
+        quote_hold_seconds: int,
+        credits: Credits | None = None,
     ) -> None:
         self._uow = uow
         self._pool = pool
         self._saga = saga
         self._quote_hold_seconds = quote_hold_seconds
+        self._credits = credits  # None: billing runs without the credits service
 
     async def _once_after_pool(
         self,
@@ -85,7 +92,7 @@ class BillingServicer:
         return await self._once_after_pool(
             request,
             command.company_id,
-            lambda: plans.new_plan(command, self._uow, self._pool),
+            lambda: plans.new_plan(command, self._uow, self._pool, self._credits),
             plans.add_plan,
             lambda plan: pb.CreatePlanResponse(plan=convert.plan_pb(plan)),
         )
@@ -99,7 +106,7 @@ class BillingServicer:
         return await self._once_after_pool(
             request,
             company_id,
-            lambda: plans.changed_plan(command, self._uow, self._pool),
+            lambda: plans.changed_plan(command, self._uow, self._pool, self._credits),
             plans.save_plan,
             lambda plan: pb.UpdatePlanResponse(plan=convert.plan_pb(plan)),
         )
@@ -124,6 +131,14 @@ class BillingServicer:
         company_id = uuid_field("company_id", request.company_id)
         found, enabled = await plans.pricing_parity(company_id, currency, self._uow, self._pool)
         return convert.parity_response(found, enabled, currency)
+
+    async def PreviewEnablePool(
+        self, request: pb.PreviewEnablePoolRequest, context: Context
+    ) -> pb.PreviewEnablePoolResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        currency = currency_field("currency", request.currency)
+        found = await plans.preview_enable_pool(company_id, currency, self._uow, self._pool)
+        return convert.preview_response(company_id, currency, found)
 
     # --- quotes and purchases -------------------------------------------------------------
 
@@ -185,7 +200,7 @@ class BillingServicer:
         return await self._once_after_pool(
             request,
             company_id,
-            lambda: invoices.close_cycle(company_id, period, self._uow, self._pool),
+            lambda: invoices.close_cycle(company_id, period, self._uow, self._pool, self._credits),
             _unchanged,
             lambda invoice: pb.CloseCycleResponse(invoice=convert.invoice_pb(invoice)),
         )

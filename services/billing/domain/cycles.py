@@ -51,7 +51,7 @@ def cycle_at(start: datetime, at: datetime) -> Cycle:
 def parse_period(value: str) -> tuple[int, int]:
     """A period "YYYY-MM" as (year, month)."""
     match = _PERIOD.match(value)
-    if not match:
+    if not match or match.group(1) == "0000":  # no year 0 in the calendar
         raise invalid("period", f"must be YYYY-MM, got {value[:32]!r}", "INVALID_PERIOD")
     return int(match.group(1)), int(match.group(2))
 
@@ -69,6 +69,13 @@ def cycle_in_period(start: datetime, period: str) -> Cycle | None:
     if k < 0:
         return None
     return cycle(start, k)
+
+
+def period_month(period: str) -> tuple[datetime, datetime]:
+    """The calendar month (UTC) a period names: [its first instant, the next month's)."""
+    year, month = parse_period(period)
+    first = datetime(year, month, 1, tzinfo=UTC)
+    return first, first + relativedelta(months=1)
 
 
 def plan_not_started(start: datetime) -> FailedPrecondition:

@@ -5,7 +5,11 @@ exactly once.
   to the office's plan.
 - Units resting in a pool (and held from it) are billed to the oldest active plan of
   their currency.
-- The prorated purchase charges of the period are added.
+- The prorated purchase charges of the period are added, and each office's credit
+  overage of its credit period that starts in the period's month, at face value on the
+  office's plan.
+- A line no price applies to (the paying plan has none for the type, or there is no
+  paying plan) is billed at 0 and flagged unpriced; the reconciliation counts its units.
 
 The reconciliation proves each live unit is on exactly one line: the snapshot's lines are
 keyed by (office, type) and (currency, type), each key gives exactly one invoice line, and
@@ -18,8 +22,10 @@ import uuid
 from collections.abc import Sequence
 
 from services.billing.domain.model import (
+    CreditOverage,
     InvoiceLine,
     LineKind,
+    PeriodOverage,
     Plan,
     PurchaseCharge,
     Reconciliation,
@@ -38,10 +44,17 @@ def plan_of_office(plans: Sequence[Plan], office_id: uuid.UUID) -> Plan | None:
     return max(own, key=lambda p: (p.updated_at, str(p.plan_id)), default=None)
 
 
+def _price(plan: Plan | None, license_type: str) -> tuple[int, bool]:
+    """(unit price, unpriced): no plan, or no price on it, is unpriced (billed at 0)."""
+    price = plan.price_of(license_type) if plan else None
+    return (0, True) if price is None else (price, False)
+
+
 def lines(snapshot: Snapshot, plans: Sequence[Plan]) -> list[InvoiceLine]:
     result = []
     for counts in snapshot.offices:
         plan = plan_of_office(plans, counts.office_id)
+        price, unpriced = _price(plan, counts.license_type)
         result.append(
             InvoiceLine(
                 kind=LineKind.OFFICE_UNITS,
@@ -54,11 +67,13 @@ def lines(snapshot: Snapshot, plans: Sequence[Plan]) -> list[InvoiceLine]:
                 removal_scheduled=counts.removal_scheduled,
                 held=counts.held,
                 pooled=0,
-                unit_price=(plan.price_of(counts.license_type) or 0) if plan else 0,
+                unit_price=price,
+                unpriced=unpriced,
             )
         )
     for pooled in snapshot.pools:
         payer = oldest_active(plans, pooled.currency)
+        price, unpriced = _price(payer, pooled.license_type)
         result.append(
             InvoiceLine(
                 kind=LineKind.POOLED_UNITS,
@@ -71,7 +86,8 @@ def lines(snapshot: Snapshot, plans: Sequence[Plan]) -> list[InvoiceLine]:
                 removal_scheduled=0,
                 held=pooled.held,
                 pooled=pooled.pooled,
-                unit_price=(payer.price_of(pooled.license_type) or 0) if payer else 0,
+                unit_price=price,
+                unpriced=unpriced,
             )
         )
     return [line for line in result if line.units]
@@ -83,14 +99,43 @@ def reconcile(snapshot: Snapshot, billed: Sequence[InvoiceLine]) -> Reconciliati
     pool_keys = [(s.currency, s.license_type) for s in snapshot.pools]
     distinct = len(set(office_keys)) == len(office_keys) and len(set(pool_keys)) == len(pool_keys)
     units = sum(line.units for line in billed)
-    return Reconciliation(snapshot.live_units, units, distinct and units == snapshot.live_units)
+    unpriced = sum(line.units for line in billed if line.unpriced)
+    return Reconciliation(
+        snapshot.live_units, units, distinct and units == snapshot.live_units, unpriced
+    )
 
 
-def totals(billed: Sequence[InvoiceLine], charges: Sequence[PurchaseCharge]) -> dict[str, int]:
-    """The total per currency: unit lines plus purchase charges."""
+def overages(found: Sequence[PeriodOverage], plans: Sequence[Plan]) -> list[CreditOverage]:
+    """Each office's credit overage, on the plan that pays for the office's units."""
+    result = []
+    for owed in sorted(found, key=lambda o: (str(o.office_id), o.period_start)):
+        if owed.amount <= 0:
+            continue
+        plan = plan_of_office(plans, owed.office_id)
+        result.append(
+            CreditOverage(
+                office_id=owed.office_id,
+                plan_id=plan.plan_id if plan else None,
+                currency=owed.currency,
+                period_start=owed.period_start,
+                period_end=owed.period_end,
+                amount=owed.amount,
+            )
+        )
+    return result
+
+
+def totals(
+    billed: Sequence[InvoiceLine],
+    charges: Sequence[PurchaseCharge],
+    owed: Sequence[CreditOverage] = (),
+) -> dict[str, int]:
+    """The total per currency: unit lines plus purchase charges plus credit overage."""
     result: dict[str, int] = {}
-    for line in billed:
-        result[line.currency] = result.get(line.currency, 0) + line.amount
-    for charge in charges:
-        result[charge.currency] = result.get(charge.currency, 0) + charge.amount
+    for currency, amount in (
+        *((line.currency, line.amount) for line in billed),
+        *((charge.currency, charge.amount) for charge in charges),
+        *((o.currency, o.amount) for o in owed),
+    ):
+        result[currency] = result.get(currency, 0) + amount
     return dict(sorted(result.items()))

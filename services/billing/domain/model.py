@@ -44,6 +44,7 @@ class Plan:
     created_at: datetime
     updated_at: datetime
     display_name: str = ""  # for people
+    credit_allowance: int = 0  # included usage credits per credit period, minor units
 
     def price_of(self, license_type: str) -> int | None:
         return self.prices.get(license_type)
@@ -179,6 +180,26 @@ class PoolCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolEntry:
+    """Spare units of one office and type that enabling a pool would move into it."""
+
+    office_id: uuid.UUID
+    license_type: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class PoolPreview:
+    """What enabling a currency's pool would do, as the pool says, changing nothing: the
+    units that would enter it and the offices taking part, or why it would be refused."""
+
+    entries: tuple[PoolEntry, ...] = ()
+    office_ids: tuple[uuid.UUID, ...] = ()
+    refusal_reason: str = ""
+    refusal_message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     taken_at: datetime
     offices: tuple[OfficeCounts, ...]
@@ -204,6 +225,7 @@ class InvoiceLine:
     held: int
     pooled: int
     unit_price: int
+    unpriced: bool = False  # no price applies: billed at 0 and flagged, never silently
 
     @property
     def units(self) -> int:
@@ -227,10 +249,35 @@ class PurchaseCharge:
 
 
 @dataclass(frozen=True, slots=True)
+class CreditOverage:
+    """An office's credit overage of one credit period, billed at face value (credits
+    are money in the office's currency) on the office's paying plan."""
+
+    office_id: uuid.UUID
+    plan_id: uuid.UUID | None
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodOverage:
+    """What the credits service says an office owes for one credit period."""
+
+    office_id: uuid.UUID
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
 class Reconciliation:
     live_units: int
     billed_units: int
     balanced: bool
+    unpriced_units: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,3 +292,9 @@ class Invoice:
     created_at: datetime
     terminated_units: int = 0
     totals: dict[str, int] = field(default_factory=dict)
+    overages: tuple[CreditOverage, ...] = ()
+    overage_included: bool = False  # the credits service was asked
+
+    @property
+    def unpriced_units(self) -> int:
+        return self.reconciliation.unpriced_units

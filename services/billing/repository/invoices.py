@@ -11,6 +11,7 @@ from services.billing.repository.rows import (
     INVOICE_COLUMNS,
     charge_json,
     line_json,
+    overage_json,
     to_invoice,
 )
 
@@ -24,7 +25,7 @@ class Invoices:
         row = await self._conn.fetchrow(
             f"""
             INSERT INTO billing.invoices ({INVOICE_COLUMNS})
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, false, $10)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, false, $10, $11, $12)
             ON CONFLICT (company_id, period) DO NOTHING
             RETURNING invoice_id
             """,
@@ -38,6 +39,8 @@ class Invoices:
             invoice.reconciliation.billed_units,
             invoice.reconciliation.balanced,
             invoice.created_at,
+            [overage_json(o) for o in invoice.overages],
+            invoice.overage_included,
         )
         return row is not None
 

@@ -22,7 +22,7 @@ class Plans:
             row = await self._conn.fetchrow(
                 f"""
                 INSERT INTO billing.plans ({PLAN_COLUMNS})
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)
                 RETURNING {PLAN_COLUMNS}
                 """,
                 plan.plan_id,
@@ -37,6 +37,7 @@ class Plans:
                 plan.primary,
                 plan.created_at,
                 plan.display_name,
+                plan.credit_allowance,
             )
         except asyncpg.UniqueViolationError:
             raise errors.office_has_active_plan(plan.office_id) from None
@@ -48,7 +49,7 @@ class Plans:
             row = await self._conn.fetchrow(
                 f"""
                 UPDATE billing.plans SET kind = $3, prices = $4, contracted = $5, active = $6,
-                    is_primary = $7, updated_at = $8, display_name = $9
+                    is_primary = $7, updated_at = $8, display_name = $9, credit_allowance = $10
                 WHERE company_id = $1 AND plan_id = $2
                 RETURNING {PLAN_COLUMNS}
                 """,
@@ -61,6 +62,7 @@ class Plans:
                 plan.primary,
                 plan.updated_at,
                 plan.display_name,
+                plan.credit_allowance,
             )
         except asyncpg.UniqueViolationError:
             raise errors.office_has_active_plan(plan.office_id) from None
@@ -90,6 +92,16 @@ class Plans:
         row = await self._conn.fetchrow(
             f"SELECT {PLAN_COLUMNS} FROM billing.plans"
             " WHERE company_id = $1 AND office_id = $2 AND active",
+            company_id,
+            office_id,
+        )
+        return to_plan(row) if row else None
+
+    async def latest(self, company_id: uuid.UUID, office_id: uuid.UUID) -> Plan | None:
+        """The office's plan changed last (ties: the largest id), active or not."""
+        row = await self._conn.fetchrow(
+            f"SELECT {PLAN_COLUMNS} FROM billing.plans WHERE company_id = $1 AND office_id = $2"
+            " ORDER BY updated_at DESC, plan_id::text DESC LIMIT 1",
             company_id,
             office_id,
         )

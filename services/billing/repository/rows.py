@@ -11,6 +11,7 @@ import asyncpg
 from libs.common.rows import from_row
 from services.billing.domain.invoicing import totals
 from services.billing.domain.model import (
+    CreditOverage,
     Cycle,
     Invoice,
     InvoiceLine,
@@ -27,7 +28,7 @@ from services.billing.domain.model import (
 from services.billing.domain.purchase import Step
 
 PLAN_COLUMNS = """plan_id, company_id, office_id, kind, currency, prices, contracted, start_at,
-    active, is_primary, created_at, updated_at, display_name"""
+    active, is_primary, created_at, updated_at, display_name, credit_allowance"""
 QUOTE_COLUMNS = """quote_id, company_id, office_id, license_type, quantity, restored, from_pool,
     new_units, plan_id, currency, unit_price, amount, cycle_start, cycle_end, quoted_at,
     hold_id, expires_at"""
@@ -37,7 +38,8 @@ PURCHASE_COLUMNS = """purchase_id, company_id, request_id, office_id, license_ty
     resolved_at,
     failure_kind, failure_reason, failure_message"""
 INVOICE_COLUMNS = """invoice_id, company_id, period, snapshot_at, lines, charges, live_units,
-    billed_units, balanced, terminated_units, terminations_done, created_at"""
+    billed_units, balanced, terminated_units, terminations_done, created_at, overages,
+    overage_included"""
 
 
 def to_plan(row: asyncpg.Record) -> Plan:
@@ -87,6 +89,7 @@ def line_json(line: InvoiceLine) -> dict[str, Any]:
         "held": line.held,
         "pooled": line.pooled,
         "unit_price": line.unit_price,
+        "unpriced": line.unpriced,
     }
 
 
@@ -97,6 +100,29 @@ def _line(data: dict[str, Any]) -> InvoiceLine:
         kind=LineKind(data["kind"]),
         office_id=uuid.UUID(data["office_id"]) if data["office_id"] else None,
         plan_id=uuid.UUID(data["plan_id"]) if data["plan_id"] else None,
+        unpriced=bool(data.get("unpriced", False)),  # lines stored before the flag: priced
+    )
+
+
+def overage_json(owed: CreditOverage) -> dict[str, Any]:
+    return {
+        "office_id": str(owed.office_id),
+        "plan_id": str(owed.plan_id) if owed.plan_id else None,
+        "currency": owed.currency,
+        "period_start": owed.period_start.isoformat(),
+        "period_end": owed.period_end.isoformat(),
+        "amount": owed.amount,
+    }
+
+
+def _overage(data: dict[str, Any]) -> CreditOverage:
+    return from_row(
+        CreditOverage,
+        data,
+        office_id=uuid.UUID(data["office_id"]),
+        plan_id=uuid.UUID(data["plan_id"]) if data["plan_id"] else None,
+        period_start=datetime.fromisoformat(data["period_start"]),
+        period_end=datetime.fromisoformat(data["period_end"]),
     )
 
 
@@ -128,12 +154,19 @@ def to_invoice(row: asyncpg.Record) -> tuple[Invoice, bool]:
     """The invoice, and whether its removal terminations are done."""
     lines = tuple(_line(d) for d in row["lines"])
     charges = tuple(_charge(d) for d in row["charges"])
+    owed = tuple(_overage(d) for d in row["overages"])
     invoice = from_row(
         Invoice,
         row,
         lines=lines,
         charges=charges,
-        reconciliation=Reconciliation(row["live_units"], row["billed_units"], row["balanced"]),
-        totals=totals(lines, charges),
+        reconciliation=Reconciliation(
+            row["live_units"],
+            row["billed_units"],
+            row["balanced"],
+            sum(line.units for line in lines if line.unpriced),
+        ),
+        totals=totals(lines, charges, owed),
+        overages=owed,
     )
     return invoice, row["terminations_done"]

@@ -1,5 +1,6 @@
-"""Closing a cycle: one invoice per company and period from one pool snapshot, then the
-units scheduled for removal end with the cycle. Reading invoices."""
+"""Closing a cycle: one invoice per company and period from one pool snapshot (and one
+read of the credit overage), then the units scheduled for removal end with the cycle.
+Reading invoices."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import uuid
 from datetime import datetime
 
+from services.billing.adapters.credits import Credits
 from services.billing.adapters.pool import Pool
 from services.billing.domain import cycles, errors, invoicing, removals
 from services.billing.domain.model import Invoice
@@ -17,7 +19,11 @@ log = logging.getLogger(__name__)
 
 
 async def close_cycle(
-    company_id: uuid.UUID, period: str, uow: BillingUnitOfWork, pool: Pool
+    company_id: uuid.UUID,
+    period: str,
+    uow: BillingUnitOfWork,
+    pool: Pool,
+    credits: Credits | None = None,
 ) -> Invoice:
     """The period's invoice (made once; a second close answers the same), with the
     period's removals terminated."""
@@ -31,7 +37,7 @@ async def close_cycle(
     if existing is None:
         if pending:
             raise errors.purchases_in_progress(period, pending)
-        invoice = await _make_invoice(company_id, period, now, uow, pool)
+        invoice = await _make_invoice(company_id, period, now, uow, pool, credits)
         async with uow.reading() as tx:
             await tx.invoices.insert(invoice)
             existing = await tx.invoices.of_period(company_id, period)
@@ -48,16 +54,34 @@ async def close_cycle(
 
 
 async def _make_invoice(
-    company_id: uuid.UUID, period: str, now: datetime, uow: BillingUnitOfWork, pool: Pool
+    company_id: uuid.UUID,
+    period: str,
+    now: datetime,
+    uow: BillingUnitOfWork,
+    pool: Pool,
+    credits: Credits | None,
 ) -> Invoice:
     snapshot = await pool.snapshot(company_id)
+    owed = (
+        await credits.period_overage(company_id, *cycles.period_month(period))
+        if credits is not None
+        else []
+    )
     async with uow.reading() as tx:
         plans = await tx.plans.of_company(company_id)
         charges = await tx.purchases.charges_of_period(company_id, period)
     billed = invoicing.lines(snapshot, plans)
+    overages = invoicing.overages(owed, plans)
     reconciliation = invoicing.reconcile(snapshot, billed)
     if not reconciliation.balanced:
         log.error("invoice of %s %s does not reconcile: %s", company_id, period, reconciliation)
+    if reconciliation.unpriced_units:
+        log.warning(
+            "invoice of %s %s has %d unpriced units (billed at 0)",
+            company_id,
+            period,
+            reconciliation.unpriced_units,
+        )
     return Invoice(
         invoice_id=uuid.uuid4(),
         company_id=company_id,
@@ -67,7 +91,9 @@ async def _make_invoice(
         charges=tuple(charges),
         reconciliation=reconciliation,
         created_at=now,
-        totals=invoicing.totals(billed, charges),
+        totals=invoicing.totals(billed, charges, overages),
+        overages=tuple(overages),
+        overage_included=credits is not None,
     )
 
 

@@ -1,6 +1,11 @@
-"""Plans: create, change, read; and pricing parity across a pooled currency. Creating or
-changing an active plan tells the pool the office's facts first (currency, plan kind,
-primary), then records the plan."""
+"""Plans: create, change, read; pricing parity across a pooled currency, and what enabling
+a pool would do. Creating a plan, or changing one that is (or was) the office's active
+plan, tells the peers the office's facts first, then records the plan: the pool gets its
+currency, plan kind (NONE once deactivated) and primary flag, the credits service its
+account's currency, primary flag, allowance and period anchor. The peer calls carry
+request_ids derived from the caller's, so a retry (after a crash too) replays them and
+then records; a peer's refusal (the pool's LEGACY_PLAN_IN_CURRENCY) comes before anything
+is recorded."""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from libs.common.errors import DomainError
+from services.billing.adapters.credits import Credits
 from services.billing.adapters.pool import Pool
-from services.billing.domain import errors, parity
-from services.billing.domain.model import Plan, PlanKind
+from services.billing.domain import errors, office_facts, parity
+from services.billing.domain.model import Plan, PlanKind, PoolPreview
 from services.billing.unit_of_work import BillingUnitOfWork, Tx
 from services.billing.use_cases.common import derived_request_id
 
@@ -28,6 +35,7 @@ class NewPlan:
     start_at: datetime | None
     primary: bool
     display_name: str = ""
+    credit_allowance: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,7 @@ class PlanChanges:
     active: bool | None = None
     primary: bool | None = None
     display_name: str | None = None
+    credit_allowance: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +62,45 @@ class PlanPage:
     limit: int
 
 
-async def _tell_pool(pool: Pool, plan: Plan, request_id: str) -> None:
+@dataclass(frozen=True, slots=True)
+class EnablePreview:
+    """What enabling a currency's pool would do, and the prices that would then block
+    purchases."""
+
+    pool: PoolPreview
+    mismatches: list[parity.Mismatch]
+
+
+async def _tell_peers(
+    plan: Plan, previous: Plan | None, request_id: str, pool: Pool, credits: Credits | None
+) -> None:
+    """The pool first: its refusals come before the credit account changed. A refusal of
+    credits puts the pool back to the facts of `previous` (see `office_facts`)."""
     await pool.put_office(derived_request_id("put-office", plan.company_id, request_id), plan)
+    if credits is None:
+        return
+    try:
+        await credits.put_account(
+            derived_request_id("put-account", plan.company_id, request_id), plan
+        )
+    except DomainError as refused:
+        if office_facts.undoes(refused.kind):
+            await pool.put_office(
+                derived_request_id("undo-put-office", plan.company_id, request_id),
+                office_facts.facts_before(plan, previous),
+            )
+        raise
 
 
-async def new_plan(command: NewPlan, uow: BillingUnitOfWork, pool: Pool) -> Plan:
+async def new_plan(
+    command: NewPlan, uow: BillingUnitOfWork, pool: Pool, credits: Credits | None = None
+) -> Plan:
     """The plan to create, once the pool knows the office (record it with `add_plan`)."""
     async with uow.reading() as tx:
         now = await tx.instants.now()
         if await tx.plans.active(command.company_id, command.office_id) is not None:
             raise errors.office_has_active_plan(command.office_id)
+        latest = await tx.plans.latest(command.company_id, command.office_id)
     plan = Plan(
         plan_id=uuid.uuid4(),
         company_id=command.company_id,
@@ -77,8 +115,9 @@ async def new_plan(command: NewPlan, uow: BillingUnitOfWork, pool: Pool) -> Plan
         created_at=now,
         updated_at=now,
         display_name=command.display_name,
+        credit_allowance=command.credit_allowance,
     )
-    await _tell_pool(pool, plan, command.request_id)
+    await _tell_peers(plan, latest, command.request_id, pool, credits)
     return plan
 
 
@@ -89,11 +128,16 @@ async def add_plan(plan: Plan, tx: Tx) -> Plan:
     return await tx.plans.insert(plan)
 
 
-async def changed_plan(command: PlanChanges, uow: BillingUnitOfWork, pool: Pool) -> Plan:
-    """The plan as changed, once the pool knows the office (record it with `save_plan`)."""
+async def changed_plan(
+    command: PlanChanges, uow: BillingUnitOfWork, pool: Pool, credits: Credits | None = None
+) -> Plan:
+    """The plan as changed, once the peers know the office (record it with `save_plan`).
+    Only the office's active plan speaks for the office: a change of a plan that neither
+    is nor was active tells no peer."""
     async with uow.reading() as tx:
         now = await tx.instants.now()
         current = await tx.plans.get(command.company_id, command.plan_id)
+        active = await tx.plans.active(current.company_id, current.office_id) if current else None
     if current is None:
         raise errors.plan_not_found(command.plan_id)
     plan = replace(
@@ -106,10 +150,17 @@ async def changed_plan(command: PlanChanges, uow: BillingUnitOfWork, pool: Pool)
         display_name=(
             command.display_name if command.display_name is not None else current.display_name
         ),
+        credit_allowance=(
+            command.credit_allowance
+            if command.credit_allowance is not None
+            else current.credit_allowance
+        ),
         updated_at=now,
     )
-    if plan.active:
-        await _tell_pool(pool, plan, command.request_id)
+    if plan.active and active is not None and active.plan_id != plan.plan_id:
+        raise errors.office_has_active_plan(plan.office_id)  # before any peer hears of it
+    if plan.active or current.active:
+        await _tell_peers(plan, current, command.request_id, pool, credits)
     return plan
 
 
@@ -142,3 +193,14 @@ async def pricing_parity(
     async with uow.reading() as tx:
         plans = await tx.plans.of_company(company_id, currency)
     return parity.mismatches(plans), await pool.pool_enabled(company_id, currency)
+
+
+async def preview_enable_pool(
+    company_id: uuid.UUID, currency: str, uow: BillingUnitOfWork, pool: Pool
+) -> EnablePreview:
+    """The pool's preview of enabling, and the types the currency's active plans price
+    differently (purchases of those would fail once the pool is on)."""
+    preview = await pool.preview_enable(company_id, currency)
+    async with uow.reading() as tx:
+        plans = await tx.plans.of_company(company_id, currency)
+    return EnablePreview(preview, parity.mismatches(plans))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -36,6 +36,7 @@ from services.credits.domain.model import (
     LedgerEntry,
     OfficeAccount,
     OveragePolicy,
+    PeriodOverage,
     Pooling,
     Split,
     UsageKind,
@@ -49,7 +50,7 @@ from services.credits.use_cases.grants import GrantCredits, Granted
 from services.credits.use_cases.ledger import EntriesPage
 from services.credits.use_cases.pooling import PoolingChanged, SetPooling
 from services.credits.use_cases.recording import RecordUsage
-from services.credits.use_cases.usage import UsagePage, UsageTotals
+from services.credits.use_cases.usage import OverageQuery, UsagePage, UsageTotals
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CreditsService"].full_name
 # A usage's request_id key is RecordUsage's, also for a record of BatchRecordUsage.
@@ -181,6 +182,42 @@ def account(request: pb.PutAccountRequest) -> OfficeAccount:
         period_anchor=anchor or DEFAULT_PERIOD_ANCHOR,
         overage_policy=policy,
     )
+
+
+# The account fields an update mask may name, as the domain calls them.
+_ACCOUNT_FIELDS = {
+    "currency": "currency",
+    "primary": "primary",
+    "allowance_minor": "allowance",
+    "period_anchor_time": "period_anchor",
+    "overage_policy": "overage_policy",
+}
+MAX_OVERAGE_RANGE = timedelta(days=366)
+
+
+def account_fields(request: pb.PutAccountRequest) -> frozenset[str]:
+    """The fields a PutAccount changes (empty: the whole account)."""
+    unknown = sorted(set(request.update_mask.paths) - _ACCOUNT_FIELDS.keys())
+    if unknown:
+        raise invalid("update_mask", f"cannot update {', '.join(unknown)[:200]}")
+    return frozenset(_ACCOUNT_FIELDS[path] for path in request.update_mask.paths)
+
+
+def _required_time(field: str, message: Timestamp, present: bool) -> datetime:
+    """Any instant a Timestamp holds (the server's request checks refused the others)."""
+    if not present:
+        raise invalid(field, "is required", Reason.MISSING_FIELD.name)
+    value: datetime = message.ToDatetime(tzinfo=UTC)
+    return value
+
+
+def overage_query(request: pb.GetPeriodOverageRequest) -> OverageQuery:
+    company_id = uuid_field("company_id", request.company_id)
+    start = _required_time("start_time", request.start_time, request.HasField("start_time"))
+    end = _required_time("end_time", request.end_time, request.HasField("end_time"))
+    if not (start < end and end - start <= MAX_OVERAGE_RANGE):
+        raise invalid("end_time", "must be after start_time, at most 366 days later")
+    return OverageQuery(company_id, start, end)
 
 
 def accounts_page(request: pb.ListAccountsRequest) -> AccountsPage:
@@ -425,6 +462,22 @@ def record_error_pb(error: Exception) -> pb.RecordError:
 
 
 # --- responses ----------------------------------------------------------------------------
+
+
+def overage_response(found: list[PeriodOverage]) -> pb.GetPeriodOverageResponse:
+    return pb.GetPeriodOverageResponse(
+        overages=[
+            pb.PeriodOverage(
+                office_id=str(o.office_id),
+                currency=o.currency,
+                period_start_time=timestamp(o.period.start),
+                period_end_time=timestamp(o.period.end),
+                overage_minor=o.overage,
+                record_count=o.count,
+            )
+            for o in found
+        ]
+    )
 
 
 def put_account_response(saved: OfficeAccount) -> pb.PutAccountResponse:

@@ -37,8 +37,13 @@ class CreditsServicer:
         self, request: pb.PutAccountRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
         account = convert.account(request)
+        fields = convert.account_fields(request)
         return await once_for(
-            self._uow, request, account, self._put_account, convert.put_account_response
+            self._uow,
+            request,
+            account,
+            lambda given, tx: self._put_account(given, tx, fields),
+            convert.put_account_response,
         )
 
     async def GetAccount(
@@ -143,3 +148,9 @@ class CreditsServicer:
         company_id = uuid_field("company_id", request.company_id)
         check = await ledger.check_ledger(company_id, self._uow)
         return convert.check_response(check)
+
+    async def GetPeriodOverage(
+        self, request: pb.GetPeriodOverageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetPeriodOverageResponse:
+        found = await usage.period_overage(convert.overage_query(request), self._uow)
+        return convert.overage_response(found)

@@ -1,5 +1,5 @@
-"""Office credit accounts: who may change one, and when its currency is fixed
-(docs/product.md, "Credits").
+"""Office credit accounts: who may change one, when its currency is fixed, and what a
+partial change keeps (docs/product.md, "Credits").
 
 An office belongs to one company for good: another company naming it finds no such
 office. Its currency may change until anything was charged or granted to it; from then
@@ -9,6 +9,8 @@ on its ledger is in that currency and the change is refused (OFFICE_CURRENCY_LOC
 from __future__ import annotations
 
 import uuid
+from collections.abc import Set
+from dataclasses import replace
 
 from services.credits.domain import errors
 from services.credits.domain.model import OfficeAccount
@@ -36,3 +38,13 @@ def check_currency_change(
     """Refuses moving an office with ledger entries to another currency."""
     if current is not None and changes_currency(current, account) and has_ledger:
         raise errors.office_currency_locked(account.office_id, current.currency)
+
+
+def merged(
+    current: OfficeAccount | None, account: OfficeAccount, fields: Set[str]
+) -> OfficeAccount:
+    """The account after a change of `fields` only (billing sets what a plan decides and
+    keeps the operator's overage policy); no fields, or no account yet: `account` whole."""
+    if not fields or current is None:
+        return account
+    return replace(current, **{name: getattr(account, name) for name in fields})

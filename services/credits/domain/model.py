@@ -280,6 +280,17 @@ class UsageTotal:
 
 
 @dataclass(frozen=True, slots=True)
+class PeriodOverage:
+    """What one office's credits did not cover in one period (billing bills it)."""
+
+    office_id: uuid.UUID
+    currency: str
+    period: Period
+    overage: int
+    count: int  # usage records with overage
+
+
+@dataclass(frozen=True, slots=True)
 class OfficeBalance:
     office_id: uuid.UUID
     currency: str

@@ -11,7 +11,14 @@ from typing import Any
 import asyncpg
 
 from libs.common.rows import from_row
-from services.credits.domain.model import Period, Split, UsageKind, UsageRecord, UsageTotal
+from services.credits.domain.model import (
+    Period,
+    PeriodOverage,
+    Split,
+    UsageKind,
+    UsageRecord,
+    UsageTotal,
+)
 
 USAGE_COLUMNS = """usage_id, request_id, company_id, office_id, kind, currency, amount,
     occurred_at, period_start, period_end, from_allowance, from_office_balance,
@@ -53,6 +60,17 @@ WHERE company_id = $1 AND ($2::text IS NULL OR currency = $2) AND ($3::text IS N
   AND ($5::timestamptz IS NULL OR occurred_at < $5)
 GROUP BY GROUPING SETS ((currency, office_id), (currency))
 ORDER BY currency, office_id NULLS LAST
+"""
+
+# Periods that start in [$2, $3); a period is at most 31 days long, so its usage occurred
+# in [$2, $3 + 31 days): that bound lets the statement use the index on occur time.
+PERIOD_OVERAGE = """
+SELECT office_id, currency, period_start, period_end, sum(overage) AS overage, count(*) AS n
+FROM credits.usage_records
+WHERE company_id = $1 AND overage > 0 AND period_start >= $2 AND period_start < $3
+  AND occurred_at >= $2 AND occurred_at < $3 + interval '32 days'
+GROUP BY office_id, currency, period_start, period_end
+ORDER BY office_id::text, period_start
 """
 
 
@@ -174,3 +192,19 @@ class UsageRepository:
             )
             (companies if r["company_total"] else offices).append(total)
         return offices, companies
+
+    async def period_overage(
+        self, company_id: uuid.UUID, start: datetime, end: datetime
+    ) -> list[PeriodOverage]:
+        """Per office and period starting in [start, end), the overage charged to it."""
+        rows = await self._conn.fetch(PERIOD_OVERAGE, company_id, start, end)
+        return [
+            PeriodOverage(
+                office_id=r["office_id"],
+                currency=r["currency"],
+                period=Period(r["period_start"], r["period_end"]),
+                overage=int(r["overage"]),
+                count=r["n"],
+            )
+            for r in rows
+        ]

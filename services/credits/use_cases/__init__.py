@@ -5,7 +5,7 @@
 - `grants`: GrantCredits;
 - `recording`: RecordUsage and BatchRecordUsage, through the per-(company, currency)
   writer that charges concurrent usages in one transaction;
-- `usage`: GetUsage, ListUsage, GetUsageTotals;
+- `usage`: GetUsage, ListUsage, GetUsageTotals, GetPeriodOverage;
 - `ledger`: GetBalances, ListLedgerEntries, CheckLedger;
 - `housekeeping`: dropping request_ids past their retention.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Set
 from dataclasses import dataclass
 
 from services.credits.domain import accounts, errors
@@ -29,9 +30,13 @@ class PutAccount:
     def __init__(self, currencies: OfficeCurrencies) -> None:
         self._currencies = currencies
 
-    async def __call__(self, account: OfficeAccount, tx: Tx) -> OfficeAccount:
+    async def __call__(
+        self, account: OfficeAccount, tx: Tx, fields: Set[str] = frozenset()
+    ) -> OfficeAccount:
+        """`fields`: only these change (empty: the whole account)."""
         accounts.check_owner(account, await tx.offices.owner(account.office_id))
         current = await tx.offices.get(account.company_id, account.office_id)
+        account = accounts.merged(current, account, fields)
         now = None
         for currency in accounts.currencies_touched(current, account):
             now = await tx.ledger.lock(account.company_id, currency)

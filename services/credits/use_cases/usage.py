@@ -1,4 +1,4 @@
-"""Usage history: GetUsage, ListUsage, GetUsageTotals."""
+"""Usage history: GetUsage, ListUsage, GetUsageTotals, GetPeriodOverage."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.credits.domain import errors
-from services.credits.domain.model import UsageRecord, UsageTotal
+from services.credits.domain.model import PeriodOverage, UsageRecord, UsageTotal
 from services.credits.repository.usage import UsageFilter
 from services.credits.unit_of_work import CreditsUnitOfWork
 
@@ -20,6 +20,15 @@ class UsagePage:
     where: UsageFilter
     after: tuple[datetime, uuid.UUID] | None
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class OverageQuery:
+    """The overage of every office's periods that start in [start, end)."""
+
+    company_id: uuid.UUID
+    start: datetime
+    end: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +58,8 @@ async def usage_totals(where: UsageFilter, uow: CreditsUnitOfWork) -> UsageTotal
     async with uow.reading() as tx:
         offices, companies = await tx.usage.totals(where)
     return UsageTotals(offices, companies)
+
+
+async def period_overage(query: OverageQuery, uow: CreditsUnitOfWork) -> list[PeriodOverage]:
+    async with uow.reading() as tx:
+        return await tx.usage.period_overage(query.company_id, query.start, query.end)

@@ -58,6 +58,7 @@ from services.pool.use_cases.units import (
 _PLAN_KINDS: dict[pb.PlanKind.ValueType, PlanKind] = {
     pb.PLAN_KIND_BUNDLE: PlanKind.BUNDLE,
     pb.PLAN_KIND_LEGACY: PlanKind.LEGACY,
+    pb.PLAN_KIND_NONE: PlanKind.NONE,
 }
 _PLAN_KIND_PB = {v: k for k, v in _PLAN_KINDS.items()}
 _STATES = {
@@ -143,7 +144,9 @@ def _unit_ids(values: Iterable[str]) -> tuple[uuid.UUID, ...]:
 def _plan_kind(value: pb.PlanKind.ValueType) -> PlanKind:
     kind = _PLAN_KINDS.get(value)
     if kind is None:
-        raise invalid("office.plan_kind", "must be PLAN_KIND_BUNDLE or PLAN_KIND_LEGACY")
+        raise invalid(
+            "office.plan_kind", "must be PLAN_KIND_BUNDLE, PLAN_KIND_LEGACY or PLAN_KIND_NONE"
+        )
     return kind
 
 

@@ -138,6 +138,15 @@ class PoolServicer:
         await units.refresh_statistics(self._uow)
         return response
 
+    async def PreviewEnablePool(
+        self, request: pb.PreviewEnablePoolRequest, context: Context
+    ) -> pb.PreviewEnablePoolResponse:
+        command = pools.EnablePool(
+            convert.company(request), currency_field("currency", request.currency)
+        )
+        preview = await pools.preview_enable(self._uow, command)
+        return pb.PreviewEnablePoolResponse(preview=convert.enabled_response(preview))
+
     async def DisablePool(
         self, request: pb.DisablePoolRequest, context: Context
     ) -> pb.DisablePoolResponse:

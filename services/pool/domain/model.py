@@ -14,6 +14,7 @@ class PlanKind(enum.StrEnum):
 
     BUNDLE = "BUNDLE"
     LEGACY = "LEGACY"
+    NONE = "NONE"  # no active plan (billing deactivated it): outside the legacy rules
 
 
 class UnitState(enum.StrEnum):

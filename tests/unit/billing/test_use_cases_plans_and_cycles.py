@@ -29,17 +29,6 @@ async def test_an_office_has_one_active_plan(shop: Shop) -> None:
     assert shop.pool.calls.count("put_office") == 1  # refused before the pool is told
 
 
-async def test_a_deactivated_plan_is_not_told_to_the_pool(shop: Shop) -> None:
-    (plan,) = shop.uow.state.plans.values()
-    command = plans.PlanChanges(shop.company_id, "r", plan.plan_id, active=False)
-    shop.pool.calls.clear()
-    changed = await plans.changed_plan(command, shop.uow, shop.pool)
-    async with shop.uow.transaction() as tx:
-        saved = await plans.save_plan(changed, tx)
-    assert not saved.active
-    assert shop.pool.calls == []
-
-
 async def test_a_pooled_currency_needs_one_price_per_type(shop: Shop) -> None:
     await shop.plan("b", {"connect": 900})
     shop.enable()

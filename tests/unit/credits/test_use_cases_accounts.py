@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -13,7 +14,7 @@ from libs.common.errors import DomainError
 from libs.common.handlers import once
 from licensing.credits.v1 import credits_pb2 as pb
 from services.credits.api import convert
-from services.credits.domain.model import AccountKind, GrantTarget, balance_of
+from services.credits.domain.model import AccountKind, GrantTarget, OveragePolicy, balance_of
 from services.credits.use_cases.grants import grant_credits
 from services.credits.use_cases.pooling import set_pooling
 from tests.unit.credits.conftest import Books, books_on
@@ -238,3 +239,20 @@ async def test_check_ledger_finds_a_balance_that_is_not_the_sum_of_its_entries(
         "CURRENCY_NOT_BALANCED",
     }
     assert not bad.consistent
+
+
+async def test_a_partial_put_keeps_the_fields_it_does_not_name(books: Books) -> None:
+    """Billing puts the plan's facts; the operator's overage policy stays."""
+    stored = await books.office("a", allowance=100, reject=True)
+    changed = replace(stored, allowance=900, primary=True, overage_policy=OveragePolicy.ALLOW)
+    async with books.uow.transaction() as tx:
+        saved = await books.put_account(changed, tx, frozenset({"allowance", "primary"}))
+    assert (saved.allowance, saved.primary, saved.overage_policy) == (
+        900,
+        True,
+        OveragePolicy.REJECT,
+    )
+    fresh = replace(stored, office_id=uuid.uuid4(), allowance=5)
+    async with books.uow.transaction() as tx:
+        created = await books.put_account(fresh, tx, frozenset({"primary"}))
+    assert created.allowance == 5  # a new account takes the request as given

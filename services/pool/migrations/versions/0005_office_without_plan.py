@@ -1,0 +1,21 @@
+"""An office whose plan billing deactivated has plan kind NONE: it takes no part in the
+legacy-plan rules.
+
+Revision ID: 0005
+Revises: 0004
+"""
+
+from libs.common.migrations import execute_script
+
+revision = "0005"
+down_revision = "0004"
+
+
+def upgrade() -> None:
+    execute_script(
+        """
+        ALTER TABLE pool.offices DROP CONSTRAINT offices_plan_kind_check;
+        ALTER TABLE pool.offices ADD CONSTRAINT offices_plan_kind_check
+            CHECK (plan_kind IN ('BUNDLE', 'LEGACY', 'NONE'));
+        """
+    )
