@@ -18,3 +18,6 @@ class PoolSettings(ServiceSettings):
     sweep_interval_seconds: float = Field(default=1.0, gt=0, description="Hold expiry sweep.")
     max_batch: int = Field(default=256, ge=1, description="Allocations coalesced per transaction.")
     max_waiting: int = Field(default=2048, ge=1, description="Allocations queued per pool.")
+    history_retention_days: float = Field(
+        default=400, gt=0, description="How far back unit history and as-of snapshots reach."
+    )

@@ -11,6 +11,7 @@ from libs.common.clock import Clock
 from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestLog
 from libs.common.unit_of_work import PostgresUnitOfWork, SnapshotUnitOfWork
 from services.pool.repository.allocation import Allocations
+from services.pool.repository.history import History
 from services.pool.repository.locks import Housekeeping, Locks
 from services.pool.repository.offices import Offices
 from services.pool.repository.pools import Pools
@@ -33,6 +34,7 @@ class Tx:
     receipts: Receipts
     housekeeping: Housekeeping
     requests: RequestLog
+    history: History
 
 
 # The pool's transactions; snapshots read as of one instant besides.
@@ -55,6 +57,7 @@ def unit_of_work(db: asyncpg.Pool, clock: Clock) -> PostgresPoolUnitOfWork:
             receipts=Receipts(conn),
             housekeeping=Housekeeping(conn, requests),
             requests=PostgresRequestLog(conn, requests),
+            history=History(conn),
         )
 
     return PostgresPoolUnitOfWork(db, bind)

@@ -14,9 +14,11 @@ from libs.common.idempotency import IdempotencyStore
 
 log = logging.getLogger(__name__)
 
-# The first statement of a writer's transaction: the lock, and the transaction's instant.
+# The first statement of a writer's transaction: the lock, and the transaction's instant,
+# read once the lock is granted: the instants of one (company, currency) then follow the
+# order its writers ran in, which unit history relies on (`domain/history.py`).
 LOCK = """
-SELECT coalesce($3::timestamptz, now())
+SELECT coalesce($3::timestamptz, clock_timestamp())
 FROM pg_advisory_xact_lock(hashtextextended('pool/' || $1::text || '/' || $2::text, 0))
 """
 NOW = "SELECT coalesce($1::timestamptz, now())"

@@ -194,9 +194,17 @@ async def _hand_out(
     shares = allocation.distribute(candidates, needs)
     ids = [(uuid.uuid4(), uuid.uuid4() if c.reserving else None) for c in commands]  # receipt, hold
     handouts = [
-        Handout(unit_id, office.office_id, hold_id, c.assignees[n] if c.assignees else None)
-        for c, (units, _), (_, hold_id) in zip(commands, shares, ids, strict=True)
-        for n, (unit_id, _) in enumerate(units)
+        Handout(
+            unit_id,
+            office.office_id,
+            hold_id,
+            c.assignees[n] if c.assignees else None,
+            source,
+            receipt_id,
+            c.request.request_id,
+        )
+        for c, (units, _), (receipt_id, hold_id) in zip(commands, shares, ids, strict=True)
+        for n, (unit_id, source) in enumerate(units)
     ]
     taken = await tx.allocations.hand_out(handouts, now)
     if len(taken) != len(handouts):

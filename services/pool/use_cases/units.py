@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from libs.common.license_catalog import catalog
 from services.pool.domain import allocation, errors, pools, units
+from services.pool.domain.history import NO_CAUSE, Cause
 from services.pool.domain.model import Assignee, Unit, UnitState
 from services.pool.domain.units import Snapshot
 from services.pool.unit_of_work import PoolUnitOfWork, Tx
@@ -30,12 +31,14 @@ class OfficeUnits:
     office_id: uuid.UUID
     license_type: str
     quantity: int
+    cause: Cause = NO_CAUSE  # what the units' history says made the change
 
 
 @dataclass(frozen=True, slots=True)
 class ReassignUnits:
     company_id: uuid.UUID
     reassignments: tuple[tuple[uuid.UUID, Assignee], ...]
+    cause: Cause = NO_CAUSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +46,14 @@ class ReturnUnits:
     company_id: uuid.UUID
     unit_ids: tuple[uuid.UUID, ...]
     grace: timedelta  # how long returns to the pool stay their office's alone
+    cause: Cause = NO_CAUSE
 
 
 @dataclass(frozen=True, slots=True)
 class TerminateUnits:
     company_id: uuid.UUID
     unit_ids: tuple[uuid.UUID, ...]
+    cause: Cause = NO_CAUSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +71,7 @@ async def add_units(command: OfficeUnits, tx: Tx) -> list[Unit]:
     """Purchased units arrive SPARE in the office."""
     office = await office_of(tx, command.company_id, command.office_id)
     now = await tx.locks.take(command.company_id, office.currency)
-    return await tx.units.add(office, command.license_type, command.quantity, now)
+    return await tx.units.add(office, command.license_type, command.quantity, now, command.cause)
 
 
 async def mark_for_removal(command: OfficeUnits, tx: Tx) -> list[Unit]:
@@ -74,7 +79,9 @@ async def mark_for_removal(command: OfficeUnits, tx: Tx) -> list[Unit]:
     when the period closes), or none: NOT_ENOUGH_SPARE."""
     office = await office_of(tx, command.company_id, command.office_id)
     now = await tx.locks.take(command.company_id, office.currency)
-    marked = await tx.units.mark_for_removal(office, command.license_type, command.quantity, now)
+    marked = await tx.units.mark_for_removal(
+        office, command.license_type, command.quantity, now, command.cause
+    )
     if len(marked) != command.quantity:
         raise errors.not_enough_spare(office.office_id, command.license_type, command.quantity)
     return marked
@@ -84,7 +91,9 @@ async def restore_from_removal(command: OfficeUnits, tx: Tx) -> list[Unit]:
     """Up to `quantity` units scheduled for removal become SPARE again."""
     office = await office_of(tx, command.company_id, command.office_id)
     now = await tx.locks.take(command.company_id, office.currency)
-    return await tx.units.restore_from_removal(office, command.license_type, command.quantity, now)
+    return await tx.units.restore_from_removal(
+        office, command.license_type, command.quantity, now, command.cause
+    )
 
 
 async def refresh_statistics(uow: PoolUnitOfWork, changed: int | None = None) -> None:
@@ -114,7 +123,8 @@ async def reassign_units(command: ReassignUnits, tx: Tx) -> list[Unit]:
     found = await _found(tx, command.company_id, unit_ids)
     units.check_reassignable(found)
     now = await _lock_currencies(tx, command.company_id, found)
-    if await tx.units.reassign(command.company_id, command.reassignments, now) != len(found):
+    changed = await tx.units.reassign(command.company_id, command.reassignments, now, command.cause)
+    if changed != len(found):
         raise errors.concurrent_change()
     return await tx.units.by_id(command.company_id, unit_ids)
 
@@ -131,8 +141,8 @@ async def return_units(command: ReturnUnits, tx: Tx) -> list[Unit]:
         returns = units.returns(mine, pool.enabled, poolable)
         claimable_at = allocation.claimable_at_on_return(now, command.grace)
         moved = await tx.units.return_to_pool(
-            command.company_id, returns.to_pool, now, claimable_at
-        ) + await tx.units.return_to_spare(command.company_id, returns.to_spare, now)
+            command.company_id, returns.to_pool, now, claimable_at, command.cause
+        ) + await tx.units.return_to_spare(command.company_id, returns.to_spare, now, command.cause)
         if moved != returns.moving:
             raise errors.concurrent_change()
     return await tx.units.by_id(command.company_id, command.unit_ids)
@@ -144,7 +154,8 @@ async def terminate_units(command: TerminateUnits, tx: Tx) -> list[Unit]:
     units.check_terminable(found)
     now = await _lock_currencies(tx, command.company_id, found)
     live = units.to_terminate(found)
-    if len(await tx.units.terminate(command.company_id, live, now)) != len(live):
+    ended = await tx.units.terminate(command.company_id, live, now, command.cause)
+    if len(ended) != len(live):
         raise errors.concurrent_change()
     return await tx.units.by_id(command.company_id, command.unit_ids)
 
