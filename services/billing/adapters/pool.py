@@ -83,6 +83,7 @@ class Pool(Protocol):
         office_id: uuid.UUID,
         license_type: str,
         quantity: int,
+        origin: str = "",
     ) -> tuple[str, ...]: ...
 
     async def mark_for_removal(
@@ -235,6 +236,7 @@ class PoolGateway:
         office_id: uuid.UUID,
         license_type: str,
         quantity: int,
+        origin: str = "",
     ) -> tuple[str, ...]:
         response: pb.AddUnitsResponse = await self._peer.call(
             self._stub.AddUnits,
@@ -244,6 +246,7 @@ class PoolGateway:
                 office_id=str(office_id),
                 license_type=license_type,
                 quantity=quantity,
+                origin=origin,
             ),
         )
         return tuple(u.unit_id for u in response.units)

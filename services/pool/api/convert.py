@@ -203,6 +203,16 @@ def add_units(request: pb.AddUnitsRequest) -> OfficeUnits:
     return office_units(request, origin or None)
 
 
+def without_origin(request: pb.AddUnitsRequest) -> pb.AddUnitsRequest:
+    """The request as its request_id's fingerprint sees it: `origin` only labels the
+    units' history, so a retry that names it differently (a caller upgraded between
+    two attempts) replays the first call instead of being REQUEST_ID_REUSED."""
+    keyed = pb.AddUnitsRequest()
+    keyed.CopyFrom(request)
+    keyed.ClearField("origin")
+    return keyed
+
+
 def acquire(request: pb.AcquireRequest) -> Allocate:
     company_id = company(request)
     quantity = quantity_field("quantity", request.quantity)

@@ -75,7 +75,8 @@ class PoolServicer:
 
     async def AddUnits(self, request: pb.AddUnitsRequest, context: Context) -> bytes:
         command = convert.add_units(request)
-        response = await once_for(self._uow, request, command, units.add_units, convert.added)
+        keyed = convert.without_origin(request)
+        response = await once_for(self._uow, keyed, command, units.add_units, convert.added)
         await units.refresh_statistics(self._uow, changed=command.quantity)
         return response
 
