@@ -9,7 +9,7 @@ a source offers), the fake selects by the same rule in `domain/` (`allocation.of
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -773,3 +773,11 @@ class InMemoryPoolUnitOfWork(InMemoryUnitOfWork[PoolState, FakeTx]):
     async def snapshot(self) -> AsyncIterator[FakeTx]:
         async with self.reading() as tx:
             yield tx
+
+    @asynccontextmanager
+    async def settled(
+        self, company_id: uuid.UUID, currencies: Collection[str]
+    ) -> AsyncIterator[tuple[FakeTx, datetime]]:
+        """One task at a time: no writer is ever in flight beside a read."""
+        async with self.reading() as tx:
+            yield tx, self.clock.now()

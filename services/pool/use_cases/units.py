@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from libs.common.currency import SUPPORTED_CURRENCIES
 from libs.common.license_catalog import catalog
 from services.pool.domain import allocation, errors, pools, units
 from services.pool.domain.history import NO_CAUSE, Cause
@@ -184,8 +185,9 @@ async def list_units(uow: PoolUnitOfWork, query: ListUnits) -> list[Unit]:
 
 async def snapshot(uow: PoolUnitOfWork, company_id: uuid.UUID, currency: str | None) -> Snapshot:
     """Every live unit of the company on the line of whoever pays for it, as of one
-    instant (docs/product.md, "License units and their states")."""
-    async with uow.snapshot() as tx:
-        taken_at = await tx.locks.now()
+    instant (docs/product.md, "License units and their states"), the instant its unit
+    history gives the same counts for (`history.snapshot_as_of`)."""
+    currencies = [currency] if currency else sorted(SUPPORTED_CURRENCIES)
+    async with uow.settled(company_id, currencies) as (tx, taken_at):
         counts = await tx.units.counts(company_id, currency)
     return units.snapshot(taken_at, counts)
