@@ -18,6 +18,7 @@ from licensing_cli.commands import (
     office,
     pool,
     services,
+    units,
     usage,
     users,
 )
@@ -87,6 +88,7 @@ app.command("services")(services.services)
 app.add_typer(company.app, name="company")
 app.add_typer(office.app, name="office")
 app.add_typer(pool.app, name="pool")
+app.add_typer(units.app, name="unit")
 app.add_typer(checkout.app, name="checkout")
 app.add_typer(users.app, name="user")
 app.add_typer(imports.app, name="import")

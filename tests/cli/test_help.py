@@ -11,6 +11,7 @@ COMMANDS = {
     "company": ["new", "show"],
     "office": ["create", "list"],
     "pool": ["enable", "show", "units", "add-units", "acquire", "return"],
+    "unit": ["history"],
     "checkout": ["quote", "purchase", "remove"],
     "user": ["create", "delete", "change-license", "list"],
     "import": ["template", "check", "apply", "status"],
