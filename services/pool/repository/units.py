@@ -306,23 +306,28 @@ class Units:
         self, office: Office, license_type: str, quantity: int, now: datetime, cause: Cause
     ) -> list[Unit]:
         """Takes exactly `quantity` of the office's spare units, or none."""
-        rows = await self._conn.fetch(
-            MARK_FOR_REMOVAL,
-            office.company_id,
-            office.office_id,
-            license_type,
-            quantity,
-            now,
-            cause.request_id,
-        )
-        return to_units_by_id(rows)
+        return await self._of_office(MARK_FOR_REMOVAL, office, license_type, quantity, now, cause)
 
     async def restore_from_removal(
         self, office: Office, license_type: str, quantity: int, now: datetime, cause: Cause
     ) -> list[Unit]:
         """Makes up to `quantity` scheduled units spare again."""
+        return await self._of_office(
+            RESTORE_FROM_REMOVAL, office, license_type, quantity, now, cause
+        )
+
+    async def _of_office(
+        self,
+        statement: str,
+        office: Office,
+        license_type: str,
+        quantity: int,
+        now: datetime,
+        cause: Cause,
+    ) -> list[Unit]:
+        """A change of `quantity` units of one office and type, by unit id."""
         rows = await self._conn.fetch(
-            RESTORE_FROM_REMOVAL,
+            statement,
             office.company_id,
             office.office_id,
             license_type,

@@ -67,15 +67,7 @@ async def test_a_units_timeline_says_where_it_is_and_why(
     clock.advance(minutes=1)
     await company.give_back([unit])
     clock.advance(hours=1)
-    held = await company.stub.Reserve(
-        pb.ReserveRequest(
-            request_id="res-1",
-            company_id=company.company_id,
-            office_id=company.offices["a"],
-            license_type="connect",
-            quantity=1,
-        )
-    )
+    held = await company.reserve("a", "connect", request_id="res-1")
     await company.stub.Release(
         pb.ReleaseRequest(
             request_id="rel-1", company_id=company.company_id, hold_id=held.hold.hold_id
@@ -137,15 +129,7 @@ async def test_a_units_timeline_says_where_it_is_and_why(
 async def test_commits_removals_and_reassignments_are_in_the_history(company: Company) -> None:
     await company.office("a", "USD")
     await company.add("a", "connect", 2)
-    held = await company.stub.Reserve(
-        pb.ReserveRequest(
-            request_id=rid(),
-            company_id=company.company_id,
-            office_id=company.offices["a"],
-            license_type="connect",
-            quantity=1,
-        )
-    )
+    held = await company.reserve("a", "connect")
     await company.stub.Commit(
         pb.CommitRequest(
             request_id="commit-1",
@@ -209,16 +193,7 @@ async def test_expiry_and_enabling_under_a_hold_are_in_the_history(
 ) -> None:
     await company.office("a", "USD")
     (unit,) = await company.add("a", "connect", 1)
-    held = await company.stub.Reserve(
-        pb.ReserveRequest(
-            request_id=rid(),
-            company_id=company.company_id,
-            office_id=company.offices["a"],
-            license_type="connect",
-            quantity=1,
-            ttl_seconds=60,
-        )
-    )
+    held = await company.reserve("a", "connect", ttl_seconds=60)
     await company.enable("USD")  # the held spare unit will go back to the pool
     clock.advance(minutes=2)
     app = pool_service[0]
