@@ -77,15 +77,21 @@ ORDER BY u.currency, e.office_id, u.license_type
 """
 HORIZON = "SELECT starts_at FROM pool.history_horizons WHERE company_id = $1"
 # Events before $1 go, except each unit's last one before $1 (its state at $1) while the
-# unit is live; at most $2 per call.
+# unit is live; at most $2 per call. Company by company (the companies of the offices),
+# each read on the primary key from its oldest event.
 PURGE = """
 WITH old AS (
-    SELECT e.company_id, e.occurred_at, e.event_id FROM pool.unit_events e
-    WHERE e.occurred_at < $1
-      AND (e.state = 'TERMINATED' OR EXISTS (
-          SELECT 1 FROM pool.unit_events later
-          WHERE later.company_id = e.company_id AND later.unit_id = e.unit_id
-            AND later.event_id > e.event_id AND later.occurred_at < $1))
+    SELECT e.company_id, e.occurred_at, e.event_id
+    FROM (SELECT DISTINCT company_id FROM pool.offices) c
+    CROSS JOIN LATERAL (
+        SELECT e.company_id, e.occurred_at, e.event_id FROM pool.unit_events e
+        WHERE e.company_id = c.company_id AND e.occurred_at < $1
+          AND (e.state = 'TERMINATED' OR EXISTS (
+              SELECT 1 FROM pool.unit_events later
+              WHERE later.company_id = e.company_id AND later.unit_id = e.unit_id
+                AND later.event_id > e.event_id AND later.occurred_at < $1))
+        LIMIT $2
+    ) e
     LIMIT $2
 )
 DELETE FROM pool.unit_events e USING old

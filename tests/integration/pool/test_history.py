@@ -14,6 +14,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from libs.common.clock import FakeClock
 from libs.common.timestamps import timestamp
 from licensing.pool.v1 import pool_pb2 as pb
+from services.pool.app import PoolApp
+from services.pool.unit_of_work import unit_of_work
+from services.pool.use_cases.history import purge_history
 from tests.support.pool import Company, new_company, reason_of, rid
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -284,3 +287,25 @@ async def test_a_snapshot_beyond_the_history_kept_is_out_of_range(
             await snapshot(company, timestamp(at))
         assert caught.value.code() == grpc.StatusCode.OUT_OF_RANGE
         assert reason_of(caught.value) == "SNAPSHOT_TIME_OUT_OF_RANGE"
+
+
+async def test_the_purge_keeps_each_live_units_state_at_the_cutoff(
+    company: Company, clock: FakeClock, pool_service: tuple[PoolApp, object]
+) -> None:
+    await company.office("a", "USD")
+    kept, ended = await company.add("a", "connect", 2)
+    await company.stub.TerminateUnits(
+        pb.TerminateUnitsRequest(request_id=rid(), company_id=company.company_id, unit_ids=[ended])
+    )
+    await company.acquire("a", "connect", 1)
+    clock.advance(hours=2)
+    live = await snapshot(company)
+    uow = unit_of_work(pool_service[0].db, clock)
+
+    assert await purge_history(uow, timedelta(hours=1)) >= 3
+
+    assert [e.kind for e in await history(company, unit_id=kept)] == [K.UNIT_EVENT_KIND_ACQUIRED]
+    assert await history(company, unit_id=ended) == []
+    cutoff = timestamp(clock.now() - timedelta(hours=1))
+    then = await snapshot(company, cutoff)
+    assert (then.office_lines, then.live_units) == (live.office_lines, live.live_units)
