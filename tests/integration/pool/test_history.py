@@ -309,3 +309,26 @@ async def test_the_purge_keeps_each_live_units_state_at_the_cutoff(
     cutoff = timestamp(clock.now() - timedelta(hours=1))
     then = await snapshot(company, cutoff)
     assert (then.office_lines, then.live_units) == (live.office_lines, live.live_units)
+
+
+async def test_a_retry_that_names_another_origin_replays_the_first_call(company: Company) -> None:
+    await company.office("a", "USD")
+
+    async def add(origin: str) -> pb.AddUnitsResponse:
+        response: pb.AddUnitsResponse = await company.stub.AddUnits(
+            pb.AddUnitsRequest(
+                request_id="buy-twice",
+                company_id=company.company_id,
+                office_id=company.offices["a"],
+                license_type="connect",
+                quantity=2,
+                origin=origin,
+            )
+        )
+        return response
+
+    first = await add("purchase p-1")
+    assert await add("") == first  # a caller from before origins existed, retrying
+    assert len(await company.units()) == 2
+    events = await history(company)
+    assert {e.origin for e in events} == {"purchase p-1"}
