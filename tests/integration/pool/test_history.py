@@ -5,18 +5,22 @@ as of a past instant gives the counts a live snapshot gave then."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import timedelta
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from libs.common.clock import FakeClock
+from libs.common.clock import DatabaseClock, FakeClock
 from libs.common.timestamps import timestamp
 from licensing.pool.v1 import pool_pb2 as pb
 from services.pool.app import PoolApp
+from services.pool.domain.history import NO_CAUSE
 from services.pool.unit_of_work import unit_of_work
-from services.pool.use_cases.history import purge_history
+from services.pool.use_cases import units
+from services.pool.use_cases.history import purge_history, snapshot_as_of
 from tests.support.pool import Company, new_company, reason_of, rid
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -332,3 +336,26 @@ async def test_a_retry_that_names_another_origin_replays_the_first_call(company:
     assert len(await company.units()) == 2
     events = await history(company)
     assert {e.origin for e in events} == {"purchase p-1"}
+
+
+async def test_a_live_snapshot_waits_for_the_writer_in_flight_and_leaves_no_lock(
+    company: Company, pool_service: tuple[PoolApp, object]
+) -> None:
+    office_id = await company.office("a", "USD")
+    company_id = uuid.UUID(company.company_id)
+    uow = unit_of_work(pool_service[0].db, DatabaseClock())  # not the service's test clock
+    async with uow.transaction() as writer:
+        now = await writer.locks.take(company_id, "USD")
+        office = await writer.offices.get(company_id, uuid.UUID(office_id))
+        assert office is not None
+        await writer.units.add(office, "connect", 1, now, NO_CAUSE)
+        reading = asyncio.create_task(units.snapshot(uow, company_id, "USD"))
+        await asyncio.sleep(0.3)
+        assert not reading.done()  # it waits: the writer's change is not committed yet
+    live = await asyncio.wait_for(reading, 10)
+    assert live.live_units == 1  # the writer's unit is in it
+    assert live.taken_at > now
+    then = await snapshot_as_of(uow, company_id, "USD", live.taken_at, timedelta(days=1))
+    assert then == live
+    async with uow.transaction() as tx:  # no lock left behind: a writer goes on at once
+        await asyncio.wait_for(tx.locks.take(company_id, "USD"), 5)
