@@ -22,6 +22,7 @@ from licensing_cli.commands import (
     plans,
     pool,
     services,
+    units,
     usage,
     users,
 )
@@ -92,6 +93,7 @@ app.command("services")(services.services)
 app.add_typer(company.app, name="company")
 app.add_typer(office.app, name="office")
 app.add_typer(pool.app, name="pool")
+app.add_typer(units.app, name="unit")
 app.add_typer(checkout.app, name="checkout")
 app.add_typer(users.app, name="user")
 app.add_typer(licenses.app, name="license")

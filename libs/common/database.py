@@ -26,8 +26,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Released connections skip the full session reset (a round trip per use): the
-    services keep no session state (no LISTEN, no session locks or settings); an open
-    transaction is still rolled back by asyncpg."""
+    services keep no session state (no LISTEN, no settings, no session lock left behind:
+    the pool's live snapshot releases its own or ends the session); an open transaction
+    is still rolled back by asyncpg."""
 
 
 async def create_pool(

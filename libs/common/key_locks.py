@@ -14,9 +14,11 @@ from datetime import datetime
 
 import asyncpg
 
-# Also the transaction's instant: the clock's ($4), else the database's.
+# Also the transaction's instant: the clock's ($4), else the database's, read once the
+# locks are granted, so the instants of one key follow the order its writers ran in (the
+# pool's unit history relies on it).
 LOCK = """
-SELECT coalesce($4::timestamptz, now())
+SELECT coalesce($4::timestamptz, clock_timestamp())
 FROM (SELECT count(pg_advisory_xact_lock(hashtextextended($1::text || '/' || c || '/' || cur, 0)))
       FROM unnest($2::text[], $3::text[]) AS k(c, cur)) taken
 """

@@ -26,6 +26,7 @@ _BUSY = ErrorKind.RESOURCE_EXHAUSTED
 _LATE = ErrorKind.DEADLINE_EXCEEDED
 _DENIED = ErrorKind.PERMISSION_DENIED
 _WHO = ErrorKind.UNAUTHENTICATED
+_RANGE = ErrorKind.OUT_OF_RANGE
 
 
 class Reason(enum.Enum):
@@ -103,6 +104,7 @@ class Reason(enum.Enum):
     POOL_ENABLEMENT_IRREVERSIBLE = _RULE, "an enabled pool cannot be disabled"
     OFFICE_CHANGED = _ABORTED, "the office changed while the request waited; retry"
     NOT_RUN = _ABORTED, "the request was not run (its batch failed); retry"
+    SNAPSHOT_TIME_OUT_OF_RANGE = _RANGE, "the as-of instant is in the future or past the history"
     # --- billing -------------------------------------------------------------------------
     PLAN_NOT_FOUND = _NOT_FOUND, "no such plan in this company"
     QUOTE_NOT_FOUND = _NOT_FOUND, "no such quote in this company"

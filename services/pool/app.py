@@ -24,6 +24,7 @@ from services.pool.config import PoolSettings
 from services.pool.domain.model import Terms
 from services.pool.unit_of_work import SCHEMA, unit_of_work
 from services.pool.use_cases.allocation import Allocator
+from services.pool.use_cases.history import purge_history
 from services.pool.use_cases.holds import HoldExpiry
 from services.pool.use_cases.offices import OfficeDirectory
 
@@ -67,6 +68,7 @@ def terms(settings: PoolSettings) -> Terms:
         grace=timedelta(seconds=settings.grace_seconds),
         hold_default=timedelta(seconds=settings.hold_default_seconds),
         hold_max=timedelta(seconds=settings.hold_max_seconds),
+        history_retention=timedelta(days=settings.history_retention_days),
     )
 
 
@@ -99,7 +101,8 @@ async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
         writers=settings.allocation_writers,
     )
     expiry = HoldExpiry(uow, settings.idempotency_retention_hours)
-    servicer = PoolServicer(uow, terms(settings), directory, allocator, expiry)
+    pool_terms = terms(settings)
+    servicer = PoolServicer(uow, pool_terms, directory, allocator, expiry)
     registration = Registration(
         SERVICE_NAME, servicer, pool_pb2_grpc.add_PoolServiceServicer_to_server
     )
@@ -110,6 +113,13 @@ async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
         ),
         asyncio.create_task(
             periodically(PURGE_EVERY_SECONDS, expiry.purge_request_ids, "request id purge")
+        ),
+        asyncio.create_task(
+            periodically(
+                PURGE_EVERY_SECONDS,
+                lambda: purge_history(uow, pool_terms.history_retention),
+                "unit history purge",
+            )
         ),
     )
     return PoolApp(server, db, allocator, expiry, tasks)

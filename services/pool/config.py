@@ -24,3 +24,6 @@ class PoolSettings(ServiceSettings):
     allocation_writers: int = Field(
         default=2, ge=1, description="Allocation transactions running at once (per process)."
     )
+    history_retention_days: float = Field(
+        default=400, gt=0, description="How far back unit history and as-of snapshots reach."
+    )

@@ -3,7 +3,12 @@ of work that hands them out, the only place the pool opens connections and trans
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 import asyncpg
 
@@ -11,7 +16,8 @@ from libs.common.clock import Clock
 from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestLog
 from libs.common.unit_of_work import PostgresUnitOfWork, SnapshotUnitOfWork
 from services.pool.repository.allocation import Allocations
-from services.pool.repository.locks import Housekeeping, Locks
+from services.pool.repository.history import History
+from services.pool.repository.locks import Housekeeping, Locks, SnapshotLocks
 from services.pool.repository.offices import Offices
 from services.pool.repository.pools import Pools
 from services.pool.repository.records import Holds, Receipts
@@ -33,11 +39,50 @@ class Tx:
     receipts: Receipts
     housekeeping: Housekeeping
     requests: RequestLog
+    history: History
 
 
-# The pool's transactions; snapshots read as of one instant besides.
-PoolUnitOfWork = SnapshotUnitOfWork[Tx]
-PostgresPoolUnitOfWork = PostgresUnitOfWork[Tx]
+class PoolUnitOfWork(SnapshotUnitOfWork[Tx], Protocol):
+    """The pool's transactions; snapshots read as of one instant besides, and live
+    snapshots of units as of one instant of unit history."""
+
+    def settled(
+        self, company_id: uuid.UUID, currencies: Collection[str]
+    ) -> AbstractAsyncContextManager[tuple[Tx, datetime]]:
+        """A read-only view of the company's pools in `currencies` and its instant, with
+        no writer of those pools in flight when both were taken: every change stamped
+        at or before the instant is in the view, none after it."""
+        ...
+
+
+class PostgresPoolUnitOfWork(PostgresUnitOfWork[Tx]):
+    def __init__(
+        self, db: asyncpg.Pool, bind: Callable[[asyncpg.Connection], Tx], clock: Clock
+    ) -> None:
+        super().__init__(db, bind)
+        self._clock = clock
+
+    @asynccontextmanager
+    async def settled(
+        self, company_id: uuid.UUID, currencies: Collection[str]
+    ) -> AsyncIterator[tuple[Tx, datetime]]:
+        keys = list(currencies)
+        async with self._db.acquire() as conn:
+            locks = SnapshotLocks(conn, self._clock)
+            released = False
+            try:
+                await locks.hold(company_id, keys)
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    instant = await locks.instant()  # the view is taken with it
+                    await locks.release(company_id, keys)  # writers go on meanwhile
+                    released = True
+                    yield self._bind(conn), instant
+            except BaseException:
+                if not released:
+                    # Session locks must never outlive the snapshot on a pooled
+                    # connection: ending the session ends them.
+                    conn.terminate()
+                raise
 
 
 def unit_of_work(db: asyncpg.Pool, clock: Clock) -> PostgresPoolUnitOfWork:
@@ -55,6 +100,7 @@ def unit_of_work(db: asyncpg.Pool, clock: Clock) -> PostgresPoolUnitOfWork:
             receipts=Receipts(conn),
             housekeeping=Housekeeping(conn, requests),
             requests=PostgresRequestLog(conn, requests),
+            history=History(conn),
         )
 
-    return PostgresPoolUnitOfWork(db, bind)
+    return PostgresPoolUnitOfWork(db, bind, clock)

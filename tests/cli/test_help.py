@@ -16,6 +16,7 @@ COMMANDS = {
     "company": ["new", "show"],
     "office": ["create", "list"],
     "pool": ["enable", "show", "units", "add-units", "acquire", "return"],
+    "unit": ["history"],
     "checkout": ["quote", "purchase", "remove"],
     "user": ["create", "delete", "change-license", "list"],
     "license": ["assign", "unassign", "reassign", "show", "search", "terminate"],

@@ -545,6 +545,7 @@ class FakePool:
         self.units: dict[str, PoolUnit] = {}
         self.holds: dict[uuid.UUID, PoolHold] = {}
         self.calls: list[str] = []
+        self.origins: dict[str, str] = {}  # what each unit was created for (AddUnits)
         self._replies: dict[str, tuple[str, object]] = {}
         self._refusals: dict[str, list[DomainError]] = {}
         self._ids = itertools.count(1)
@@ -788,6 +789,7 @@ class FakePool:
         office_id: uuid.UUID,
         license_type: str,
         quantity: int,
+        origin: str = "",
     ) -> tuple[str, ...]:
         self._enter("add_units")
         done, value = self._replayed("add_units", request_id)
@@ -795,6 +797,7 @@ class FakePool:
             return value  # type: ignore[return-value]
         currency = self.offices[(company_id, office_id)].currency
         made = tuple(self.add(company_id, office_id, license_type, quantity, currency=currency))
+        self.origins.update((unit_id, origin) for unit_id in made)
         self._reply("add_units", request_id, made)
         return made
 

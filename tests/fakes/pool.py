@@ -9,7 +9,7 @@ a source offers), the fake selects by the same rule in `domain/` (`allocation.of
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from libs.common.clock import FakeClock
 from services.pool.domain import allocation
 from services.pool.domain.allocation import ALLOCATION_RULES, Bystanders, Grace
+from services.pool.domain.history import Cause, EventKind, EventQuery, UnitEvent
 from services.pool.domain.model import (
     Assignee,
     Availability,
@@ -50,16 +51,60 @@ class PoolState:
     receipts: dict[uuid.UUID, Receipt] = field(default_factory=dict)
     locks: list[tuple[uuid.UUID, str]] = field(default_factory=list)  # every lock taken
     analyzed: int = 0  # planner statistics refreshed
+    events: list[UnitEvent] = field(default_factory=list)  # unit history, in order
+    horizons: dict[uuid.UUID, datetime] = field(default_factory=dict)  # history started
+    last_event_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Why:
+    """What an event says besides the unit (the fake's `recorded` columns)."""
+
+    kind: EventKind
+    cause: Cause
+    hold_id: uuid.UUID | None = None  # replaces the unit's (the hold a unit left)
+    for_office_id: uuid.UUID | None = None
+    source: Source | None = None
+    receipt_id: uuid.UUID | None = None
 
 
 class _Table:
     def __init__(self, state: PoolState) -> None:
         self.state = state
 
-    def _set(self, unit: Unit, now: datetime | None = None, **changes: object) -> Unit:
+    def _set(
+        self, unit: Unit, now: datetime | None = None, why: _Why | None = None, **changes: object
+    ) -> Unit:
         changed = replace(unit, **changes, updated_at=now or unit.updated_at)  # type: ignore[arg-type]
         self.state.units[unit.unit_id] = changed
+        if why is not None:
+            assert now is not None, "an event has an instant"
+            self._record(changed, now, why)
         return changed
+
+    def _record(self, unit: Unit, now: datetime, why: _Why) -> None:
+        """One event: the unit as the change left it (`repository/history.recorded`)."""
+        self.state.last_event_id += 1
+        self.state.events.append(
+            UnitEvent(
+                event_id=self.state.last_event_id,
+                company_id=unit.company_id,
+                unit_id=unit.unit_id,
+                occurred_at=now,
+                kind=why.kind,
+                state=unit.state,
+                office_id=unit.office_id,
+                held_from=unit.held_from,
+                for_office_id=why.for_office_id,
+                source=why.source,
+                assignee=unit.assignee,
+                claimable_at=unit.claimable_at,
+                hold_id=why.hold_id or unit.hold_id,
+                receipt_id=why.receipt_id,
+                request_id=why.cause.request_id,
+                origin=why.cause.origin,
+            )
+        )
 
     def _of(self, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID]) -> list[Unit]:
         found = (self.state.units.get(u) for u in unit_ids)
@@ -165,7 +210,7 @@ class FakePools(_Table):
 
 class FakeUnits(_Table):
     async def add(
-        self, office: Office, license_type: str, quantity: int, now: datetime
+        self, office: Office, license_type: str, quantity: int, now: datetime, cause: Cause
     ) -> list[Unit]:
         added = [
             Unit(
@@ -186,6 +231,8 @@ class FakeUnits(_Table):
             for _ in range(quantity)
         ]
         self.state.units.update((u.unit_id, u) for u in added)
+        for unit in added:
+            self._record(unit, now, _Why(EventKind.CREATED, cause))
         return sorted(added, key=lambda u: u.unit_id)
 
     async def by_id(self, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID]) -> list[Unit]:
@@ -227,12 +274,14 @@ class FakeUnits(_Table):
         company_id: uuid.UUID,
         reassignments: Sequence[tuple[uuid.UUID, Assignee]],
         now: datetime,
+        cause: Cause,
     ) -> int:
         changed = 0
+        why = _Why(EventKind.REASSIGNED, cause)
         for unit_id, assignee in reassignments:
             for unit in self._of(company_id, [unit_id]):
                 if unit.state is UnitState.ASSIGNED:
-                    self._set(unit, now, assignee=assignee)
+                    self._set(unit, now, why, assignee=assignee)
                     changed += 1
         return changed
 
@@ -242,6 +291,7 @@ class FakeUnits(_Table):
         unit_ids: Sequence[uuid.UUID],
         now: datetime,
         claimable_at: datetime,
+        cause: Cause,
     ) -> int:
         moving = [
             u
@@ -252,6 +302,7 @@ class FakeUnits(_Table):
             self._set(
                 unit,
                 now,
+                _Why(EventKind.RETURNED, cause),
                 state=UnitState.POOLED,
                 assignee=None,
                 returned_at=now,
@@ -260,11 +311,13 @@ class FakeUnits(_Table):
         return len(moving)
 
     async def return_to_spare(
-        self, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID], now: datetime
+        self, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID], now: datetime, cause: Cause
     ) -> int:
         moving = [u for u in self._of(company_id, unit_ids) if u.state is UnitState.ASSIGNED]
         for unit in moving:
-            self._set(unit, now, state=UnitState.SPARE, assignee=None)
+            self._set(
+                unit, now, _Why(EventKind.RETURNED, cause), state=UnitState.SPARE, assignee=None
+            )
         return len(moving)
 
     def _office_units(self, office: Office, license_type: str, state: UnitState) -> list[Unit]:
@@ -279,25 +332,28 @@ class FakeUnits(_Table):
         )
 
     async def mark_for_removal(
-        self, office: Office, license_type: str, quantity: int, now: datetime
+        self, office: Office, license_type: str, quantity: int, now: datetime, cause: Cause
     ) -> list[Unit]:
         spare = self._office_units(office, license_type, UnitState.SPARE)
         if len(spare) < quantity:
             return []
-        return [self._set(u, now, state=UnitState.REMOVAL_SCHEDULED) for u in spare[:quantity]]
+        why = _Why(EventKind.REMOVAL_SCHEDULED, cause)
+        return [self._set(u, now, why, state=UnitState.REMOVAL_SCHEDULED) for u in spare[:quantity]]
 
     async def restore_from_removal(
-        self, office: Office, license_type: str, quantity: int, now: datetime
+        self, office: Office, license_type: str, quantity: int, now: datetime, cause: Cause
     ) -> list[Unit]:
         scheduled = self._office_units(office, license_type, UnitState.REMOVAL_SCHEDULED)
-        return [self._set(u, now, state=UnitState.SPARE) for u in scheduled[:quantity]]
+        why = _Why(EventKind.RESTORED, cause)
+        return [self._set(u, now, why, state=UnitState.SPARE) for u in scheduled[:quantity]]
 
     async def terminate(
-        self, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID], now: datetime
+        self, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID], now: datetime, cause: Cause
     ) -> list[Unit]:
         ending = (UnitState.SPARE, UnitState.POOLED, UnitState.REMOVAL_SCHEDULED)
+        why = _Why(EventKind.TERMINATED, cause)
         return [
-            self._set(u, now, state=UnitState.TERMINATED, returned_at=None, claimable_at=None)
+            self._set(u, now, why, state=UnitState.TERMINATED, returned_at=None, claimable_at=None)
             for u in self._of(company_id, unit_ids)
             if u.state in ending
         ]
@@ -324,7 +380,9 @@ class FakeUnits(_Table):
         currency: str,
         license_types: Sequence[str],
         claimable_at: datetime,
+        cause: Cause,
     ) -> list[Unit]:
+        why = _Why(EventKind.POOLED, cause)
         for unit in list(self.state.units.values()):
             if (
                 (unit.company_id, unit.currency) == (company_id, currency)
@@ -332,16 +390,18 @@ class FakeUnits(_Table):
                 and unit.held_from is UnitState.SPARE
                 and unit.license_type in license_types
             ):
-                self._set(
+                changed = self._set(
                     unit,
                     held_from=UnitState.POOLED,
                     returned_at=claimable_at,
                     claimable_at=claimable_at,
                 )
+                self._record(changed, claimable_at, why)
         return [
             self._set(
                 u,
                 claimable_at,
+                why,
                 state=UnitState.POOLED,
                 returned_at=claimable_at,
                 claimable_at=claimable_at,
@@ -358,12 +418,7 @@ class FakeUnits(_Table):
                 continue
             key = (u.currency, u.office_id, u.license_type, u.state, u.held_from)
             groups[key] = groups.get(key, 0) + 1
-        return [
-            UnitCount(office_id, cur, code, state, held_from, n)
-            for (cur, office_id, code, state, held_from), n in sorted(
-                groups.items(), key=lambda item: item[0][:3]
-            )
-        ]
+        return _counts(groups)
 
     async def availability(
         self, office: Office, license_types: Sequence[str], now: datetime
@@ -441,10 +496,13 @@ class FakeAllocations(_Table):
             unit = self.state.units.get(h.unit_id)
             if unit is None or unit.state not in FREE:
                 continue
+            cause = Cause(h.request_id)
             if h.hold_id is None:
+                why = _Why(EventKind.ACQUIRED, cause, source=h.source, receipt_id=h.receipt_id)
                 taken[h.unit_id] = self._set(
                     unit,
                     now,
+                    why,
                     state=UnitState.ASSIGNED,
                     office_id=h.office_id,
                     assignee=h.assignee,
@@ -452,9 +510,17 @@ class FakeAllocations(_Table):
                     claimable_at=None,
                 )
             else:
+                why = _Why(
+                    EventKind.RESERVED,
+                    cause,
+                    for_office_id=h.office_id,
+                    source=h.source,
+                    receipt_id=h.receipt_id,
+                )
                 taken[h.unit_id] = self._set(
                     unit,
                     now,
+                    why,
                     state=UnitState.HELD,
                     held_from=unit.state,
                     hold_id=h.hold_id,
@@ -524,18 +590,33 @@ class FakeHolds(_Table):
             key=lambda u: u.unit_id,
         )
 
-    async def restore_units(self, hold_ids: Sequence[uuid.UUID], now: datetime) -> None:
+    async def restore_units(
+        self,
+        company_id: uuid.UUID,
+        hold_ids: Sequence[uuid.UUID],
+        resolution: HoldState,
+        now: datetime,
+        cause: Cause,
+    ) -> None:
+        kind = EventKind.EXPIRED if resolution is HoldState.EXPIRED else EventKind.RELEASED
         for hold_id in hold_ids:
             for unit in self._held(hold_id):
-                self._set(unit, now, state=unit.held_from, held_from=None, hold_id=None)
+                if unit.company_id != company_id:
+                    continue
+                why = _Why(kind, cause, hold_id=hold_id)
+                self._set(unit, now, why, state=unit.held_from, held_from=None, hold_id=None)
+
+    def _committed(self, hold: Hold, cause: Cause) -> _Why:
+        return _Why(EventKind.COMMITTED, cause, hold_id=hold.hold_id, receipt_id=hold.receipt_id)
 
     async def commit_assigned(
-        self, hold: Hold, assignees: Sequence[Assignee], now: datetime
+        self, hold: Hold, assignees: Sequence[Assignee], now: datetime, cause: Cause
     ) -> list[Unit]:
         return [
             self._set(
                 unit,
                 now,
+                self._committed(hold, cause),
                 state=UnitState.ASSIGNED,
                 hold_id=None,
                 held_from=None,
@@ -547,11 +628,12 @@ class FakeHolds(_Table):
             for unit, assignee in zip(self._held(hold.hold_id), assignees, strict=True)
         ]
 
-    async def commit_spare(self, hold: Hold, now: datetime) -> list[Unit]:
+    async def commit_spare(self, hold: Hold, now: datetime, cause: Cause) -> list[Unit]:
         return [
             self._set(
                 unit,
                 now,
+                self._committed(hold, cause),
                 state=UnitState.SPARE,
                 hold_id=None,
                 held_from=None,
@@ -580,6 +662,70 @@ class FakeReceipts(_Table):
         return receipt if receipt is not None and receipt.company_id == company_id else None
 
 
+class FakeHistory(_Table):
+    async def page(self, query: EventQuery) -> list[UnitEvent]:
+        found = sorted(
+            (
+                e
+                for e in self.state.events
+                if e.company_id == query.company_id
+                and query.unit_id in (None, e.unit_id)
+                and query.office_id in (None, e.office_id, e.for_office_id)
+                and (query.start is None or e.occurred_at >= query.start)
+                and (query.end is None or e.occurred_at < query.end)
+                and (query.after is None or (e.occurred_at, e.event_id) > query.after)
+            ),
+            key=lambda e: (e.occurred_at, e.event_id),
+        )
+        return found[: query.page_size + 1]
+
+    async def counts_as_of(
+        self, company_id: uuid.UUID, currency: str | None, as_of: datetime
+    ) -> list[UnitCount]:
+        last: dict[uuid.UUID, UnitEvent] = {}
+        for event in self.state.events:  # in id order: the last one wins
+            if event.company_id == company_id and event.occurred_at <= as_of:
+                last[event.unit_id] = event
+        groups: dict[tuple[str, uuid.UUID, str, UnitState, UnitState | None], int] = {}
+        for event in last.values():
+            unit = self.state.units[event.unit_id]
+            if event.state is UnitState.TERMINATED or currency not in (None, unit.currency):
+                continue
+            key = (unit.currency, event.office_id, unit.license_type, event.state, event.held_from)
+            groups[key] = groups.get(key, 0) + 1
+        return _counts(groups)
+
+    async def horizon(self, company_id: uuid.UUID) -> datetime | None:
+        return self.state.horizons.get(company_id)
+
+    async def purge(self, before: datetime, limit: int) -> int:
+        last_before: dict[uuid.UUID, int] = {}
+        for event in self.state.events:
+            if event.occurred_at < before:
+                last_before[event.unit_id] = event.event_id
+        gone = [
+            e
+            for e in self.state.events
+            if e.occurred_at < before
+            and (e.state is UnitState.TERMINATED or last_before[e.unit_id] != e.event_id)
+        ][:limit]
+        ids = {e.event_id for e in gone}
+        self.state.events = [e for e in self.state.events if e.event_id not in ids]
+        return len(gone)
+
+
+def _counts(
+    groups: dict[tuple[str, uuid.UUID, str, UnitState, UnitState | None], int],
+) -> list[UnitCount]:
+    """Counts in the order the statements give them: by currency, office, type."""
+    return [
+        UnitCount(office_id, cur, code, state, held_from, n)
+        for (cur, office_id, code, state, held_from), n in sorted(
+            groups.items(), key=lambda item: item[0][:3]
+        )
+    ]
+
+
 class FakeHousekeeping(_Table):
     async def refresh_statistics(self) -> None:
         self.state.analyzed += 1
@@ -601,6 +747,7 @@ class FakeTx:
     receipts: FakeReceipts
     housekeeping: FakeHousekeeping
     requests: InMemoryRequestLog
+    history: FakeHistory
 
 
 class InMemoryPoolUnitOfWork(InMemoryUnitOfWork[PoolState, FakeTx]):
@@ -620,6 +767,7 @@ class InMemoryPoolUnitOfWork(InMemoryUnitOfWork[PoolState, FakeTx]):
                 receipts=FakeReceipts(tables),
                 housekeeping=FakeHousekeeping(tables),
                 requests=InMemoryRequestLog(tables.requests),
+                history=FakeHistory(tables),
             )
 
         super().__init__(state or PoolState(), bind)
@@ -628,3 +776,11 @@ class InMemoryPoolUnitOfWork(InMemoryUnitOfWork[PoolState, FakeTx]):
     async def snapshot(self) -> AsyncIterator[FakeTx]:
         async with self.reading() as tx:
             yield tx
+
+    @asynccontextmanager
+    async def settled(
+        self, company_id: uuid.UUID, currencies: Collection[str]
+    ) -> AsyncIterator[tuple[FakeTx, datetime]]:
+        """One task at a time: no writer is ever in flight beside a read."""
+        async with self.reading() as tx:
+            yield tx, self.clock.now()

@@ -23,7 +23,7 @@ S = grpc.StatusCode
 # What a caller's request may be answered with: success, or a precise refusal.
 ALLOWED = frozenset({
     S.OK, S.INVALID_ARGUMENT, S.NOT_FOUND, S.FAILED_PRECONDITION, S.ALREADY_EXISTS,
-    S.ABORTED, S.RESOURCE_EXHAUSTED,
+    S.ABORTED, S.RESOURCE_EXHAUSTED, S.OUT_OF_RANGE,
 })  # fmt: skip
 TIMEOUT_SECONDS = 30
 _CODE_BY_NUMBER = {code.value[0]: code for code in S}

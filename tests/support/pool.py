@@ -120,6 +120,26 @@ class Company:
         )
         return response
 
+    async def reserve(
+        self,
+        office: str,
+        license_type: str,
+        quantity: int = 1,
+        request_id: str | None = None,
+        **extra: object,
+    ) -> pb.ReserveResponse:
+        response: pb.ReserveResponse = await self.stub.Reserve(
+            pb.ReserveRequest(
+                request_id=request_id or rid(),
+                company_id=self.company_id,
+                office_id=self.offices[office],
+                license_type=license_type,
+                quantity=quantity,
+                **extra,  # type: ignore[arg-type]
+            )
+        )
+        return response
+
     async def give_back(self, unit_ids: Sequence[str]) -> pb.ReturnUnitsResponse:
         response: pb.ReturnUnitsResponse = await self.stub.ReturnUnits(
             pb.ReturnUnitsRequest(request_id=rid(), company_id=self.company_id, unit_ids=unit_ids)

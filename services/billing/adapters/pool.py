@@ -98,6 +98,7 @@ class Pool(Protocol):
         office_id: uuid.UUID,
         license_type: str,
         quantity: int,
+        origin: str = "",
     ) -> tuple[str, ...]: ...
 
     async def mark_for_removal(
@@ -269,6 +270,7 @@ class PoolGateway:
         office_id: uuid.UUID,
         license_type: str,
         quantity: int,
+        origin: str = "",
     ) -> tuple[str, ...]:
         response: pb.AddUnitsResponse = await self._peer.call(
             self._stub.AddUnits,
@@ -278,6 +280,7 @@ class PoolGateway:
                 office_id=str(office_id),
                 license_type=license_type,
                 quantity=quantity,
+                origin=origin,
             ),
         )
         return tuple(u.unit_id for u in response.units)

@@ -550,6 +550,7 @@ class PurchaseSaga:
                     purchase.office_id,
                     purchase.license_type,
                     split.new,
+                    origin=f"purchase {purchase.purchase_id}",
                 )
             )
         self._observe(purchase, Action.ADD)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from libs.common import paging
 from libs.common.errors import invalid
@@ -28,6 +29,7 @@ from libs.common.validation import (
 )
 from licensing.pool.v1 import pool_pb2 as pb
 from services.pool.domain import errors, holds
+from services.pool.domain.history import Cause, EventQuery, UnitEvent
 from services.pool.domain.model import (
     Assignee,
     Availability,
@@ -173,19 +175,46 @@ def office(request: pb.PutOfficeRequest) -> Office:
 
 
 class _OfficeUnitsRequest(Protocol):
+    request_id: str
     company_id: str
     office_id: str
     license_type: str
     quantity: int
 
 
-def office_units(request: _OfficeUnitsRequest) -> OfficeUnits:
+class _Mutation(Protocol):
+    @property
+    def request_id(self) -> str: ...
+
+
+def cause(request: _Mutation, origin: str | None = None) -> Cause:
+    """What unit history records as the reason of a mutation's changes."""
+    return Cause(request.request_id or None, origin)
+
+
+def office_units(request: _OfficeUnitsRequest, origin: str | None = None) -> OfficeUnits:
     return OfficeUnits(
         company_id=uuid_field("company_id", request.company_id),
         office_id=uuid_field("office_id", request.office_id),
         license_type=license_type("license_type", request.license_type),
         quantity=quantity_field("quantity", request.quantity),
+        cause=cause(request, origin),
     )
+
+
+def add_units(request: pb.AddUnitsRequest) -> OfficeUnits:
+    origin = text_field("origin", request.origin, required=False)
+    return office_units(request, origin or None)
+
+
+def without_origin(request: pb.AddUnitsRequest) -> pb.AddUnitsRequest:
+    """The request as its request_id's fingerprint sees it: `origin` only labels the
+    units' history, so a retry that names it differently (a caller upgraded between
+    two attempts) replays the first call instead of being REQUEST_ID_REUSED."""
+    keyed = pb.AddUnitsRequest()
+    keyed.CopyFrom(request)
+    keyed.ClearField("origin")
+    return keyed
 
 
 def acquire(request: pb.AcquireRequest) -> Allocate:
@@ -229,30 +258,70 @@ def commit(request: pb.CommitRequest) -> Commit:
     company_id = company(request)
     hold_id = uuid_field("hold_id", request.hold_id)
     named = assignees(request.assignees)
-    return Commit(company_id, hold_id, one_per_unit(named, len(named)))  # counted by the hold
+    named = one_per_unit(named, len(named))  # counted by the hold
+    return Commit(company_id, hold_id, named, cause(request))
 
 
 def release(request: pb.ReleaseRequest) -> Release:
-    return Release(company(request), uuid_field("hold_id", request.hold_id))
+    return Release(company(request), uuid_field("hold_id", request.hold_id), cause(request))
 
 
 def reassign(request: pb.ReassignUnitsRequest) -> ReassignUnits:
     company_id = company(request)
     unit_ids = _unit_ids(r.unit_id for r in request.reassignments)
     named = assignees(r.assignee for r in request.reassignments)
-    return ReassignUnits(company_id, tuple(zip(unit_ids, named, strict=True)))
+    return ReassignUnits(company_id, tuple(zip(unit_ids, named, strict=True)), cause(request))
 
 
 def return_units(request: pb.ReturnUnitsRequest, terms: Terms) -> ReturnUnits:
-    return ReturnUnits(company(request), _unit_ids(request.unit_ids), terms.grace)
+    return ReturnUnits(company(request), _unit_ids(request.unit_ids), terms.grace, cause(request))
 
 
 def terminate(request: pb.TerminateUnitsRequest) -> TerminateUnits:
-    return TerminateUnits(company(request), _unit_ids(request.unit_ids))
+    return TerminateUnits(company(request), _unit_ids(request.unit_ids), cause(request))
 
 
 def enable_pool(request: pb.EnablePoolRequest) -> EnablePool:
-    return EnablePool(company(request), currency_field("currency", request.currency))
+    return EnablePool(
+        company(request), currency_field("currency", request.currency), cause(request)
+    )
+
+
+def _instant(message: Timestamp) -> datetime:
+    """A Timestamp the request checks accepted, as an aware datetime (microseconds)."""
+    return message.ToDatetime(tzinfo=UTC)
+
+
+def as_of(request: pb.GetSnapshotRequest) -> datetime | None:
+    """The past instant a snapshot is asked for, or None for now."""
+    return _instant(request.as_of_time) if request.HasField("as_of_time") else None
+
+
+def _event_token_key(token: str) -> tuple[datetime, int] | None:
+    key = paging.decode_token(token)
+    if not key:
+        return None
+    try:
+        return datetime.fromisoformat(str(key[0])), int(key[1])
+    except (ValueError, IndexError, TypeError):
+        raise invalid("page_token", "is not a token this service issued") from None
+
+
+def list_unit_events(request: pb.ListUnitEventsRequest) -> EventQuery:
+    company_id = company(request)
+    start = _instant(request.start_time) if request.HasField("start_time") else None
+    end = _instant(request.end_time) if request.HasField("end_time") else None
+    if start is not None and end is not None and end < start:
+        raise invalid("end_time", "is before start_time")
+    return EventQuery(
+        company_id=company_id,
+        unit_id=optional_uuid_field("unit_id", request.unit_id),
+        office_id=optional_uuid_field("office_id", request.office_id),
+        start=start,
+        end=end,
+        after=_event_token_key(request.page_token),
+        page_size=paging.page_size(request.page_size),
+    )
 
 
 def availability_query(request: pb.GetAvailabilityRequest) -> GetAvailability:
@@ -505,6 +574,45 @@ def snapshot_response(snapshot: Snapshot) -> pb.GetSnapshotResponse:
         ],
         live_units=snapshot.live_units,
     )
+
+
+def _optional_id(value: uuid.UUID | None) -> str:
+    return str(value) if value else ""
+
+
+def unit_event_pb(event: UnitEvent) -> pb.UnitEvent:
+    message = pb.UnitEvent(
+        event_id=event.event_id,
+        unit_id=str(event.unit_id),
+        occur_time=timestamp(event.occurred_at),
+        kind=pb.UnitEventKind.Value(f"UNIT_EVENT_KIND_{event.kind.value}"),
+        state=_STATE_PB[event.state],
+        office_id=str(event.office_id),
+        held_from_state=_STATE_PB[event.held_from]
+        if event.held_from
+        else pb.UNIT_STATE_UNSPECIFIED,
+        for_office_id=_optional_id(event.for_office_id),
+        source=_SOURCE_PB[event.source] if event.source else pb.ALLOCATION_SOURCE_UNSPECIFIED,
+        claimable_at=timestamp(event.claimable_at),
+        hold_id=_optional_id(event.hold_id),
+        receipt_id=_optional_id(event.receipt_id),
+        request_id=event.request_id or "",
+        origin=event.origin or "",
+    )
+    if event.assignee is not None:
+        message.assignee.kind = _ASSIGNEE_KIND_PB.get(
+            event.assignee.kind, pb.ASSIGNEE_KIND_UNSPECIFIED
+        )
+        message.assignee.id = event.assignee.id
+    return message
+
+
+def unit_events_page(events: Sequence[UnitEvent], size: int) -> pb.ListUnitEventsResponse:
+    """A page of `size` from `size + 1` events, with the next page's token."""
+    page, token = next_page_token(
+        events, size, lambda e: paging.encode_token([e.occurred_at.isoformat(), e.event_id])
+    )
+    return pb.ListUnitEventsResponse(events=[unit_event_pb(e) for e in page], next_page_token=token)
 
 
 def offices_page(offices: Sequence[Office], size: int) -> pb.ListOfficesResponse:

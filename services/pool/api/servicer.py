@@ -20,7 +20,7 @@ from services.pool.api import convert
 from services.pool.domain.errors import HoldLapsed, NoLicenseAvailable
 from services.pool.domain.model import Terms
 from services.pool.unit_of_work import PoolUnitOfWork
-from services.pool.use_cases import allocation, holds, offices, pools, units
+from services.pool.use_cases import allocation, history, holds, offices, pools, units
 from services.pool.use_cases.allocation import Allocate, Allocator
 from services.pool.use_cases.holds import HoldExpiry
 from services.pool.use_cases.offices import OfficeDirectory
@@ -74,8 +74,9 @@ class PoolServicer:
     # --- units ------------------------------------------------------------------------
 
     async def AddUnits(self, request: pb.AddUnitsRequest, context: Context) -> bytes:
-        command = convert.office_units(request)
-        response = await once_for(self._uow, request, command, units.add_units, convert.added)
+        command = convert.add_units(request)
+        keyed = convert.without_origin(request)
+        response = await once_for(self._uow, keyed, command, units.add_units, convert.added)
         await units.refresh_statistics(self._uow, changed=command.quantity)
         return response
 
@@ -121,8 +122,21 @@ class PoolServicer:
     ) -> pb.GetSnapshotResponse:
         company_id = convert.company(request)
         currency = optional_currency_field("currency", request.currency)
-        snapshot = await units.snapshot(self._uow, company_id, currency)
+        as_of = convert.as_of(request)
+        if as_of is None:
+            snapshot = await units.snapshot(self._uow, company_id, currency)
+        else:
+            snapshot = await history.snapshot_as_of(
+                self._uow, company_id, currency, as_of, self._terms.history_retention
+            )
         return convert.snapshot_response(snapshot)
+
+    async def ListUnitEvents(
+        self, request: pb.ListUnitEventsRequest, context: Context
+    ) -> pb.ListUnitEventsResponse:
+        query = convert.list_unit_events(request)
+        found = await history.list_events(self._uow, query)
+        return convert.unit_events_page(found, query.page_size)
 
     # --- pools ------------------------------------------------------------------------
 

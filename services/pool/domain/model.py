@@ -183,8 +183,10 @@ class UnitCount:
 @dataclass(frozen=True, slots=True)
 class Terms:
     """The pool's configured periods (settings): how long a return stays its office's
-    alone, and how long a hold lasts by default and at most."""
+    alone, how long a hold lasts by default and at most, and how far back unit history
+    (and snapshots as of a past instant) reach."""
 
     grace: timedelta
     hold_default: timedelta
     hold_max: timedelta
+    history_retention: timedelta = timedelta(days=400)

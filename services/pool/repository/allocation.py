@@ -19,10 +19,13 @@ import asyncpg
 
 from libs.common.currency import SUPPORTED_CURRENCIES
 from services.pool.domain.allocation import ALLOCATION_ORDER, ALLOCATION_RULES, Bystanders, Grace
+from services.pool.domain.history import EventKind
 from services.pool.domain.model import Assignee, Hold, Office, Pool, Receipt, Source, Unit
 from services.pool.repository import free_list
+from services.pool.repository.history import recorded
 from services.pool.repository.rows import (
     OFFICE_COLUMNS,
+    UNIT_COLUMNS,
     UPDATED_UNIT_COLUMNS,
     passed_over_json,
     taken_json,
@@ -34,12 +37,16 @@ from services.pool.repository.rows import (
 
 @dataclass(frozen=True, slots=True)
 class Handout:
-    """One unit handed out: to an office (ASSIGNED, maybe to an assignee) or into a hold."""
+    """One unit handed out: to an office (ASSIGNED, maybe to an assignee) or into a hold;
+    from which source, through which receipt, for which request (its history says)."""
 
     unit_id: uuid.UUID
     office_id: uuid.UUID
     hold_id: uuid.UUID | None
     assignee: Assignee | None
+    source: Source
+    receipt_id: uuid.UUID
+    request_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,27 +72,44 @@ LEFT JOIN LATERAL (SELECT {OFFICE_COLUMNS} FROM pool.offices
 CANDIDATES = free_list.candidates(ALLOCATION_RULES)
 
 # Removes the units from the free-list (only one transaction can) and makes them
-# ASSIGNED to their new office, or HELD (remembering where they were).
+# ASSIGNED to their new office, or HELD (remembering where they were); each one's event
+# says ACQUIRED or RESERVED, from which source, through which receipt.
 HAND_OUT = f"""
 WITH a AS (
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
-        AS a(unit_id, office_id, hold_id, kind, ident)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                         $7::text[], $8::uuid[], $9::text[])
+        AS a(unit_id, office_id, hold_id, kind, ident, source, receipt_id, request_id)
 ), gone AS (
     DELETE FROM pool.free_units f USING a WHERE f.unit_id = a.unit_id RETURNING f.unit_id
+), taken AS (
+    UPDATE pool.units u SET
+        state = CASE WHEN a.hold_id IS NULL THEN 'ASSIGNED' ELSE 'HELD' END,
+        held_from = CASE WHEN a.hold_id IS NULL THEN NULL ELSE u.state END,
+        hold_id = a.hold_id,
+        office_id = CASE WHEN a.hold_id IS NULL THEN a.office_id ELSE u.office_id END,
+        assignee_kind = a.kind,
+        assignee_id = a.ident,
+        returned_at = CASE WHEN a.hold_id IS NULL THEN NULL ELSE u.returned_at END,
+        claimable_at = CASE WHEN a.hold_id IS NULL THEN NULL ELSE u.claimable_at END,
+        updated_at = $6
+    FROM a JOIN gone USING (unit_id)
+    WHERE u.unit_id = a.unit_id AND u.state IN ('SPARE', 'POOLED')
+    RETURNING {UPDATED_UNIT_COLUMNS}, a.office_id AS for_office_id, a.source, a.receipt_id,
+        a.request_id
+), history AS (
+    {
+    recorded(
+        "taken",
+        "$6",
+        f"CASE WHEN hold_id IS NULL THEN '{EventKind.ACQUIRED}' ELSE '{EventKind.RESERVED}' END",
+        for_office_id="CASE WHEN hold_id IS NULL THEN NULL ELSE for_office_id END",
+        source="source",
+        receipt_id="receipt_id",
+        request_id="request_id",
+    )
+}
 )
-UPDATE pool.units u SET
-    state = CASE WHEN a.hold_id IS NULL THEN 'ASSIGNED' ELSE 'HELD' END,
-    held_from = CASE WHEN a.hold_id IS NULL THEN NULL ELSE u.state END,
-    hold_id = a.hold_id,
-    office_id = CASE WHEN a.hold_id IS NULL THEN a.office_id ELSE u.office_id END,
-    assignee_kind = a.kind,
-    assignee_id = a.ident,
-    returned_at = CASE WHEN a.hold_id IS NULL THEN NULL ELSE u.returned_at END,
-    claimable_at = CASE WHEN a.hold_id IS NULL THEN NULL ELSE u.claimable_at END,
-    updated_at = $6
-FROM a JOIN gone USING (unit_id)
-WHERE u.unit_id = a.unit_id AND u.state IN ('SPARE', 'POOLED')
-RETURNING {UPDATED_UNIT_COLUMNS}
+SELECT {UNIT_COLUMNS} FROM taken
 """
 
 # Units that are no candidates, by reason; each part reads one partial index.
@@ -191,6 +215,9 @@ class Allocations:
             [h.assignee.kind if h.assignee else None for h in handouts],
             [h.assignee.id if h.assignee else None for h in handouts],
             now,
+            [h.source.value for h in handouts],
+            [h.receipt_id for h in handouts],
+            [h.request_id for h in handouts],
         )
         return {r["unit_id"]: to_unit(r) for r in rows}
 

@@ -17,6 +17,13 @@ from libs.common.key_locks import lock_keys
 log = logging.getLogger(__name__)
 
 NOW = "SELECT coalesce($1::timestamptz, now())"
+# A live snapshot waits for the writers of its (company, currency) pools and keeps new
+# ones out while it takes its instant and its view (session-level: around its
+# transaction's start, not inside it).
+_KEY = "hashtextextended('pool/' || $1::text || '/' || $2::text, 0)"
+HOLD_SHARED = f"SELECT pg_advisory_lock_shared({_KEY})"
+RELEASE_SHARED = f"SELECT pg_advisory_unlock_shared({_KEY})"
+INSTANT = "SELECT coalesce($1::timestamptz, clock_timestamp())"
 
 
 class Locks:
@@ -40,6 +47,30 @@ class Locks:
     async def now(self) -> datetime:
         """The instant for a reader."""
         value: datetime = await self._conn.fetchval(NOW, self._clock.sql_now())
+        return value
+
+
+class SnapshotLocks:
+    """What lets a live snapshot be one instant of unit history: while it holds the
+    shared side of the writers' locks, no writer of those pools is in flight, so every
+    change stamped before its instant is in its view and every later one is not."""
+
+    def __init__(self, conn: asyncpg.Connection, clock: Clock) -> None:
+        self._conn = conn
+        self._clock = clock
+
+    async def hold(self, company_id: uuid.UUID, currencies: list[str]) -> None:
+        """Waits for the writers in flight; in the writers' order (no deadlock)."""
+        for currency in sorted(currencies):
+            await self._conn.execute(HOLD_SHARED, str(company_id), currency)
+
+    async def release(self, company_id: uuid.UUID, currencies: list[str]) -> None:
+        for currency in sorted(currencies):
+            await self._conn.execute(RELEASE_SHARED, str(company_id), currency)
+
+    async def instant(self) -> datetime:
+        """The instant now (not the transaction's start: the snapshot's view is newer)."""
+        value: datetime = await self._conn.fetchval(INSTANT, self._clock.sql_now())
         return value
 
 

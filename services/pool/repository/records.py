@@ -9,7 +9,9 @@ from datetime import datetime
 
 import asyncpg
 
+from services.pool.domain.history import Cause, EventKind
 from services.pool.domain.model import Assignee, Hold, HoldState, Receipt, Unit
+from services.pool.repository.history import recorded
 from services.pool.repository.rows import (
     HOLD_COLUMNS,
     RECEIPT_COLUMNS,
@@ -33,13 +35,17 @@ WITH resolved AS (
 )
 SELECT {HOLD_COLUMNS} FROM resolved h
 """
-# Puts held units back exactly as they were (pool units keep claimable_at).
-RESTORE_HELD = """
+# Puts held units back exactly as they were (pool units keep claimable_at); their events
+# ($4: RELEASED or EXPIRED) name the hold they left.
+RESTORE_HELD = f"""
 WITH back AS (
-    UPDATE pool.units SET state = held_from, held_from = NULL, hold_id = NULL, updated_at = $2
-    WHERE hold_id = ANY($1::uuid[])
-    RETURNING unit_id, company_id, currency, license_type, office_id, state, returned_at,
-        claimable_at
+    UPDATE pool.units u SET state = held_from, held_from = NULL, hold_id = NULL,
+        updated_at = $3
+    FROM unnest($2::uuid[]) AS h(hold_id)
+    WHERE u.company_id = $1 AND u.hold_id = h.hold_id
+    RETURNING {UPDATED_UNIT_COLUMNS}, h.hold_id AS left_hold
+), history AS (
+    {recorded("back", "$3", "$4::text", hold_id="left_hold", request_id="$5::text")}
 )
 INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled,
     returned_at, claimable_at)
@@ -53,28 +59,49 @@ SELECT hold_id, company_id, currency FROM pool.holds
 WHERE state = 'PENDING' AND expires_at <= $1
 ORDER BY expires_at LIMIT $2
 """
+
+
+def _committed(receipt: str, request: str) -> str:
+    """The events of a commit ($1 the hold, $3 the instant): they name the hold and its
+    receipt."""
+    return recorded(
+        "moved",
+        "$3",
+        EventKind.COMMITTED,
+        hold_id="$1::uuid",
+        receipt_id=f"{receipt}::uuid",
+        request_id=f"{request}::text",
+    )
+
+
 COMMIT_ASSIGNED = f"""
 WITH held AS (
     SELECT unit_id, row_number() OVER (ORDER BY unit_id) AS n
-    FROM pool.units WHERE hold_id = $1
+    FROM pool.units WHERE company_id = $8 AND hold_id = $1
+), moved AS (
+    UPDATE pool.units u SET state = 'ASSIGNED', hold_id = NULL, held_from = NULL,
+        office_id = $2, assignee_kind = a.kind, assignee_id = a.id, returned_at = NULL,
+        claimable_at = NULL, updated_at = $3
+    FROM held LEFT JOIN unnest($4::text[], $5::text[]) WITH ORDINALITY AS a(kind, id, n)
+        ON a.n = held.n
+    WHERE u.company_id = $8 AND u.unit_id = held.unit_id
+    RETURNING {UPDATED_UNIT_COLUMNS}
+), history AS (
+    {_committed("$6", "$7")}
 )
-UPDATE pool.units u SET state = 'ASSIGNED', hold_id = NULL, held_from = NULL, office_id = $2,
-    assignee_kind = a.kind, assignee_id = a.id, returned_at = NULL, claimable_at = NULL,
-    updated_at = $3
-FROM held LEFT JOIN unnest($4::text[], $5::text[]) WITH ORDINALITY AS a(kind, id, n)
-    ON a.n = held.n
-WHERE u.unit_id = held.unit_id
-RETURNING {UPDATED_UNIT_COLUMNS}
+SELECT * FROM moved
 """
 COMMIT_SPARE = f"""
 WITH moved AS (
     UPDATE pool.units SET state = 'SPARE', hold_id = NULL, held_from = NULL, office_id = $2,
         returned_at = NULL, claimable_at = NULL, updated_at = $3
-    WHERE hold_id = $1
+    WHERE company_id = $6 AND hold_id = $1
     RETURNING {UNIT_COLUMNS}
 ), free AS (
     INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled)
     SELECT unit_id, company_id, currency, license_type, office_id, false FROM moved
+), history AS (
+    {_committed("$4", "$5")}
 )
 SELECT * FROM moved
 """
@@ -106,12 +133,23 @@ class Holds:
         rows = await self._conn.fetch(RESOLVE, company_id, list(hold_ids), state.value, now)
         return [to_hold(r) for r in rows]
 
-    async def restore_units(self, hold_ids: Sequence[uuid.UUID], now: datetime) -> None:
-        """The units of the holds go back to the state they were held from."""
-        await self._conn.execute(RESTORE_HELD, list(hold_ids), now)
+    async def restore_units(
+        self,
+        company_id: uuid.UUID,
+        hold_ids: Sequence[uuid.UUID],
+        resolution: HoldState,
+        now: datetime,
+        cause: Cause,
+    ) -> None:
+        """The units of the holds go back to the state they were held from; their events
+        say the holds were `resolution` (RELEASED or EXPIRED)."""
+        kind = EventKind.EXPIRED if resolution is HoldState.EXPIRED else EventKind.RELEASED
+        await self._conn.execute(
+            RESTORE_HELD, company_id, list(hold_ids), now, kind.value, cause.request_id
+        )
 
     async def commit_assigned(
-        self, hold: Hold, assignees: Sequence[Assignee], now: datetime
+        self, hold: Hold, assignees: Sequence[Assignee], now: datetime, cause: Cause
     ) -> list[Unit]:
         """The hold's units become ASSIGNED in its office, paired with the assignees in
         unit-id order."""
@@ -122,12 +160,23 @@ class Holds:
             now,
             [a.kind for a in assignees],
             [a.id for a in assignees],
+            hold.receipt_id,
+            cause.request_id,
+            hold.company_id,
         )
         return to_units_by_id(rows)
 
-    async def commit_spare(self, hold: Hold, now: datetime) -> list[Unit]:
+    async def commit_spare(self, hold: Hold, now: datetime, cause: Cause) -> list[Unit]:
         """The hold's units become SPARE of its office."""
-        rows = await self._conn.fetch(COMMIT_SPARE, hold.hold_id, hold.office_id, now)
+        rows = await self._conn.fetch(
+            COMMIT_SPARE,
+            hold.hold_id,
+            hold.office_id,
+            now,
+            hold.receipt_id,
+            cause.request_id,
+            hold.company_id,
+        )
         return to_units_by_id(rows)
 
     async def due(self, now: datetime, limit: int) -> list[tuple[uuid.UUID, uuid.UUID, str]]:

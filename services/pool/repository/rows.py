@@ -21,6 +21,7 @@ from services.pool.domain.model import (
     Source,
     SourceTake,
     Unit,
+    UnitCount,
     UnitState,
 )
 
@@ -43,6 +44,18 @@ def to_unit(row: asyncpg.Record) -> Unit:
         state=UnitState(row["state"]),
         assignee=Assignee(kind, row["assignee_id"] or "") if kind else None,
         held_from=UnitState(row["held_from"]) if row["held_from"] else None,
+    )
+
+
+def to_unit_count(row: asyncpg.Record) -> UnitCount:
+    """A row of counts by office, currency, type, state and held-from state (`n`)."""
+    return UnitCount(
+        row["office_id"],
+        row["currency"],
+        row["license_type"],
+        UnitState(row["state"]),
+        UnitState(row["held_from"]) if row["held_from"] else None,
+        row["n"],
     )
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 import asyncpg
 
 from services.pool.domain.allocation import ALLOCATION_RULES
+from services.pool.domain.history import Cause, EventKind
 from services.pool.domain.model import (
     Assignee,
     Availability,
@@ -24,10 +25,12 @@ from services.pool.domain.model import (
     UnitState,
 )
 from services.pool.repository import free_list
+from services.pool.repository.history import recorded
 from services.pool.repository.rows import (
     UNIT_COLUMNS,
     UPDATED_UNIT_COLUMNS,
     to_unit,
+    to_unit_count,
     to_units_by_id,
 )
 
@@ -40,6 +43,8 @@ WITH new AS (
 ), free AS (
     INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled)
     SELECT unit_id, company_id, currency, license_type, office_id, false FROM new
+), history AS (
+    {recorded("new", "$5", EventKind.CREATED, request_id="$7::text", origin="$8::text")}
 )
 SELECT * FROM new ORDER BY unit_id
 """
@@ -58,19 +63,26 @@ ORDER BY created_at, unit_id LIMIT $8
 HAS_LIVE = """
 SELECT EXISTS (SELECT 1 FROM pool.units WHERE office_id = $1 AND state <> 'TERMINATED')
 """
-REASSIGN = """
-UPDATE pool.units u SET assignee_kind = a.kind, assignee_id = a.ident, updated_at = $5
-FROM unnest($2::uuid[], $3::text[], $4::text[]) AS a(unit_id, kind, ident)
-WHERE u.company_id = $1 AND u.unit_id = a.unit_id AND u.state = 'ASSIGNED'
-RETURNING u.unit_id
+REASSIGN = f"""
+WITH moved AS (
+    UPDATE pool.units u SET assignee_kind = a.kind, assignee_id = a.ident, updated_at = $5
+    FROM unnest($2::uuid[], $3::text[], $4::text[]) AS a(unit_id, kind, ident)
+    WHERE u.company_id = $1 AND u.unit_id = a.unit_id AND u.state = 'ASSIGNED'
+    RETURNING {UPDATED_UNIT_COLUMNS}
+), history AS (
+    {recorded("moved", "$5", EventKind.REASSIGNED, request_id="$6::text")}
+)
+SELECT unit_id FROM moved
 """
 # Unassigned (or spare) units go to the pool with a grace period.
-RETURN_TO_POOL = """
+RETURN_TO_POOL = f"""
 WITH moved AS (
     UPDATE pool.units SET state = 'POOLED', assignee_kind = NULL, assignee_id = NULL,
         returned_at = $3, claimable_at = $4, updated_at = $3
     WHERE company_id = $1 AND unit_id = ANY($2::uuid[]) AND state IN ('ASSIGNED', 'SPARE')
-    RETURNING unit_id, company_id, currency, license_type, office_id
+    RETURNING {UNIT_COLUMNS}
+), history AS (
+    {recorded("moved", "$3", EventKind.RETURNED, request_id="$5::text")}
 )
 INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled,
     returned_at, claimable_at)
@@ -79,12 +91,14 @@ ON CONFLICT (unit_id) DO UPDATE
     SET pooled = true, returned_at = EXCLUDED.returned_at, claimable_at = EXCLUDED.claimable_at
 RETURNING unit_id
 """
-RETURN_TO_SPARE = """
+RETURN_TO_SPARE = f"""
 WITH moved AS (
     UPDATE pool.units SET state = 'SPARE', assignee_kind = NULL, assignee_id = NULL,
         updated_at = $3
     WHERE company_id = $1 AND unit_id = ANY($2::uuid[]) AND state = 'ASSIGNED'
-    RETURNING unit_id, company_id, currency, license_type, office_id
+    RETURNING {UNIT_COLUMNS}
+), history AS (
+    {recorded("moved", "$3", EventKind.RETURNED, request_id="$4::text")}
 )
 INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled)
 SELECT unit_id, company_id, currency, license_type, office_id, false FROM moved
@@ -102,10 +116,14 @@ WITH picked AS (
     DELETE FROM pool.free_units f USING picked, enough
     WHERE enough.ok AND f.unit_id = picked.unit_id
     RETURNING f.unit_id
+), marked AS (
+    UPDATE pool.units u SET state = 'REMOVAL_SCHEDULED', updated_at = $5
+    FROM gone WHERE u.company_id = $1 AND u.unit_id = gone.unit_id AND u.state = 'SPARE'
+    RETURNING {UPDATED_UNIT_COLUMNS}
+), history AS (
+    {recorded("marked", "$5", EventKind.REMOVAL_SCHEDULED, request_id="$6::text")}
 )
-UPDATE pool.units u SET state = 'REMOVAL_SCHEDULED', updated_at = $5
-FROM gone WHERE u.unit_id = gone.unit_id AND u.state = 'SPARE'
-RETURNING {UPDATED_UNIT_COLUMNS}
+SELECT * FROM marked
 """
 RESTORE_FROM_REMOVAL = f"""
 WITH picked AS (
@@ -115,23 +133,29 @@ WITH picked AS (
     ORDER BY unit_id LIMIT $4 FOR UPDATE
 ), moved AS (
     UPDATE pool.units u SET state = 'SPARE', updated_at = $5
-    FROM picked WHERE u.unit_id = picked.unit_id
+    FROM picked WHERE u.company_id = $1 AND u.unit_id = picked.unit_id
     RETURNING {UPDATED_UNIT_COLUMNS}
 ), free AS (
     INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled)
     SELECT unit_id, company_id, currency, license_type, office_id, false FROM moved
+), history AS (
+    {recorded("moved", "$5", EventKind.RESTORED, request_id="$6::text")}
 )
 SELECT * FROM moved
 """
 TERMINATE = f"""
 WITH gone AS (
     DELETE FROM pool.free_units WHERE company_id = $1 AND unit_id = ANY($2::uuid[])
+), ended AS (
+    UPDATE pool.units SET state = 'TERMINATED', returned_at = NULL, claimable_at = NULL,
+        updated_at = $3
+    WHERE company_id = $1 AND unit_id = ANY($2::uuid[])
+      AND state IN ('SPARE', 'POOLED', 'REMOVAL_SCHEDULED')
+    RETURNING {UNIT_COLUMNS}
+), history AS (
+    {recorded("ended", "$3", EventKind.TERMINATED, request_id="$4::text")}
 )
-UPDATE pool.units SET state = 'TERMINATED', returned_at = NULL, claimable_at = NULL,
-    updated_at = $3
-WHERE company_id = $1 AND unit_id = ANY($2::uuid[])
-  AND state IN ('SPARE', 'POOLED', 'REMOVAL_SCHEDULED')
-RETURNING {UNIT_COLUMNS}
+SELECT * FROM ended
 """
 SPARE_OF_CURRENCY = f"""
 SELECT {UNIT_COLUMNS} FROM pool.units
@@ -149,10 +173,18 @@ WITH moved AS (
     UPDATE pool.units SET held_from = 'POOLED', returned_at = $4, claimable_at = $4
     WHERE company_id = $1 AND currency = $2 AND state = 'HELD' AND held_from = 'SPARE'
       AND license_type = ANY($3::text[])
+    RETURNING {UNIT_COLUMNS}
+), pooled AS (
+    UPDATE pool.units u SET state = 'POOLED', returned_at = $4, claimable_at = $4,
+        updated_at = $4
+    FROM moved WHERE u.company_id = $1 AND u.unit_id = moved.unit_id
+    RETURNING {UPDATED_UNIT_COLUMNS}
+), history AS (
+    {recorded("pooled", "$4", EventKind.POOLED, request_id="$5::text")}
+), held_history AS (
+    {recorded("held", "$4", EventKind.POOLED, request_id="$5::text")}
 )
-UPDATE pool.units u SET state = 'POOLED', returned_at = $4, claimable_at = $4, updated_at = $4
-FROM moved WHERE u.unit_id = moved.unit_id
-RETURNING {UPDATED_UNIT_COLUMNS}
+SELECT * FROM pooled
 """
 COUNTS = """
 SELECT office_id, currency, license_type, state, held_from, count(*) AS n
@@ -179,12 +211,20 @@ class Units:
         self._conn = conn
 
     async def add(
-        self, office: Office, license_type: str, quantity: int, now: datetime
+        self, office: Office, license_type: str, quantity: int, now: datetime, cause: Cause
     ) -> list[Unit]:
         """New SPARE units of the office."""
         ids = [uuid.uuid4() for _ in range(quantity)]
         rows = await self._conn.fetch(
-            ADD, office.company_id, office.office_id, office.currency, license_type, now, ids
+            ADD,
+            office.company_id,
+            office.office_id,
+            office.currency,
+            license_type,
+            now,
+            ids,
+            cause.request_id,
+            cause.origin,
         )
         return [to_unit(r) for r in rows]
 
@@ -225,6 +265,7 @@ class Units:
         company_id: uuid.UUID,
         reassignments: Sequence[tuple[uuid.UUID, Assignee]],
         now: datetime,
+        cause: Cause,
     ) -> int:
         """ASSIGNED units get their new assignees; returns how many."""
         rows = await self._conn.fetch(
@@ -234,6 +275,7 @@ class Units:
             [a.kind for _, a in reassignments],
             [a.id for _, a in reassignments],
             now,
+            cause.request_id,
         )
         return len(rows)
 
@@ -243,40 +285,64 @@ class Units:
         unit_ids: Sequence[uuid.UUID],
         now: datetime,
         claimable_at: datetime,
+        cause: Cause,
     ) -> int:
         """ASSIGNED or SPARE units become POOLED, claimable from `claimable_at`."""
-        rows = await self._conn.fetch(RETURN_TO_POOL, company_id, list(unit_ids), now, claimable_at)
+        rows = await self._conn.fetch(
+            RETURN_TO_POOL, company_id, list(unit_ids), now, claimable_at, cause.request_id
+        )
         return len(rows)
 
     async def return_to_spare(
-        self, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID], now: datetime
+        self, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID], now: datetime, cause: Cause
     ) -> int:
         """ASSIGNED units become SPARE of their office."""
-        return len(await self._conn.fetch(RETURN_TO_SPARE, company_id, list(unit_ids), now))
+        rows = await self._conn.fetch(
+            RETURN_TO_SPARE, company_id, list(unit_ids), now, cause.request_id
+        )
+        return len(rows)
 
     async def mark_for_removal(
-        self, office: Office, license_type: str, quantity: int, now: datetime
+        self, office: Office, license_type: str, quantity: int, now: datetime, cause: Cause
     ) -> list[Unit]:
         """Takes exactly `quantity` of the office's spare units, or none."""
-        rows = await self._conn.fetch(
-            MARK_FOR_REMOVAL, office.company_id, office.office_id, license_type, quantity, now
-        )
-        return to_units_by_id(rows)
+        return await self._of_office(MARK_FOR_REMOVAL, office, license_type, quantity, now, cause)
 
     async def restore_from_removal(
-        self, office: Office, license_type: str, quantity: int, now: datetime
+        self, office: Office, license_type: str, quantity: int, now: datetime, cause: Cause
     ) -> list[Unit]:
         """Makes up to `quantity` scheduled units spare again."""
+        return await self._of_office(
+            RESTORE_FROM_REMOVAL, office, license_type, quantity, now, cause
+        )
+
+    async def _of_office(
+        self,
+        statement: str,
+        office: Office,
+        license_type: str,
+        quantity: int,
+        now: datetime,
+        cause: Cause,
+    ) -> list[Unit]:
+        """A change of `quantity` units of one office and type, by unit id."""
         rows = await self._conn.fetch(
-            RESTORE_FROM_REMOVAL, office.company_id, office.office_id, license_type, quantity, now
+            statement,
+            office.company_id,
+            office.office_id,
+            license_type,
+            quantity,
+            now,
+            cause.request_id,
         )
         return to_units_by_id(rows)
 
     async def terminate(
-        self, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID], now: datetime
+        self, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID], now: datetime, cause: Cause
     ) -> list[Unit]:
         """SPARE, POOLED or REMOVAL_SCHEDULED units become TERMINATED."""
-        return to_units_by_id(await self._conn.fetch(TERMINATE, company_id, list(unit_ids), now))
+        rows = await self._conn.fetch(TERMINATE, company_id, list(unit_ids), now, cause.request_id)
+        return to_units_by_id(rows)
 
     async def spare_of_currency(
         self, company_id: uuid.UUID, currency: str, license_types: Sequence[str]
@@ -290,27 +356,18 @@ class Units:
         currency: str,
         license_types: Sequence[str],
         claimable_at: datetime,
+        cause: Cause,
     ) -> list[Unit]:
         """SPARE units of the types become POOLED (and units held from SPARE will go back
         to the pool), claimable from `claimable_at`; returns the moved ones."""
         rows = await self._conn.fetch(
-            INTO_POOL, company_id, currency, list(license_types), claimable_at
+            INTO_POOL, company_id, currency, list(license_types), claimable_at, cause.request_id
         )
         return _by_creation(rows)
 
     async def counts(self, company_id: uuid.UUID, currency: str | None) -> list[UnitCount]:
         """Live units by office, type, state and held-from state."""
-        return [
-            UnitCount(
-                r["office_id"],
-                r["currency"],
-                r["license_type"],
-                UnitState(r["state"]),
-                UnitState(r["held_from"]) if r["held_from"] else None,
-                r["n"],
-            )
-            for r in await self._conn.fetch(COUNTS, company_id, currency)
-        ]
+        return [to_unit_count(r) for r in await self._conn.fetch(COUNTS, company_id, currency)]
 
     async def availability(
         self, office: Office, license_types: Sequence[str], now: datetime

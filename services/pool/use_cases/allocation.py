@@ -241,11 +241,21 @@ class _HandingOut:
             needs = [allocation.Need(c.quantity, c.allow_partial) for c in commands]
             shares = allocation.distribute(free, needs)
             ids = [(uuid.uuid4(), uuid.uuid4() if c.reserving else None) for c in commands]
-            for c, (units, _), (_, hold_id) in zip(commands, shares, ids, strict=True):
-                for n, (unit_id, _) in enumerate(units):
+            for c, (units, _), (receipt_id, hold_id) in zip(commands, shares, ids, strict=True):
+                for n, (unit_id, source) in enumerate(units):
                     taken_ids.add(unit_id)
                     assignee = c.assignees[n] if c.assignees else None
-                    handouts.append(Handout(unit_id, office.office_id, hold_id, assignee))
+                    handouts.append(
+                        Handout(
+                            unit_id,
+                            office.office_id,
+                            hold_id,
+                            assignee,
+                            source,
+                            receipt_id,
+                            c.request.request_id,
+                        )
+                    )
             shares_of.append(shares)
             ids_of.append(ids)
         taken = await self._tx.allocations.hand_out(handouts, self._now)

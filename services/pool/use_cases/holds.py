@@ -14,6 +14,7 @@ from datetime import datetime
 
 from libs.common import metrics
 from services.pool.domain import errors, holds
+from services.pool.domain.history import NO_CAUSE, Cause
 from services.pool.domain.model import Assignee, Hold, HoldState, Unit
 from services.pool.unit_of_work import PoolUnitOfWork, Tx
 
@@ -23,12 +24,14 @@ class Commit:
     company_id: uuid.UUID
     hold_id: uuid.UUID
     assignees: tuple[Assignee, ...]  # none, or one per held unit
+    cause: Cause = NO_CAUSE
 
 
 @dataclass(frozen=True, slots=True)
 class Release:
     company_id: uuid.UUID
     hold_id: uuid.UUID
+    cause: Cause = NO_CAUSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +74,9 @@ async def commit(command: Commit, tx: Tx) -> Committed:
     holds.check_commit(hold, now, len(command.assignees))
     committed = await _resolve(tx, hold, HoldState.COMMITTED, now)
     if command.assignees:
-        moved = await tx.holds.commit_assigned(committed, command.assignees, now)
+        moved = await tx.holds.commit_assigned(committed, command.assignees, now, command.cause)
     else:
-        moved = await tx.holds.commit_spare(committed, now)
+        moved = await tx.holds.commit_spare(committed, now, command.cause)
     return Committed(committed, tuple(moved))
 
 
@@ -85,7 +88,7 @@ async def release(command: Release, tx: Tx) -> Hold:
     if resolution is None:
         return hold
     resolved = await _resolve(tx, hold, resolution, now)
-    await tx.holds.restore_units([hold.hold_id], now)
+    await tx.holds.restore_units(hold.company_id, [hold.hold_id], resolution, now, command.cause)
     return resolved
 
 
@@ -108,7 +111,9 @@ class HoldExpiry:
             if not due:
                 return 0
             expired = await tx.holds.resolve(company_id, due, HoldState.EXPIRED, now)
-            await tx.holds.restore_units([h.hold_id for h in expired], now)
+            await tx.holds.restore_units(
+                company_id, [h.hold_id for h in expired], HoldState.EXPIRED, now, NO_CAUSE
+            )
         metrics.holds_expired.add(len(expired))  # committed
         return len(expired)
 

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from libs.common.license_catalog import catalog
 from services.pool.domain import allocation, pools
+from services.pool.domain.history import NO_CAUSE, Cause
 from services.pool.domain.model import Availability, PlanKind, Pool, PoolContent, Unit, UnitState
 from services.pool.unit_of_work import PoolUnitOfWork, Tx
 from services.pool.use_cases.offices import office_of
@@ -19,6 +20,7 @@ from services.pool.use_cases.offices import office_of
 class EnablePool:
     company_id: uuid.UUID
     currency: str
+    cause: Cause = NO_CAUSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,7 @@ async def enable_pool(command: EnablePool, tx: Tx) -> Enabled:
         command.currency,
         pools.poolable_types(catalog()),
         allocation.claimable_at_on_enable(now),
+        command.cause,
     )
     return Enabled(pool, tuple(moved), office_ids)
 

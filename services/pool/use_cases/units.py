@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from libs.common.currency import SUPPORTED_CURRENCIES
 from libs.common.license_catalog import catalog
 from services.pool.domain import allocation, errors, pools, units
+from services.pool.domain.history import NO_CAUSE, Cause
 from services.pool.domain.model import Assignee, Unit, UnitState
 from services.pool.domain.units import Snapshot
 from services.pool.unit_of_work import PoolUnitOfWork, Tx
@@ -30,12 +32,14 @@ class OfficeUnits:
     office_id: uuid.UUID
     license_type: str
     quantity: int
+    cause: Cause = NO_CAUSE  # what the units' history says made the change
 
 
 @dataclass(frozen=True, slots=True)
 class ReassignUnits:
     company_id: uuid.UUID
     reassignments: tuple[tuple[uuid.UUID, Assignee], ...]
+    cause: Cause = NO_CAUSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +47,14 @@ class ReturnUnits:
     company_id: uuid.UUID
     unit_ids: tuple[uuid.UUID, ...]
     grace: timedelta  # how long returns to the pool stay their office's alone
+    cause: Cause = NO_CAUSE
 
 
 @dataclass(frozen=True, slots=True)
 class TerminateUnits:
     company_id: uuid.UUID
     unit_ids: tuple[uuid.UUID, ...]
+    cause: Cause = NO_CAUSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +72,7 @@ async def add_units(command: OfficeUnits, tx: Tx) -> list[Unit]:
     """Purchased units arrive SPARE in the office."""
     office = await office_of(tx, command.company_id, command.office_id)
     now = await tx.locks.take(command.company_id, office.currency)
-    return await tx.units.add(office, command.license_type, command.quantity, now)
+    return await tx.units.add(office, command.license_type, command.quantity, now, command.cause)
 
 
 async def mark_for_removal(command: OfficeUnits, tx: Tx) -> list[Unit]:
@@ -74,7 +80,9 @@ async def mark_for_removal(command: OfficeUnits, tx: Tx) -> list[Unit]:
     when the period closes), or none: NOT_ENOUGH_SPARE."""
     office = await office_of(tx, command.company_id, command.office_id)
     now = await tx.locks.take(command.company_id, office.currency)
-    marked = await tx.units.mark_for_removal(office, command.license_type, command.quantity, now)
+    marked = await tx.units.mark_for_removal(
+        office, command.license_type, command.quantity, now, command.cause
+    )
     if len(marked) != command.quantity:
         raise errors.not_enough_spare(office.office_id, command.license_type, command.quantity)
     return marked
@@ -84,7 +92,9 @@ async def restore_from_removal(command: OfficeUnits, tx: Tx) -> list[Unit]:
     """Up to `quantity` units scheduled for removal become SPARE again."""
     office = await office_of(tx, command.company_id, command.office_id)
     now = await tx.locks.take(command.company_id, office.currency)
-    return await tx.units.restore_from_removal(office, command.license_type, command.quantity, now)
+    return await tx.units.restore_from_removal(
+        office, command.license_type, command.quantity, now, command.cause
+    )
 
 
 async def refresh_statistics(uow: PoolUnitOfWork, changed: int | None = None) -> None:
@@ -112,7 +122,8 @@ async def reassign_units(command: ReassignUnits, tx: Tx) -> list[Unit]:
     found = await _found(tx, command.company_id, unit_ids)
     units.check_reassignable(found)
     now = await _lock_currencies(tx, command.company_id, found)
-    if await tx.units.reassign(command.company_id, command.reassignments, now) != len(found):
+    changed = await tx.units.reassign(command.company_id, command.reassignments, now, command.cause)
+    if changed != len(found):
         raise errors.concurrent_change()
     return await tx.units.by_id(command.company_id, unit_ids)
 
@@ -129,8 +140,8 @@ async def return_units(command: ReturnUnits, tx: Tx) -> list[Unit]:
         returns = units.returns(mine, pool.enabled, poolable)
         claimable_at = allocation.claimable_at_on_return(now, command.grace)
         moved = await tx.units.return_to_pool(
-            command.company_id, returns.to_pool, now, claimable_at
-        ) + await tx.units.return_to_spare(command.company_id, returns.to_spare, now)
+            command.company_id, returns.to_pool, now, claimable_at, command.cause
+        ) + await tx.units.return_to_spare(command.company_id, returns.to_spare, now, command.cause)
         if moved != returns.moving:
             raise errors.concurrent_change()
     return await tx.units.by_id(command.company_id, command.unit_ids)
@@ -142,7 +153,8 @@ async def terminate_units(command: TerminateUnits, tx: Tx) -> list[Unit]:
     units.check_terminable(found)
     now = await _lock_currencies(tx, command.company_id, found)
     live = units.to_terminate(found)
-    if len(await tx.units.terminate(command.company_id, live, now)) != len(live):
+    ended = await tx.units.terminate(command.company_id, live, now, command.cause)
+    if len(ended) != len(live):
         raise errors.concurrent_change()
     return await tx.units.by_id(command.company_id, command.unit_ids)
 
@@ -171,8 +183,9 @@ async def list_units(uow: PoolUnitOfWork, query: ListUnits) -> list[Unit]:
 
 async def snapshot(uow: PoolUnitOfWork, company_id: uuid.UUID, currency: str | None) -> Snapshot:
     """Every live unit of the company on the line of whoever pays for it, as of one
-    instant (docs/product.md, "License units and their states")."""
-    async with uow.snapshot() as tx:
-        taken_at = await tx.locks.now()
+    instant (docs/product.md, "License units and their states"), the instant its unit
+    history gives the same counts for (`history.snapshot_as_of`)."""
+    currencies = [currency] if currency else sorted(SUPPORTED_CURRENCIES)
+    async with uow.settled(company_id, currencies) as (tx, taken_at):
         counts = await tx.units.counts(company_id, currency)
     return units.snapshot(taken_at, counts)

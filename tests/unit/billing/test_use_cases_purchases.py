@@ -61,6 +61,13 @@ async def test_nothing_to_restore_or_to_take_is_one_call_for_the_new_units(shop:
     assert shop.pool.calls == ["pool_enabled", "availability", "add_units"]
 
 
+async def test_new_units_name_their_purchase_for_their_history(shop: Shop) -> None:
+    done = await shop.buy("a", 2)
+    assert [shop.pool.origins[str(u)] for u in done.unit_ids] == [
+        f"purchase {done.purchase_id}"
+    ] * 2
+
+
 async def test_without_a_pool_the_returns_of_other_offices_are_not_taken(shop: Shop) -> None:
     shop.pooled(2)  # the currency's pool is not enabled
     done = await shop.buy("a", 2)
