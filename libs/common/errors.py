@@ -27,6 +27,7 @@ class ErrorKind(enum.Enum):
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     PERMISSION_DENIED = "PERMISSION_DENIED"
     UNAUTHENTICATED = "UNAUTHENTICATED"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
 
 
 class DomainError(Exception):
@@ -103,6 +104,13 @@ class Unauthenticated(DomainError):
     kind = ErrorKind.UNAUTHENTICATED
 
 
+class OutOfRange(DomainError):
+    """A position the caller named is past the range the service keeps (an expired
+    event cursor): it must start again from what is there."""
+
+    kind = ErrorKind.OUT_OF_RANGE
+
+
 _CLASSES: dict[ErrorKind, type[DomainError]] = {
     cls.kind: cls
     for cls in (
@@ -115,6 +123,7 @@ _CLASSES: dict[ErrorKind, type[DomainError]] = {
         DeadlineExceeded,
         PermissionDenied,
         Unauthenticated,
+        OutOfRange,
     )
 }
 

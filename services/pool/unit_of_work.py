@@ -9,6 +9,7 @@ import asyncpg
 
 from libs.common.clock import Clock
 from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestLog
+from libs.common.outbox import Outbox, PostgresOutbox, flush_events
 from libs.common.unit_of_work import PostgresUnitOfWork, SnapshotUnitOfWork
 from services.pool.repository.allocation import Allocations
 from services.pool.repository.locks import Housekeeping, Locks
@@ -33,6 +34,7 @@ class Tx:
     receipts: Receipts
     housekeeping: Housekeeping
     requests: RequestLog
+    events: Outbox
 
 
 # The pool's transactions; snapshots read as of one instant besides.
@@ -55,6 +57,7 @@ def unit_of_work(db: asyncpg.Pool, clock: Clock) -> PostgresPoolUnitOfWork:
             receipts=Receipts(conn),
             housekeeping=Housekeeping(conn, requests),
             requests=PostgresRequestLog(conn, requests),
+            events=PostgresOutbox(conn, SCHEMA),
         )
 
-    return PostgresPoolUnitOfWork(db, bind)
+    return PostgresPoolUnitOfWork(db, bind, flush_events)

@@ -33,7 +33,13 @@ from services.pool.domain.model import (
     UnitState,
 )
 from services.pool.repository.allocation import Handout
-from tests.fakes.unit_of_work import InMemoryRequestLog, InMemoryUnitOfWork, RequestTable
+from tests.fakes.unit_of_work import (
+    EventTable,
+    InMemoryOutbox,
+    InMemoryRequestLog,
+    InMemoryUnitOfWork,
+    RequestTable,
+)
 
 FREE = (UnitState.SPARE, UnitState.POOLED)
 
@@ -43,6 +49,7 @@ class PoolState:
     """The pool's tables."""
 
     requests: RequestTable = field(default_factory=RequestTable)
+    events: EventTable = field(default_factory=EventTable)
     offices: dict[uuid.UUID, Office] = field(default_factory=dict)
     pools: dict[tuple[uuid.UUID, str], datetime] = field(default_factory=dict)  # enabled_at
     units: dict[uuid.UUID, Unit] = field(default_factory=dict)
@@ -598,6 +605,7 @@ class FakeTx:
     receipts: FakeReceipts
     housekeeping: FakeHousekeeping
     requests: InMemoryRequestLog
+    events: InMemoryOutbox
 
 
 class InMemoryPoolUnitOfWork(InMemoryUnitOfWork[PoolState, FakeTx]):
@@ -617,6 +625,7 @@ class InMemoryPoolUnitOfWork(InMemoryUnitOfWork[PoolState, FakeTx]):
                 receipts=FakeReceipts(tables),
                 housekeeping=FakeHousekeeping(tables),
                 requests=InMemoryRequestLog(tables.requests),
+                events=InMemoryOutbox(tables.events),
             )
 
         super().__init__(state or PoolState(), bind)

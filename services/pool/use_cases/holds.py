@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from libs.common import metrics
-from services.pool.domain import errors, holds
+from services.pool.domain import errors, events, holds
 from services.pool.domain.model import Assignee, Hold, HoldState, Unit
 from services.pool.unit_of_work import PoolUnitOfWork, Tx
 
@@ -74,6 +74,7 @@ async def commit(command: Commit, tx: Tx) -> Committed:
         moved = await tx.holds.commit_assigned(committed, command.assignees, now)
     else:
         moved = await tx.holds.commit_spare(committed, now)
+    tx.events.publish(committed.company_id, events.HOLD_COMMITTED, events.hold(committed))
     return Committed(committed, tuple(moved))
 
 
@@ -86,6 +87,7 @@ async def release(command: Release, tx: Tx) -> Hold:
         return hold
     resolved = await _resolve(tx, hold, resolution, now)
     await tx.holds.restore_units([hold.hold_id], now)
+    tx.events.publish(resolved.company_id, events.hold_ended(resolved), events.hold(resolved))
     return resolved
 
 
@@ -109,6 +111,8 @@ class HoldExpiry:
                 return 0
             expired = await tx.holds.resolve(company_id, due, HoldState.EXPIRED, now)
             await tx.holds.restore_units([h.hold_id for h in expired], now)
+            for hold in expired:
+                tx.events.publish(company_id, events.HOLD_EXPIRED, events.hold(hold))
         metrics.holds_expired.add(len(expired))  # committed
         return len(expired)
 
