@@ -3,7 +3,9 @@ that resumes from a cursor. The pool, credits and billing serve it the same way.
 
 - A cursor names a place in one company's stream (after event N). Each event carries
   the cursor after it, and each message the cursor after everything it covers (events
-  filtered out by type included), so a consumer resumes exactly where it stopped.
+  filtered out by type included), so a consumer resumes exactly where it stopped. The
+  first message comes at once, with or without events: its cursor is where the stream
+  started.
 - Delivery is at least once: a consumer that resumes from an older cursor than the last
   event it processed gets those events again, with the same `event_id`.
 - Events of a company come in commit order, without gaps (see the outbox).
@@ -123,11 +125,14 @@ async def watch(
     uow: UnitOfWork[HasEvents], command: WatchEvents, poll_interval: float
 ) -> AsyncIterator[EventPage]:
     """The company's events from the command's start, page by page, until cancelled.
-    A page without events only moves the cursor (events filtered out by type)."""
+    The first page comes at once, events or not: its cursor is where the stream
+    started (with `from_latest`, the consumer's first place to resume from). Later
+    pages without events only move the cursor (events filtered out by type)."""
     after = command.after
     if after is None and command.from_latest:
         async with uow.reading() as tx:
             after = (await tx.events.read(command.company_id, 0, (), 0)).last_seq
+    first = True
     while True:
         async with uow.reading() as tx:
             page = await tx.events.read(
@@ -136,9 +141,9 @@ async def watch(
         if after is None:  # from the oldest event kept, as of this read
             after = page.purged_through
         _check_position(command.company_id, after, page)
-        if page.scanned_to > after:
+        if page.scanned_to > after or first:
             yield page
-            after = page.scanned_to
+            after, first = page.scanned_to, False
         if len(page.events) < EVENTS_PER_MESSAGE:
             await asyncio.sleep(poll_interval)
 
@@ -201,7 +206,7 @@ class EventStream:
         self._uow = uow
         self._poll_interval = settings.event_poll_interval_seconds
         self._retention = timedelta(hours=settings.event_retention_hours)
-        self.purge_interval = settings.event_purge_interval_seconds
+        self._purge_interval = settings.event_purge_interval_seconds
         self._types = types
         self._message = message
 
@@ -212,5 +217,16 @@ class EventStream:
             yield response(page, asked, self._message)
 
     async def purge(self) -> int:
-        """Drops the events past the retention (every replica, every purge interval)."""
+        """Drops the events past the retention."""
         return await purge(self._uow, self._retention)
+
+    async def keep_purging(self) -> None:
+        """Purges every purge interval until cancelled (a task of every replica); a
+        failure waits for the next turn."""
+        while True:
+            try:
+                await self.purge()
+            except Exception as error:
+                if not is_database_unreachable(error):  # the database watch logs outages
+                    log.warning("event purge failed; will retry", exc_info=True)
+            await asyncio.sleep(self._purge_interval)

@@ -113,6 +113,6 @@ async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
         asyncio.create_task(
             periodically(PURGE_EVERY_SECONDS, expiry.purge_request_ids, "request id purge")
         ),
-        asyncio.create_task(periodically(stream.purge_interval, stream.purge, "event purge")),
+        asyncio.create_task(stream.keep_purging()),
     )
     return PoolApp(server, db, allocator, expiry, stream, tasks)

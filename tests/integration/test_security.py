@@ -62,6 +62,7 @@ IDENTITIES = (
     "provisioning",
     "rating",
     "console",
+    "consumer-notifications",
     "stranger",
 )
 
@@ -288,6 +289,13 @@ def test_the_shipped_policy_says_what_the_platform_promises() -> None:
         f"{credits}/RecordUsage",
         f"{credits}/BatchRecordUsage",
     }
+    watches = {f"{service.full_name}/WatchEvents" for service, _ in SERVICES.values()} & {
+        f"{s.full_name}/{m.name}" for s, _ in SERVICES.values() for m in s.methods
+    }
+    assert len(watches) == 3  # the pool, credits and billing stream their events
+    consumer = [f"{s.full_name}/{m.name}" for s, _ in SERVICES.values() for m in s.methods]
+    assert {m for m in consumer if may("consumer-notifications", m)} == watches
+    assert not any(may(n, m) for n in ("rating", "stranger", "console") for m in watches)
     assert policy.decide(spiffe("console"), f"{pool}/ListUnits").token_required
     assert not policy.decide(spiffe("billing"), f"{pool}/ListUnits").token_required
 
