@@ -20,6 +20,8 @@ from libs.common.outbox import PostgresOutbox
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
 from services.pool.app import PoolApp
+from tests.support.events import refused
+from tests.support.events import watch as events_of
 from tests.support.pool import Company, new_company, reason_of, rid, running_pool
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -30,27 +32,7 @@ Stub = pool_pb2_grpc.PoolServiceStub
 async def watch(
     stub: Stub, company_id: str, cursor: str = "", types: Sequence[str] = (), until: int = 0
 ) -> tuple[list[pb.Event], str]:
-    """The events of the stream from `cursor` until at least `until` of them came (0:
-    the first message only), and the cursor of the last message."""
-    call = stub.WatchEvents(
-        pb.WatchEventsRequest(company_id=company_id, cursor=cursor, types=types), timeout=30
-    )
-    events: list[pb.Event] = []
-    last = cursor
-    async for message in call:
-        events.extend(message.events)
-        last = message.cursor
-        if len(events) >= until:
-            break
-    call.cancel()
-    return events, last
-
-
-async def refused(stub: Stub, request: pb.WatchEventsRequest) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as failed:
-        async for _ in stub.WatchEvents(request, timeout=30):
-            pass
-    return failed.value
+    return await events_of(stub, pb.WatchEventsRequest, company_id, cursor, types, until)
 
 
 async def story(company: Company) -> list[str]:
