@@ -354,6 +354,34 @@ async def test_a_caller_that_must_send_a_token_and_sends_none_is_unauthenticated
     assert (code, reason) == (grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED_CALLER")
 
 
+async def test_an_event_consumer_with_a_company_token_watches_that_company_only(
+    pool_address: str, two_companies: tuple[str, str]
+) -> None:
+    """The stream variant of the guard holds a streaming call to its token's companies
+    too, before anything is read."""
+    a, b = two_companies
+    token = test_tls.bearer(test_tls.token([a]))
+    async with test_tls.channel(pool_address, "consumer-notifications") as channel:
+        stub = pool_pb2_grpc.PoolServiceStub(channel)
+        call = stub.WatchEvents(ppb.WatchEventsRequest(company_id=a), timeout=10, metadata=token)
+        first = await anext(aiter(call))
+        call.cancel()
+        assert [e.type for e in first.events] == ["pool.units.added"]
+        assert {e.company_id for e in first.events} == {a}
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            async for _ in stub.WatchEvents(
+                ppb.WatchEventsRequest(company_id=b), timeout=10, metadata=token
+            ):
+                pass
+        assert (error.value.code(), reason_of(error.value)) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "COMPANY_NOT_IN_SCOPE",
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.ListUnits(ppb.ListUnitsRequest(company_id=a), timeout=10, metadata=token)
+        assert reason_of(error.value) == "CALLER_NOT_ALLOWED"
+
+
 def _segment(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 

@@ -74,7 +74,8 @@ async def test_a_stream_starts_at_the_oldest_event_or_after_the_newest() -> None
     [latest] = await pages(uow, WatchEvents(COMPANY, (), None, from_latest=True), 1)
 
     assert [e.event_type for e in everything.events] == ["a", "b"]
-    assert latest.events == () and latest.scanned_to == 2  # at once, with where it starts
+    assert latest.events == ()
+    assert latest.scanned_to == 2
 
 
 async def test_filtered_out_events_move_the_cursor_without_a_message_of_events() -> None:
@@ -82,7 +83,8 @@ async def test_filtered_out_events_move_the_cursor_without_a_message_of_events()
     await publish(uow, "a")
     stream = event_stream.watch(uow, WatchEvents(COMPANY, ("b",), 0), poll_interval=0.001)
     first = await anext(stream)
-    assert first.events == () and first.scanned_to == 1
+    assert first.events == ()
+    assert first.scanned_to == 1
     await publish(uow, "a", "b")
     second = await anext(stream)
     await stream.aclose()  # type: ignore[attr-defined]
@@ -112,9 +114,14 @@ async def test_a_cursor_before_the_purged_events_is_expired_and_names_the_oldest
 
 async def test_a_failed_transaction_publishes_nothing() -> None:
     uow = unit_of_work()
-    with pytest.raises(RuntimeError):
+
+    async def failing() -> None:
         async with uow.transaction() as tx:
             tx.events.publish(COMPANY, "a", {})
             raise RuntimeError("the effect failed")
+
+    with pytest.raises(RuntimeError):
+        await failing()
     [page] = await pages(uow, WatchEvents(COMPANY, (), None), 1)
-    assert page.events == () and page.last_seq == 0
+    assert page.events == ()
+    assert page.last_seq == 0

@@ -50,7 +50,8 @@ async def test_another_company_sees_none_of_them_and_may_not_use_their_cursor(
     other = CreditsCompany(stub)
     theirs, _ = await watch(stub, Request, other.company_id)
     mine, cursor = await watch(stub, Request, company.company_id, until=1)
-    assert theirs == [] and len(mine) == 1
+    assert theirs == []
+    assert len(mine) == 1
     error = await refused(stub, Request(company_id=other.company_id, cursor=cursor))
     assert (error.code(), reason_of(error)) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_CURSOR")
     error = await refused(stub, Request(company_id=company.company_id, types=["pool.units.added"]))

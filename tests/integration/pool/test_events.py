@@ -75,7 +75,8 @@ async def test_new_events_reach_an_open_stream_and_from_latest_skips_the_past(
     )
     stream = aiter(call)
     first = await anext(stream)  # at once, with the cursor where the stream starts
-    assert not first.events and first.cursor
+    assert not first.events
+    assert first.cursor
     await company.acquire("hq", "connect")
     later = await anext(stream)
     call.cancel()
@@ -97,7 +98,8 @@ async def test_a_type_filter_sends_only_those_and_its_cursor_moves_past_the_othe
     quiet, moved = await watch(
         stub, company.company_id, cursor=cursor, types=["pool.units.returned"]
     )
-    assert quiet == [] and moved != cursor
+    assert quiet == []
+    assert moved != cursor
     everything, _ = await watch(stub, company.company_id, cursor=cursor, until=2)
     assert [e.type for e in everything] == ["pool.units.acquired", "pool.units.added"]
 
@@ -172,7 +174,8 @@ async def test_a_cursor_older_than_the_retention_is_out_of_range(database_url: s
         )
         assert error.code() == grpc.StatusCode.OUT_OF_RANGE
         info = error_info(error)
-        assert info is not None and info.reason == "CURSOR_EXPIRED"
+        assert info is not None
+        assert info.reason == "CURSOR_EXPIRED"
         # The oldest cursor still served continues with what comes next.
         await company.add("hq", "connect", 1)
         after, _ = await watch(
@@ -210,7 +213,8 @@ async def test_sequence_order_is_commit_order_and_a_reader_never_passes_an_uncom
     assert not second_flushed.is_set()  # waits for the company's head
     async with app.db.acquire() as conn:
         before = await PostgresOutbox(conn, "pool").read(company_id, 0, (), 10)
-    assert before.events == () and before.last_seq == 0
+    assert before.events == ()
+    assert before.last_seq == 0
     first_committed, second_committed = await asyncio.gather(first, second)
 
     assert first_committed <= second_committed
