@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.harness.batching import CREDITS_USAGE, batching_since, database_now
 from bench.harness.context import BenchContext, Timing
 from bench.harness.correctness import IssuedIds, IssueLedger, check_issued
 from bench.harness.database import scratch_database
@@ -112,7 +113,9 @@ def run_s6(ctx: BenchContext, target: ServiceTarget, timing: Timing) -> Outcome:
     for name, companies, offices, (_, hot_target), (_, echo_target) in variants:
         workload = seed_companies(target.address, companies, offices)
         label = f"S6-{companies}"
+        since = database_now(target.database_url)
         result, variant_checks = usage_load(ctx, target, ledger, workload, label, timing)
+        batches = batching_since(target.database_url, CREDITS_USAGE, since)
         comparisons = (
             compare(result.rps, hot, "hotrow", at_least=hot_target),
             compare(result.rps, echo, "S1 echo", at_least=echo_target),
@@ -123,9 +126,10 @@ def run_s6(ctx: BenchContext, target: ServiceTarget, timing: Timing) -> Outcome:
                 result,
                 timing,
                 comparisons=comparisons,
-                notes=_notes(result),
+                notes=(*_notes(result), batches.note()),
                 companies=companies,
                 offices_per_company=offices,
+                batching=batches.details(),
             )
         )
         checks.extend(variant_checks)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from bench.baselines.echo import echo_load, echo_server
+from bench.harness.batching import POOL_RECEIPTS, batching_since, database_now
 from bench.harness.context import BenchContext, Timing
 from bench.harness.registry import scenario
 from bench.harness.results import (
@@ -58,7 +59,9 @@ def s2_timing(ctx: BenchContext) -> Timing:
 def run_s2(target: PoolTarget, setup: Setup, ctx: BenchContext, timing: Timing) -> Outcome:
     """S2: Acquire one unit, 64 callers, all on ONE (company, currency) pool."""
     workload = setup(target.address)
+    since = database_now(target.database_url)
     result, check = acquire_load(ctx, target, workload, "S2", timing)
+    batches = batching_since(target.database_url, POOL_RECEIPTS, since)
     comparisons = (
         compare(result.rps, ctx.throughput("S1"), "S1 echo", at_least=0.7),
         compare(result.rps, ctx.throughput("naive"), "naive", at_least=2.5),
@@ -68,8 +71,9 @@ def run_s2(target: PoolTarget, setup: Setup, ctx: BenchContext, timing: Timing) 
         result,
         timing,
         comparisons=comparisons,
-        notes=dry_notes(result),
+        notes=(*dry_notes(result), batches.note()),
         seeded_units=workload.units,
+        batching=batches.details(),
     )
     return finished("S2", "Acquire on one hot pool", [row], [check])
 
@@ -119,9 +123,11 @@ def run_s3(target: PoolTarget, setup: Setup, ctx: BenchContext, timing: Timing) 
     checks: list[CheckResult] = []
     variants = (("uniform", Distribution()), ("skewed", Distribution("zipf", S3_ZIPF_S)))
     for name, distribution in variants:
+        since = database_now(target.database_url)
         result, check = acquire_load(
             ctx, target, workload, f"S3-{name}", timing, distribution=distribution
         )
+        batches = batching_since(target.database_url, POOL_RECEIPTS, since)
         comparisons = (
             compare(result.rps, s2_rps, "S2", at_least=1.0),
             at_most(
@@ -137,7 +143,8 @@ def run_s3(target: PoolTarget, setup: Setup, ctx: BenchContext, timing: Timing) 
                 result,
                 timing,
                 comparisons=comparisons,
-                notes=dry_notes(result),
+                notes=(*dry_notes(result), batches.note()),
+                batching=batches.details(),
             )
         )
         checks.append(check)

@@ -1,8 +1,18 @@
-"""A writer per key that coalesces concurrent requests into one batch.
+"""A writer that coalesces concurrent requests into batches, serialized per key.
 
 Requests for the same key (e.g. one company's pool in one currency) wait in a bounded
-queue; one worker per key hands everything waiting to the batch handler at once, so a
-batch shares one database transaction and one commit. Keys never wait for each other.
+queue; a worker hands everything waiting to the batch handler at once, so a batch shares
+one database transaction and one commit. A key is in at most one batch at a time, and
+its requests are handled in arrival order.
+
+Two ways to run the keys:
+
+- per key (`Coalescer(handler)`): each key with work has a worker of its own; keys never
+  wait for each other;
+- across keys (`Coalescer.across_keys(handler, max_keys, writers)`): at most `writers`
+  batches run at once, each taking the waiting requests of up to `max_keys` keys, so many
+  keys with a request or two each (many tenants) share one transaction and one commit
+  instead of paying one each. Keys take turns in the order they got work.
 
 Load is shed (RESOURCE_EXHAUSTED OVERLOADED, with a retry delay) instead of queued without
 bound, and a caller with a deadline is answered before it: a request is refused at once
@@ -35,6 +45,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 BatchHandler = Callable[[K, Sequence[T]], Awaitable[Sequence[R | BaseException]]]
+# The batches of several keys at once: one result list per key, in the keys' order.
+GroupHandler = Callable[
+    [Sequence[tuple[K, Sequence[T]]]], Awaitable[Sequence[Sequence[R | BaseException]]]
+]
 
 # The answer is due this much before the caller's deadline (a share of its time, at most
 # MAX_REPLY_MARGIN): time for the event loop to send the reply before the caller gives up.
@@ -76,6 +90,7 @@ class _Lane(Generic[T, R]):
     waiting: int = 0  # queued and not answered yet
     in_flight: int = 0  # requests of the batch being handled
     batch_started: float = 0.0
+    ready: bool = False  # waits for a worker to take its next batch
 
     def expected_wait(self, now: float, max_batch: int) -> float:
         """How long a request queued now waits for its answer."""
@@ -105,13 +120,50 @@ class Coalescer(Generic[K, T, R]):
         max_waiting: int = 4096,
         name: str = "",
     ) -> None:
+        async def one_key(
+            batches: Sequence[tuple[K, Sequence[T]]],
+        ) -> Sequence[Sequence[R | BaseException]]:
+            ((key, items),) = batches
+            return [await handler(key, items)]
+
+        self._setup(one_key, max_batch, max_waiting, name, max_keys=1, writers=None)
+
+    @classmethod
+    def across_keys(
+        cls,
+        handler: GroupHandler[K, T, R],
+        *,
+        max_keys: int,
+        writers: int,
+        max_batch: int = 256,
+        max_waiting: int = 4096,
+        name: str = "",
+    ) -> Coalescer[K, T, R]:
+        """A writer whose batches take up to `max_keys` keys each, `writers` at a time."""
+        writer = cls.__new__(cls)
+        writer._setup(handler, max_batch, max_waiting, name, max_keys=max_keys, writers=writers)
+        return writer
+
+    def _setup(
+        self,
+        handler: GroupHandler[K, T, R],
+        max_batch: int,
+        max_waiting: int,
+        name: str,
+        *,
+        max_keys: int,
+        writers: int | None,
+    ) -> None:
         self.name = name  # in metrics (`licensing.writer`); none without one
         self._attributes = {"licensing.writer": name}
         self._handler = handler
         self._max_batch = max_batch
         self._max_waiting = max_waiting
+        self._max_keys = max_keys
+        self._writers = writers  # None: a worker for every key with work
         self._lanes: dict[K, _Lane[T, R]] = {}
         self._paces: dict[K, _Pace] = {}  # outlive the lanes: a new burst starts informed
+        self._ready: deque[K] = deque()  # keys waiting for a worker, in the order they got work
         self._workers: set[asyncio.Task[None]] = set()
         metrics.watch_writer(self)
 
@@ -126,9 +178,6 @@ class Coalescer(Generic[K, T, R]):
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane(self._paces.setdefault(key, _Pace()))
-            worker = loop.create_task(self._drain(key, lane))
-            self._workers.add(worker)
-            worker.add_done_callback(self._workers.discard)
         elif lane.waiting >= self._max_waiting:
             raise overloaded(
                 "too many requests waiting; retry later", lane.expected_wait(now, self._max_batch)
@@ -139,16 +188,28 @@ class Coalescer(Generic[K, T, R]):
             due = now + time_remaining - margin
             wait = lane.expected_wait(now, self._max_batch)
             if now + wait >= due:
+                if not lane.queue and not lane.in_flight:
+                    del self._lanes[key]
                 raise overloaded(TOO_LATE, wait)
         waiting: _Waiting[T, R] = _Waiting(item, due, loop.create_future())
         if due is not None:
             waiting.timer = loop.call_at(due, self._too_late, lane, waiting)
         lane.queue.append(waiting)
         lane.waiting += 1
+        if not lane.in_flight and not lane.ready:
+            self._make_ready(key, lane)
         try:
             return await waiting.future
         finally:
             lane.leave(waiting)  # the caller went away (a no-op once it was answered)
+
+    def _make_ready(self, key: K, lane: _Lane[T, R], spawn: bool = True) -> None:
+        lane.ready = True
+        self._ready.append(key)
+        if spawn and (self._writers is None or len(self._workers) < self._writers):
+            worker = asyncio.get_running_loop().create_task(self._work())
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
 
     def _too_late(self, lane: _Lane[T, R], waiting: _Waiting[T, R]) -> None:
         """A queued request is due: refuse it while its caller still listens."""
@@ -156,51 +217,91 @@ class Coalescer(Generic[K, T, R]):
             wait = lane.expected_wait(asyncio.get_running_loop().time(), self._max_batch)
             waiting.future.set_exception(overloaded(TOO_LATE, wait))
 
-    async def _drain(self, key: K, lane: _Lane[T, R]) -> None:
-        loop = asyncio.get_running_loop()
+    def _take(self, lane: _Lane[T, R], now: float) -> list[_Waiting[T, R]]:
+        """The lane's next batch: what waits, up to `max_batch`, except what the batch
+        would answer too late (refused now)."""
         queue = lane.queue
-        try:
-            while queue:
-                now = loop.time()
-                finish = now + lane.pace.batch_seconds
-                batch: list[_Waiting[T, R]] = []
-                while queue and len(batch) < self._max_batch:
-                    waiting = queue.popleft()
-                    if not lane.leave(waiting) or waiting.future.done():  # answered already
-                        continue
-                    if waiting.due is not None and waiting.due < finish:
-                        wait = lane.expected_wait(now, self._max_batch)
-                        waiting.future.set_exception(overloaded(TOO_LATE, wait))
-                        continue
-                    batch.append(waiting)
-                if not batch:
-                    continue
-                lane.in_flight = len(batch)
-                if self.name:
-                    metrics.batch_size.record(len(batch), self._attributes)
-                lane.batch_started = loop.time()
-                try:
-                    results = await self._handler(key, [w.item for w in batch])
-                except BaseException as error:  # the whole batch failed
-                    results = [error] * len(batch)
-                    if isinstance(error, asyncio.CancelledError):
-                        for waiting in batch:  # nobody is left to answer them
-                            if not waiting.future.done():
-                                waiting.future.cancel()
-                        raise
-                finally:
-                    lane.in_flight = 0
-                lane.pace.record(loop.time() - lane.batch_started)
-                for waiting, result in zip(batch, results, strict=True):
-                    if waiting.future.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        waiting.future.set_exception(result)
-                    else:
-                        waiting.future.set_result(result)
-        finally:
+        finish = now + lane.pace.batch_seconds
+        batch: list[_Waiting[T, R]] = []
+        while queue and len(batch) < self._max_batch:
+            waiting = queue.popleft()
+            if not lane.leave(waiting) or waiting.future.done():  # answered already
+                continue
+            if waiting.due is not None and waiting.due < finish:
+                wait = lane.expected_wait(now, self._max_batch)
+                waiting.future.set_exception(overloaded(TOO_LATE, wait))
+                continue
+            batch.append(waiting)
+        return batch
+
+    def _after(self, key: K, lane: _Lane[T, R]) -> None:
+        """A lane's batch ended (or it had none): next turn, or no work left. Called by
+        a worker, which goes on taking turns: no new worker is needed for it."""
+        if lane.queue:
+            self._make_ready(key, lane, spawn=False)
+        else:
             del self._lanes[key]
-            for waiting in queue:
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        picked: list[tuple[K, _Lane[T, R], list[_Waiting[T, R]]]] = []
+        try:
+            while self._ready:
+                now = loop.time()
+                while self._ready and len(picked) < self._max_keys:
+                    key = self._ready.popleft()
+                    lane = self._lanes[key]
+                    lane.ready = False
+                    batch = self._take(lane, now)
+                    if batch:
+                        lane.in_flight = len(batch)
+                        picked.append((key, lane, batch))
+                    else:
+                        self._after(key, lane)
+                if not picked:
+                    continue
+                if self.name:
+                    requests = sum(len(batch) for _, _, batch in picked)
+                    metrics.batch_size.record(requests, self._attributes)
+                    metrics.batch_keys.record(len(picked), self._attributes)
+                started = loop.time()
+                for _, lane, _ in picked:
+                    lane.batch_started = started
+                try:
+                    results = await self._handler(
+                        [(key, [w.item for w in batch]) for key, _, batch in picked]
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as error:  # the whole batch failed
+                    results = [[error] * len(batch) for _, _, batch in picked]
+                elapsed = loop.time() - started
+                done, picked = picked, []
+                for (key, lane, batch), answers in zip(done, results, strict=True):
+                    lane.in_flight = 0
+                    lane.pace.record(elapsed)
+                    for waiting, result in zip(batch, answers, strict=True):
+                        if waiting.future.done():
+                            continue
+                        if isinstance(result, BaseException):
+                            waiting.future.set_exception(result)
+                        else:
+                            waiting.future.set_result(result)
+                    self._after(key, lane)
+        except asyncio.CancelledError:
+            # Shutting down: nobody is left to answer the batch or what waits for a worker.
+            for _, lane, batch in picked:
+                for waiting in batch:
+                    waiting.future.cancel()
+                lane.in_flight = 0
+            self._abandon_ready()
+            raise
+
+    def _abandon_ready(self) -> None:
+        while self._ready:
+            key = self._ready.popleft()
+            lane = self._lanes.pop(key)
+            for waiting in lane.queue:
                 lane.leave(waiting)
                 if not waiting.future.done():
                     waiting.future.cancel()

@@ -4,9 +4,9 @@ Instruments are made once, here, from the global meter: until `telemetry` instal
 meter provider (or when metrics are off) they record nothing, at the cost of a call.
 
 - `rpc.server.call.duration` (s), by `rpc.method` and `rpc.response.status_code`: the
-  RPC semantic conventions, recorded by the server's interceptor (`error_status`).
-- `licensing.batch.size`: requests per batch transaction of a coalesced writer (pool
-  allocations, credits usage), by `licensing.writer`.
+  RPC semantic conventions, recorded by the guard around every handler (`error_status.CallGuard`).
+- `licensing.batch.size`, `licensing.batch.keys`: requests, and keys, per batch
+  transaction of a coalesced writer (pool allocations, credits usage), by `licensing.writer`.
 - `licensing.writer.queue.depth`, `licensing.writer.keys`: requests waiting, and keys
   (company, currency) with work, per writer.
 - `licensing.load_shed`: calls refused RESOURCE_EXHAUSTED OVERLOADED, by `rpc.method`.
@@ -44,6 +44,12 @@ batch_size = _meter.create_histogram(
     "licensing.batch.size",
     unit="{request}",
     description="Requests handled in one batch transaction of a coalesced writer.",
+    explicit_bucket_boundaries_advisory=_BATCH_BUCKETS,
+)
+batch_keys = _meter.create_histogram(
+    "licensing.batch.keys",
+    unit="{key}",
+    description="Keys (company, currency) served by one batch transaction of a coalesced writer.",
     explicit_bucket_boundaries_advisory=_BATCH_BUCKETS,
 )
 load_shed = _meter.create_counter(

@@ -123,7 +123,6 @@ async def start_server(
     else:
         log.warning("TLS is off: the port is plaintext and every caller is trusted")
     server = grpc.aio.server(
-        interceptors=[aio_server_interceptor(filter_=TRACED_CALLS)],  # type: ignore[no-untyped-call]
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.server.max_pending_requests", MAX_UNTAKEN_CALLS),
@@ -141,7 +140,7 @@ async def start_server(
     )
     guard = CallGuard(error_domain, database, admission, authorizer)
     for registration in registrations:
-        _add_guarded(registration, server, guard.service)
+        await _add_guarded(registration, server, guard.service)
     # Health and reflection are the server's own: not guarded (health answers even when
     # overloaded), but with TLS on their callers are checked against the policy too.
     own: Wrap = _unwrapped
@@ -153,13 +152,13 @@ async def start_server(
 
     health_servicer = health.aio.HealthServicer()
     names = tuple(r.name for r in registrations)
-    _add_through(
+    await _add_through(
         own,
         server,
         lambda registry: health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registry),
         "grpc.health.v1.Health",
     )
-    _add_through(
+    await _add_through(
         own,
         server,
         lambda registry: reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
@@ -216,11 +215,12 @@ def _unwrapped(name: str, handlers: Handlers) -> Handlers:
 
 class _GuardingRegistry:
     """What a generated `add_<Service>Servicer_to_server` registers through: it hands
-    over the service's method handlers, and the real server gets them guarded."""
+    over the service's method handlers, and they are kept, guarded, to be traced and
+    served."""
 
-    def __init__(self, server: grpc.aio.Server, guard: Wrap) -> None:
-        self._server = server
+    def __init__(self, guard: Wrap) -> None:
         self._guard = guard
+        self.services: list[tuple[str, Handlers]] = []
         self.unguarded = 0  # generic handlers handed over without their method handlers
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
@@ -230,15 +230,44 @@ class _GuardingRegistry:
     def add_registered_method_handlers(
         self, name: str, handlers: dict[str, grpc.RpcMethodHandler]
     ) -> None:
-        guarded = self._guard(name, handlers)
-        generic = grpc.method_handlers_generic_handler(name, guarded)
-        self._server.add_generic_rpc_handlers((generic,))
-        self._server.add_registered_method_handlers(name, guarded)
+        self.services.append((name, self._guard(name, handlers)))
         self.unguarded -= 1
 
 
-def _add_guarded(registration: Registration, server: grpc.aio.Server, guard: Wrap) -> None:
-    _add_through(
+@dataclass(frozen=True)
+class _MethodDetails(grpc.HandlerCallDetails):  # type: ignore[misc]
+    """What the tracing interceptor reads of a call to choose and name its span: only
+    the method (the caller's metadata it reads from the call's context)."""
+
+    method: str
+    invocation_metadata: tuple[tuple[str, str], ...] = ()
+
+
+# OpenTelemetry's server instrumentation, applied to each handler once, when it is
+# registered, rather than as a `grpc.aio` interceptor: with any interceptor installed,
+# grpc.aio runs its interceptor pipeline on every call (measured: about 150 us of CPU
+# per call, a third of what a refused call costs). The spans are the same: each call's
+# parent context and attributes come from the call itself.
+_TRACING = aio_server_interceptor(filter_=TRACED_CALLS)  # type: ignore[no-untyped-call]
+
+
+async def _traced(name: str, handlers: Handlers) -> Handlers:
+    traced = {}
+    for method, handler in handlers.items():
+
+        async def registered(
+            details: grpc.HandlerCallDetails, handler: grpc.RpcMethodHandler = handler
+        ) -> grpc.RpcMethodHandler:
+            return handler
+
+        traced[method] = await _TRACING.intercept_service(
+            registered, _MethodDetails(f"/{name}/{method}")
+        )
+    return traced
+
+
+async def _add_guarded(registration: Registration, server: grpc.aio.Server, guard: Wrap) -> None:
+    await _add_through(
         guard,
         server,
         lambda registry: registration.add(registration.servicer, registry),
@@ -246,13 +275,17 @@ def _add_guarded(registration: Registration, server: grpc.aio.Server, guard: Wra
     )
 
 
-def _add_through(
+async def _add_through(
     guard: Wrap, server: grpc.aio.Server, add: Callable[[Any], None], name: str
 ) -> None:
-    registry = _GuardingRegistry(server, guard)
+    registry = _GuardingRegistry(guard)
     add(registry)
     if registry.unguarded:  # an adder that does not hand over its method handlers
         raise RuntimeError(f"{name}: its handlers cannot be guarded")
+    for service, guarded in registry.services:
+        handlers = await _traced(service, guarded)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+        server.add_registered_method_handlers(service, handlers)
 
 
 async def wait_for_signal() -> None:

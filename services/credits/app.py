@@ -74,6 +74,8 @@ async def start(settings: CreditsSettings, clock: Clock | None = None) -> Credit
         future_tolerance=timedelta(seconds=settings.future_tolerance_seconds),
         max_batch=settings.max_batch,
         max_waiting=settings.max_waiting,
+        max_keys=settings.max_batch_pools,
+        writers=settings.usage_writers,
     )
     stream = EventStream(uow, settings, events.TYPES, credits_pb2.WatchEventsResponse)
     servicer = CreditsServicer(

@@ -16,6 +16,12 @@ class CreditsSettings(ServiceSettings, EventStreamSettings):
     database_url: str = shared_setting("CREDITS_", "DATABASE_URL", DEFAULT_DATABASE_URL)
     max_batch: int = Field(default=256, ge=1, description="Usage records per transaction.")
     max_waiting: int = Field(default=4096, ge=1, description="Usage records queued per pool.")
+    max_batch_pools: int = Field(
+        default=64, ge=1, description="(company, currency) keys one usage transaction serves."
+    )
+    usage_writers: int = Field(
+        default=2, ge=1, description="Usage transactions running at once (per process)."
+    )
     max_batch_records: int = Field(
         default=1000, ge=1, le=10_000, description="Records per BatchRecordUsage call."
     )

@@ -98,6 +98,8 @@ async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
         convert.allocated,
         max_batch=settings.max_batch,
         max_waiting=settings.max_waiting,
+        max_keys=settings.max_batch_pools,
+        writers=settings.allocation_writers,
     )
     expiry = HoldExpiry(uow, settings.idempotency_retention_hours)
     stream = EventStream(uow, settings, events.TYPES, pool_pb2.WatchEventsResponse)

@@ -17,5 +17,11 @@ class PoolSettings(ServiceSettings, EventStreamSettings):
     hold_default_seconds: int = Field(default=300, ge=1)
     hold_max_seconds: int = Field(default=900, ge=1)
     sweep_interval_seconds: float = Field(default=1.0, gt=0, description="Hold expiry sweep.")
-    max_batch: int = Field(default=256, ge=1, description="Allocations coalesced per transaction.")
+    max_batch: int = Field(default=256, ge=1, description="Allocations per pool per transaction.")
     max_waiting: int = Field(default=2048, ge=1, description="Allocations queued per pool.")
+    max_batch_pools: int = Field(
+        default=64, ge=1, description="Pools (company, currency) one allocation transaction serves."
+    )
+    allocation_writers: int = Field(
+        default=2, ge=1, description="Allocation transactions running at once (per process)."
+    )

@@ -178,7 +178,10 @@ class FakeLedger:
         self._clock = clock
 
     async def lock(self, company_id: uuid.UUID, currency: str) -> datetime:
-        self._s.locks.append((company_id, currency))
+        return await self.lock_all([(company_id, currency)])
+
+    async def lock_all(self, keys: Sequence[tuple[uuid.UUID, str]]) -> datetime:
+        self._s.locks.extend(sorted(set(keys), key=lambda k: (str(k[0]), k[1])))
         return self._clock.now()
 
     async def now(self) -> datetime:

@@ -32,7 +32,7 @@ from services.pool.domain.model import (
     UnitCount,
     UnitState,
 )
-from services.pool.repository.allocation import Handout
+from services.pool.repository.allocation import CandidateQuery, Handout
 from tests.fakes.unit_of_work import (
     EventTable,
     InMemoryOutbox,
@@ -82,7 +82,10 @@ class FakeLocks(_Table):
         self._clock = clock
 
     async def take(self, company_id: uuid.UUID, currency: str) -> datetime:
-        self.state.locks.append((company_id, currency))
+        return await self.take_all([(company_id, currency)])
+
+    async def take_all(self, keys: Sequence[tuple[uuid.UUID, str]]) -> datetime:
+        self.state.locks.extend(sorted(set(keys), key=lambda k: (str(k[0]), k[1])))
         return self._clock.now()
 
     async def now(self) -> datetime:
@@ -401,38 +404,38 @@ class FakeUnits(_Table):
 
 
 class FakeAllocations(_Table):
-    async def pool_and_offices(
-        self, company_id: uuid.UUID, currency: str, office_ids: Sequence[uuid.UUID]
-    ) -> tuple[Pool, dict[uuid.UUID, Office]]:
+    async def pools_and_offices(
+        self, keys: Sequence[tuple[uuid.UUID, str]], office_ids: Sequence[uuid.UUID]
+    ) -> tuple[dict[tuple[uuid.UUID, str], Pool], dict[uuid.UUID, Office]]:
+        companies = {company_id for company_id, _ in keys}
         offices = {
             o.office_id: o
             for o in self.state.offices.values()
-            if o.company_id == company_id and o.office_id in office_ids
+            if o.company_id in companies and o.office_id in office_ids
         }
-        return Pool(company_id, currency, self.state.pools.get((company_id, currency))), offices
+        pools = {key: Pool(*key, self.state.pools.get(key)) for key in keys}
+        return pools, offices
 
     async def candidates(
-        self,
-        office: Office,
-        license_type: str,
-        sources: Sequence[Source],
-        limit: int,
-        now: datetime,
-    ) -> list[tuple[uuid.UUID, Source]]:
+        self, queries: Sequence[CandidateQuery], now: datetime
+    ) -> list[list[tuple[uuid.UUID, Source]]]:
+        return [self._candidates(q, now) for q in queries]
+
+    def _candidates(self, query: CandidateQuery, now: datetime) -> list[tuple[uuid.UUID, Source]]:
         found: list[tuple[uuid.UUID, Source]] = []
         for rule in ALLOCATION_RULES:
-            if rule.source not in sources:
+            if rule.source not in query.sources:
                 continue
             offered = sorted(
                 (
                     u
                     for u in self.state.units.values()
-                    if allocation.offers(rule, u, office, license_type, now)
+                    if allocation.offers(rule, u, query.office, query.license_type, now)
                 ),
                 key=lambda u: allocation.order_of(rule, u),
             )
-            found.extend((u.unit_id, rule.source) for u in offered[:limit])
-        return found[:limit]
+            found.extend((u.unit_id, rule.source) for u in offered[: query.limit])
+        return found[: query.limit]
 
     async def hand_out(self, handouts: Sequence[Handout], now: datetime) -> dict[uuid.UUID, Unit]:
         taken: dict[uuid.UUID, Unit] = {}
@@ -484,12 +487,7 @@ class FakeAllocations(_Table):
         return Bystanders(spare, in_grace, earliest, held, other_currency)
 
     async def insert_records(
-        self,
-        company_id: uuid.UUID,
-        currency: str,
-        now: datetime,
-        holds: Sequence[Hold],
-        receipts: Sequence[Receipt],
+        self, now: datetime, holds: Sequence[Hold], receipts: Sequence[Receipt]
     ) -> None:
         for hold in holds:
             assert hold.hold_id not in self.state.holds, "primary key"

@@ -185,3 +185,74 @@ async def test_a_deadline_that_cannot_be_met_is_shed_at_once() -> None:
     release.set()
     assert await slow == 1
     assert [await q for q in queued] == [2, 3]
+
+
+# ------------------------------------------------------------------ across keys
+
+
+async def test_across_keys_many_keys_share_a_batch_each_in_arrival_order() -> None:
+    transactions: list[list[tuple[str, list[int]]]] = []
+
+    async def handler(batches: Sequence[tuple[str, Sequence[int]]]) -> list[list[int]]:
+        transactions.append([(key, list(items)) for key, items in batches])
+        await asyncio.sleep(0.01)
+        return [[i * 10 for i in items] for _, items in batches]
+
+    writer: Coalescer[str, int, int] = Coalescer.across_keys(
+        handler, max_keys=8, writers=1, max_batch=3
+    )
+    keys = [f"k{n}" for n in range(20)]
+    calls = [(key, i) for i in range(5) for key in keys]  # interleaved arrivals
+    results = await asyncio.gather(*(writer.submit(key, i) for key, i in calls))
+    assert results == [i * 10 for _, i in calls]
+    assert len(transactions) < len(calls) / 3  # keys shared transactions
+    assert any(len(batches) > 1 for batches in transactions)
+    for batches in transactions:
+        assert len(batches) <= 8
+        assert len({key for key, _ in batches}) == len(batches)  # a key once per batch
+        assert all(len(items) <= 3 for _, items in batches)
+    for key in keys:  # each key's requests in arrival order
+        seen = [i for batches in transactions for k, items in batches if k == key for i in items]
+        assert seen == list(range(5))
+
+
+async def test_across_keys_runs_at_most_its_writers_and_a_key_in_one_batch() -> None:
+    running = 0
+    most = 0
+    in_flight: set[str] = set()
+    overlapped: list[str] = []
+
+    async def handler(batches: Sequence[tuple[str, Sequence[int]]]) -> list[list[int]]:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        keys = {key for key, _ in batches}
+        overlapped.extend(keys & in_flight)
+        in_flight.update(keys)
+        await asyncio.sleep(0.005)
+        in_flight.difference_update(keys)
+        running -= 1
+        return [list(items) for _, items in batches]
+
+    writer: Coalescer[str, int, int] = Coalescer.across_keys(
+        handler, max_keys=2, writers=3, max_batch=1
+    )
+    calls = [(f"k{n % 7}", n) for n in range(70)]
+    assert await asyncio.gather(*(writer.submit(k, i) for k, i in calls)) == [i for _, i in calls]
+    assert most == 3  # enough work for every writer, never more
+    assert overlapped == []
+
+
+async def test_across_keys_a_failed_transaction_fails_its_keys_only() -> None:
+    async def handler(batches: Sequence[tuple[str, Sequence[int]]]) -> list[list[int]]:
+        if any(key == "bad" for key, _ in batches):
+            raise RuntimeError("the transaction failed")
+        return [list(items) for _, items in batches]
+
+    writer: Coalescer[str, int, int] = Coalescer.across_keys(handler, max_keys=1, writers=2)
+    bad = asyncio.create_task(writer.submit("bad", 1))
+    good = asyncio.create_task(writer.submit("good", 2))
+    with pytest.raises(RuntimeError):
+        await bad
+    assert await good == 2
+    assert writer.depth() == (0, 0)  # no key left behind

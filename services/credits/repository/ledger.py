@@ -10,6 +10,7 @@ from datetime import datetime
 import asyncpg
 
 from libs.common.clock import Clock
+from libs.common.key_locks import lock_keys
 from services.credits.domain.model import (
     AccountKey,
     AccountKind,
@@ -24,11 +25,6 @@ ACCOUNT_COLUMNS = "account_id, currency, kind, office_id, period_start, balance"
 _A_ACCOUNT_COLUMNS = ", ".join("a." + c.strip() for c in ACCOUNT_COLUMNS.split(","))
 
 # The first statement of a writer's transaction: the lock, and the transaction's instant.
-LOCK = """
-SELECT coalesce($2::timestamptz, now())
-FROM pg_advisory_xact_lock(hashtextextended('credits/' || $1::text, 0))
-"""
-
 # Loads the accounts a transaction touches, creating the missing ones that it asks to
 # create (balance 0). The main query does not see the CTE's inserts, so each account
 # comes back at most once.
@@ -150,10 +146,11 @@ class LedgerRepository:
     async def lock(self, company_id: uuid.UUID, currency: str) -> datetime:
         """Serializes writers of one (company, currency) until the transaction ends;
         returns the transaction's instant."""
-        now: datetime = await self._conn.fetchval(
-            LOCK, f"{company_id}/{currency}", self._clock.sql_now()
-        )
-        return now
+        return await self.lock_all([(company_id, currency)])
+
+    async def lock_all(self, keys: Sequence[tuple[uuid.UUID, str]]) -> datetime:
+        """`lock` for several (company, currency) keys at once (`libs.common.key_locks`)."""
+        return await lock_keys(self._conn, "credits", keys, self._clock.sql_now())
 
     async def now(self) -> datetime:
         value: datetime = await self._conn.fetchval(

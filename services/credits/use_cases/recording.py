@@ -1,11 +1,14 @@
-"""RecordUsage and BatchRecordUsage: usages charged by one writer per (company, currency).
+"""RecordUsage and BatchRecordUsage: usages charged in batches, serialized per (company,
+currency).
 
-Concurrent usages of one (company, currency) wait for the writer of that key
-(`libs/common/coalescing.py`), which charges everything waiting in one transaction: one
-advisory lock (every other credits writer of the key, on every replica, takes the same),
-one lookup of the request_ids, one read of the offices and the pooling switch, one read
-of the balances, one insert of the records and one of the entries, one update of the
-balances, one write of the responses, one commit.
+Concurrent usages of one (company, currency) wait for their key's turn in a writer
+(`libs/common/coalescing.py`) that charges everything waiting, for many keys at once, in
+one transaction: the keys' advisory locks in one statement (every other credits writer
+of a key, on every replica, takes the same), one lookup of the request_ids, one write of
+the responses and one commit for the whole batch; per key one read of the offices and
+the pooling switch, one read of the balances, one insert of the records and one of the
+entries, one update of the balances. Many companies with a usage or two each share one
+commit instead of paying one each.
 
 Idempotency: the lock serializes every request that could carry a key of the batch, so
 the request_ids are looked up and the responses recorded in the batch's transaction
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 Response = bytes
 EncodeUsage = Callable[[UsageRecord], Response]
 _Lane = tuple[uuid.UUID, str]  # (company, currency)
+_Batches = Sequence[tuple[_Lane, Sequence["RecordUsage"]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +75,20 @@ class UsageRecorder:
         future_tolerance: timedelta,
         max_batch: int,
         max_waiting: int,
+        max_keys: int = 64,
+        writers: int = 2,
     ) -> None:
         self._uow = uow
         self._encode = encode
         self._currencies = currencies
         self._future_tolerance = future_tolerance
-        self._writer: Coalescer[_Lane, RecordUsage, Response] = Coalescer(
-            self._run_batch, max_batch=max_batch, max_waiting=max_waiting, name="credits.usage"
+        self._writer: Coalescer[_Lane, RecordUsage, Response] = Coalescer.across_keys(
+            self._run_batches,
+            max_keys=max_keys,
+            writers=writers,
+            max_batch=max_batch,
+            max_waiting=max_waiting,
+            name="credits.usage",
         )
 
     async def record(self, command: RecordUsage, time_remaining: float | None = None) -> Response:
@@ -112,47 +123,53 @@ class UsageRecorder:
         """Waits for the batches in flight."""
         await self._writer.close()
 
-    async def _run_batch(
-        self, lane: _Lane, commands: Sequence[RecordUsage]
-    ) -> Sequence[Response | BaseException]:
+    async def _run_batches(self, batches: _Batches) -> list[list[Response | BaseException]]:
         try:
-            return await self._charge_together(lane, commands)
+            return await self._charge_together(batches)
         except Exception as error:
-            if len(commands) == 1 or is_database_unreachable(error):  # one by one would too
-                return [error] * len(commands)
+            if is_database_unreachable(error):  # one by one would fail too
+                return [[error] * len(commands) for _, commands in batches]
+            if len(batches) > 1:
+                log.warning("usage batch failed; recording its keys one by one", exc_info=True)
+                return [(await self._run_batches([batch]))[0] for batch in batches]
+            ((lane, commands),) = batches
+            if len(commands) == 1:
+                return [[error]]
             log.warning("usage batch failed; recording its usages one by one", exc_info=True)
-            results: list[Response | BaseException] = []
-            for command in commands:
-                results.extend(await self._run_batch(lane, [command]))
-            return results
+            return [[r for c in commands for r in (await self._run_batches([(lane, [c])]))[0]]]
 
-    async def _charge_together(
-        self, lane: _Lane, commands: Sequence[RecordUsage]
-    ) -> list[Response | BaseException]:
-        """One transaction for the batch; each usage gets its own outcome."""
-        company_id, currency = lane
+    async def _charge_together(self, batches: _Batches) -> list[list[Response | BaseException]]:
+        """One transaction for the batches of several keys; each usage gets its own outcome."""
+        commands = [c for _, lane_commands in batches for c in lane_commands]
         results: list[Response | BaseException | None] = [None] * len(commands)
         leaders: dict[tuple[uuid.UUID, str], int] = {}  # the first of each request_id
         for index, command in enumerate(commands):
             leaders.setdefault(command.key.ident, index)
+        lane_of = [lane for lane, lane_commands in batches for _ in lane_commands]
         async with self._uow.transaction() as tx:
-            now = await tx.ledger.lock(company_id, currency)
+            now = await tx.ledger.lock_all([lane for lane, _ in batches])
             stored = await tx.requests.lookup([commands[i].key for i in leaders.values()])
-            fresh: list[tuple[int, RecordUsage]] = []
+            fresh: dict[_Lane, list[tuple[int, RecordUsage]]] = {}
             for ident, index in leaders.items():
                 if ident in stored:
                     results[index] = stored[ident]
                 else:
-                    fresh.append((index, commands[index]))
-            if fresh:
-                done = await self._charge(tx, lane, now, fresh, results)
-                await tx.requests.record(done)
+                    fresh.setdefault(lane_of[index], []).append((index, commands[index]))
+            done: list[tuple[IdempotencyKey, Response]] = []
+            for lane, lane_fresh in fresh.items():
+                done.extend(await self._charge(tx, lane, now, lane_fresh, results))
+            await tx.requests.record(done)
         for index, command in enumerate(commands):
             leader = leaders[command.key.ident]
             if leader != index:
                 same = commands[leader].key.fingerprint == command.key.fingerprint
                 results[index] = results[leader] if same else reused(command.key)
-        return [r if r is not None else _not_run() for r in results]
+        answers = [r if r is not None else _not_run() for r in results]
+        split: list[list[Response | BaseException]] = []
+        for _, lane_commands in batches:
+            split.append(answers[: len(lane_commands)])
+            answers = answers[len(lane_commands) :]
+        return split
 
     async def _charge(
         self,

@@ -1,8 +1,9 @@
 """The SQL of an allocation batch (Acquire, Reserve), on the batch's connection.
 
-A batch of one (company, currency) runs, inside its transaction and after the lock:
-`pool_and_offices` (one read), the idempotency lookup, then per group of requests of the
-same office and type `candidates` and `hand_out`, `bystanders` only when a request falls
+A batch serves one or more (company, currency) keys. Inside its transaction and after
+their locks it runs, whatever the number of keys and groups of requests (same office and
+type): `pools_and_offices` (one read), the idempotency lookup, `candidates` of every
+group, `hand_out` of everything handed out, `bystanders` only for a group that falls
 short, and `insert_records` for the batch's holds and receipts. Only one transaction can
 delete a free-list row, so a unit is never handed out twice, even across replicas.
 """
@@ -41,12 +42,23 @@ class Handout:
     assignee: Assignee | None
 
 
-POOL_AND_OFFICES = f"""
-SELECT p.enabled_at, o.*
-FROM (SELECT 1) one
-LEFT JOIN pool.pools p ON p.company_id = $1 AND p.currency = $2
-LEFT JOIN (SELECT {OFFICE_COLUMNS} FROM pool.offices
-           WHERE company_id = $1 AND office_id = ANY($3::uuid[])) o ON true
+@dataclass(frozen=True, slots=True)
+class CandidateQuery:
+    """What one group of a batch looks for: up to `limit` units for an office."""
+
+    office: Office
+    license_type: str
+    sources: Sequence[Source]
+    limit: int
+
+
+# Per key, its pool and the named offices of its company.
+POOLS_AND_OFFICES = f"""
+SELECT k.company_id AS key_company, k.currency AS key_currency, p.enabled_at, o.*
+FROM unnest($1::uuid[], $2::char(3)[]) AS k(company_id, currency)
+LEFT JOIN pool.pools p ON p.company_id = k.company_id AND p.currency = k.currency
+LEFT JOIN LATERAL (SELECT {OFFICE_COLUMNS} FROM pool.offices
+                   WHERE company_id = k.company_id AND office_id = ANY($3::uuid[])) o ON true
 """
 
 # Rows are locked, not yet taken: `HAND_OUT` takes the ones handed out.
@@ -104,18 +116,19 @@ INSERT_RECORDS = """
 WITH holds AS (
     INSERT INTO pool.holds (hold_id, company_id, office_id, currency, license_type, state,
         quantity, expires_at, receipt_id, created_at, unit_ids)
-    SELECT h.id, $1, h.office, $2, h.type, 'PENDING', h.quantity, h.expires, h.receipt, $3,
-        h.units::uuid[]
-    FROM unnest($4::uuid[], $5::uuid[], $6::text[], $7::int[], $8::timestamptz[], $9::uuid[],
-                $18::text[]) AS h(id, office, type, quantity, expires, receipt, units)
+    SELECT h.id, h.company, h.office, h.currency, h.type, 'PENDING', h.quantity, h.expires,
+        h.receipt, $1, h.units::uuid[]
+    FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::int[],
+                $8::timestamptz[], $9::uuid[], $10::text[])
+        AS h(id, company, office, currency, type, quantity, expires, receipt, units)
 )
 INSERT INTO pool.receipts (receipt_id, company_id, office_id, currency, license_type,
     requested, taken, shortfall, passed_over, hold_id, created_at)
-SELECT r.id, $1, r.office, $2, r.type, r.requested, r.taken::jsonb, r.shortfall,
-    r.passed::jsonb, r.hold, $3
-FROM unnest($10::uuid[], $11::uuid[], $12::text[], $13::int[], $14::text[], $15::int[],
-            $16::text[], $17::uuid[]) AS r(id, office, type, requested, taken, shortfall,
-                                           passed, hold)
+SELECT r.id, r.company, r.office, r.currency, r.type, r.requested, r.taken::jsonb,
+    r.shortfall, r.passed::jsonb, r.hold, $1
+FROM unnest($11::uuid[], $12::uuid[], $13::uuid[], $14::text[], $15::text[], $16::int[],
+            $17::text[], $18::int[], $19::text[], $20::uuid[])
+    AS r(id, company, office, currency, type, requested, taken, shortfall, passed, hold)
 """
 
 
@@ -125,34 +138,46 @@ class Allocations:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def pool_and_offices(
-        self, company_id: uuid.UUID, currency: str, office_ids: Sequence[uuid.UUID]
-    ) -> tuple[Pool, dict[uuid.UUID, Office]]:
-        """The pool of the currency and the named offices of the company, in one read."""
-        rows = await self._conn.fetch(POOL_AND_OFFICES, company_id, currency, list(office_ids))
+    async def pools_and_offices(
+        self, keys: Sequence[tuple[uuid.UUID, str]], office_ids: Sequence[uuid.UUID]
+    ) -> tuple[dict[tuple[uuid.UUID, str], Pool], dict[uuid.UUID, Office]]:
+        """The pool of each (company, currency) and the named offices of those companies,
+        in one read."""
+        rows = await self._conn.fetch(
+            POOLS_AND_OFFICES,
+            [company_id for company_id, _ in keys],
+            [currency for _, currency in keys],
+            list(office_ids),
+        )
+        pools = {
+            (r["key_company"], r["key_currency"]): Pool(
+                r["key_company"], r["key_currency"], r["enabled_at"]
+            )
+            for r in rows
+        }
         offices = {r["office_id"]: to_office(r) for r in rows if r["office_id"] is not None}
-        return Pool(company_id, currency, rows[0]["enabled_at"]), offices
+        return pools, offices
 
     async def candidates(
-        self,
-        office: Office,
-        license_type: str,
-        sources: Sequence[Source],
-        limit: int,
-        now: datetime,
-    ) -> list[tuple[uuid.UUID, Source]]:
-        """Up to `limit` allocatable units for the office, in allocation order, locked."""
+        self, queries: Sequence[CandidateQuery], now: datetime
+    ) -> list[list[tuple[uuid.UUID, Source]]]:
+        """Per query, up to its limit of allocatable units, in allocation order, locked."""
+        if not queries:
+            return []
         rows = await self._conn.fetch(
             CANDIDATES,
-            office.company_id,
-            office.office_id,
-            office.currency,
-            license_type,
-            *(source in sources for source in ALLOCATION_ORDER),
-            limit,
+            [q.office.company_id for q in queries],
+            [q.office.office_id for q in queries],
+            [q.office.currency for q in queries],
+            [q.license_type for q in queries],
+            *([source in q.sources for q in queries] for source in ALLOCATION_ORDER),
+            [q.limit for q in queries],
             now,
         )
-        return [(r["unit_id"], ALLOCATION_ORDER[r["rank"] - 1]) for r in rows]
+        found: list[list[tuple[uuid.UUID, Source]]] = [[] for _ in queries]
+        for r in rows:
+            found[r["n"] - 1].append((r["unit_id"], ALLOCATION_ORDER[r["rank"] - 1]))
+        return found
 
     async def hand_out(self, handouts: Sequence[Handout], now: datetime) -> dict[uuid.UUID, Unit]:
         """Takes the units of `handouts`; returns them as they are now, by id."""
@@ -190,34 +215,31 @@ class Allocations:
         )
 
     async def insert_records(
-        self,
-        company_id: uuid.UUID,
-        currency: str,
-        now: datetime,
-        holds: Sequence[Hold],
-        receipts: Sequence[Receipt],
+        self, now: datetime, holds: Sequence[Hold], receipts: Sequence[Receipt]
     ) -> None:
         """Stores the holds and receipts of one allocation batch (all made at `now`)."""
         if not holds and not receipts:
             return
         await self._conn.execute(
             INSERT_RECORDS,
-            company_id,
-            currency,
             now,
             [h.hold_id for h in holds],
+            [h.company_id for h in holds],
             [h.office_id for h in holds],
+            [h.currency for h in holds],
             [h.license_type for h in holds],
             [len(h.unit_ids) for h in holds],
             [h.expires_at for h in holds],
             [h.receipt_id for h in holds],
+            [uuid_array(h.unit_ids) for h in holds],
             [r.receipt_id for r in receipts],
+            [r.company_id for r in receipts],
             [r.office_id for r in receipts],
+            [r.currency for r in receipts],
             [r.license_type for r in receipts],
             [r.requested for r in receipts],
             [taken_json(r) for r in receipts],
             [r.shortfall for r in receipts],
             [passed_over_json(r) for r in receipts],
             [r.hold_id for r in receipts],
-            [uuid_array(h.unit_ids) for h in holds],
         )

@@ -37,32 +37,44 @@ def _oldest(rule: SourceRule) -> str:
 
 
 def candidates(rules: tuple[SourceRule, ...]) -> str:
-    """Up to a limit of free units, locked, in allocation order, with their source's rank.
+    """Up to a limit of free units per group (one office and type each), locked, in
+    allocation order, with their source's rank: for every group of a batch in one
+    statement. Each source reads its own partial index in its own order and stops at
+    the group's limit.
 
-    Parameters: $1 company, $2 office, $3 currency, $4 license type, then one boolean per
-    rule (whether the allocation tries that source), the limit, and the instant. Each
-    source reads its own partial index in its own order and stops at the limit.
+    Parameters are arrays, one element per group: $1 company, $2 office, $3 currency,
+    $4 license type, then one boolean array per rule, the limits; and the instant. Rows
+    come grouped by `n` (the group's place, from 1), each group in allocation order.
+    Groups that can offer the same units (one pool) may see the same rows: the caller
+    hands each unit out once.
     """
     count = len(rules)
-    limit, now = f"${5 + count}", f"${6 + count}"
-    sources = []
+    now = f"${6 + count}"
+    arms = []
     for rank, rule in enumerate(rules, start=1):
-        where = f"${4 + rank} AND company_id = $1 AND license_type = $4 AND " + offered(
-            rule, "$2", "$3", now
+        where = f"q.s{rank} AND company_id = q.company AND license_type = q.ltype AND " + offered(
+            rule, "q.office", "q.cur", now
         )
         order = ", ".join(key.value for key in rule.order)
-        sources.append(
-            f"""s{rank} AS (
-    SELECT unit_id, {rank} AS rank, {_oldest(rule)} AS ord FROM pool.free_units
-    WHERE {where}
-    ORDER BY {order} LIMIT {limit} FOR UPDATE SKIP LOCKED
-)"""
+        arms.append(
+            f"""SELECT * FROM (
+        SELECT unit_id, {rank} AS rank, {_oldest(rule)} AS ord FROM pool.free_units
+        WHERE {where}
+        ORDER BY {order} LIMIT q.lim FOR UPDATE SKIP LOCKED) s{rank}"""
         )
-    union = " UNION ALL ".join(f"SELECT * FROM s{rank}" for rank in range(1, count + 1))
+    flags = ", ".join(f"${4 + rank}::bool[]" for rank in range(1, count + 1))
+    names = ", ".join(f"s{rank}" for rank in range(1, count + 1))
+    union = "\n    UNION ALL ".join(arms)
     return f"""
-WITH {", ".join(sources)}
-SELECT unit_id, rank FROM ({union}) candidates
-ORDER BY rank, ord, unit_id LIMIT {limit}
+SELECT q.n, c.unit_id, c.rank
+FROM unnest($1::uuid[], $2::uuid[], $3::char(3)[], $4::text[], {flags}, ${5 + count}::int[])
+    WITH ORDINALITY AS q(company, office, cur, ltype, {names}, lim, n)
+CROSS JOIN LATERAL (
+    SELECT unit_id, rank, ord FROM (
+    {union}
+    ) offered ORDER BY rank, ord, unit_id LIMIT q.lim
+) c
+ORDER BY q.n, c.rank, c.ord, c.unit_id
 """
 
 

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 
 from libs.common.clock import Clock
 from libs.common.idempotency import IdempotencyStore
+from libs.common.key_locks import lock_keys
 
 log = logging.getLogger(__name__)
 
-# The first statement of a writer's transaction: the lock, and the transaction's instant.
-LOCK = """
-SELECT coalesce($3::timestamptz, now())
-FROM pg_advisory_xact_lock(hashtextextended('pool/' || $1::text || '/' || $2::text, 0))
-"""
 NOW = "SELECT coalesce($1::timestamptz, now())"
 
 
@@ -32,10 +29,13 @@ class Locks:
 
     async def take(self, company_id: uuid.UUID, currency: str) -> datetime:
         """Holds the lock until the transaction ends; returns the transaction's instant."""
-        now: datetime = await self._conn.fetchval(
-            LOCK, str(company_id), currency, self._clock.sql_now()
-        )
-        return now
+        return await self.take_all([(company_id, currency)])
+
+    async def take_all(self, keys: Sequence[tuple[uuid.UUID, str]]) -> datetime:
+        """Holds the locks of every (company, currency) of `keys` until the transaction
+        ends, taken in one order (company, then currency) so that writers holding several
+        cannot deadlock; returns the transaction's instant."""
+        return await lock_keys(self._conn, "pool", keys, self._clock.sql_now())
 
     async def now(self) -> datetime:
         """The instant for a reader."""

@@ -1,11 +1,13 @@
 """Allocation (`Acquire`, `Reserve`): the platform's hot path.
 
-Requests go through one writer per (company, currency) (`libs.common.coalescing`), which
-runs whatever is waiting as one batch in one transaction: one lock, one commit. Within a
-batch, requests are served in arrival order (docs/product.md, "Allocation"). The batch
-keeps its own request_id record: it holds the lock that serializes every request that
-could carry the key, so it looks keys up and records responses in its transaction, and
-encodes each response once (`encode`, wired in app.py): the handler sends those bytes.
+Requests are serialized per (company, currency) by a writer (`libs.common.coalescing`)
+that runs whatever is waiting, for many keys at once, as one batch in one transaction:
+the keys' locks in one statement, one commit, and a fixed number of statements however
+many keys (tenants) and groups of requests it serves. Within a key, requests are served
+in arrival order (docs/product.md, "Allocation"). The batch keeps its own request_id
+record: it holds the locks that serialize every request that could carry its keys, so it
+looks request ids up and records responses in its transaction, and encodes each response
+once (`encode`, wired in app.py): the handler sends those bytes.
 
 The batch's SQL is `repository/allocation.py`; this module decides, `domain/allocation.py`
 says what to take and in which order.
@@ -36,13 +38,14 @@ from services.pool.domain.model import (
     Source,
     Unit,
 )
-from services.pool.repository.allocation import Handout
+from services.pool.repository.allocation import CandidateQuery, Handout
 from services.pool.unit_of_work import PoolUnitOfWork, Tx
 from services.pool.use_cases.offices import OfficeDirectory
 
 log = logging.getLogger(__name__)
 
-Key = tuple[uuid.UUID, str]  # (company, currency): one writer, one lock
+Key = tuple[uuid.UUID, str]  # (company, currency): one lock, requests in arrival order
+Batches = Sequence[tuple[Key, Sequence["Allocate"]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +92,19 @@ class Allocator:
         *,
         max_batch: int,
         max_waiting: int,
+        max_keys: int,
+        writers: int,
     ) -> None:
         self._uow = uow
         self._offices = offices
         self._encode = encode
-        self._writer: Coalescer[Key, Allocate, bytes] = Coalescer(
-            self._batch, max_batch=max_batch, max_waiting=max_waiting, name="pool.allocation"
+        self._writer: Coalescer[Key, Allocate, bytes] = Coalescer.across_keys(
+            self._batches,
+            max_keys=max_keys,
+            writers=writers,
+            max_batch=max_batch,
+            max_waiting=max_waiting,
+            name="pool.allocation",
         )
 
     async def allocate(self, command: Allocate) -> bytes:
@@ -109,52 +119,68 @@ class Allocator:
         """Waits for the batches in flight."""
         await self._writer.close()
 
-    async def _batch(self, key: Key, commands: Sequence[Allocate]) -> Sequence[Result]:
+    async def _batches(self, batches: Batches) -> list[list[Result]]:
         try:
-            return await self._together(key, commands)
+            return await self._together(batches)
         except Exception as error:
-            if len(commands) == 1 or is_database_unreachable(error):  # alone, it fails too
-                return [error] * len(commands)
-            log.warning("allocation batch failed; running its requests one by one", exc_info=True)
-            results: list[Result] = []
-            for command in commands:
-                results.extend(await self._batch(key, [command]))
-            return results
+            if is_database_unreachable(error):  # alone, each would fail too
+                return [[error] * len(commands) for _, commands in batches]
+            if len(batches) == 1:
+                ((key, commands),) = batches
+                if len(commands) == 1:
+                    return [[error]]
+                log.warning(
+                    "allocation batch failed; running its requests one by one", exc_info=True
+                )
+                return [[r for c in commands for r in (await self._batches([(key, [c])]))[0]]]
+            log.warning("allocation batch failed; running its keys one by one", exc_info=True)
+            return [(await self._batches([batch]))[0] for batch in batches]
 
-    async def _together(self, key: Key, commands: Sequence[Allocate]) -> list[Result]:
-        """One transaction for a batch of one (company, currency): looks the request ids
-        up, hands out units group by group (same office, type and sources), stores
-        receipts, holds and responses."""
-        company_id, currency = key
+    async def _together(self, batches: Batches) -> list[list[Result]]:
+        """One transaction for the batches of several (company, currency) keys: looks the
+        request ids up, hands out units group by group (same office, type and sources),
+        stores receipts, holds and responses."""
+        commands = [c for _, key_commands in batches for c in key_commands]
+        key_of = [key for key, key_commands in batches for _ in key_commands]
         results: list[Result | None] = [None] * len(commands)
         leaders: dict[tuple[uuid.UUID, str], int] = {}  # the first of each request_id
         for index, command in enumerate(commands):
             leaders.setdefault(command.request.ident, index)
+        keys = [key for key, _ in batches]
         async with self._uow.transaction() as tx:
-            now = await tx.locks.take(company_id, currency)
-            pool, offices = await tx.allocations.pool_and_offices(
-                company_id, currency, list({c.office_id for c in commands})
+            now = await tx.locks.take_all(keys)
+            pools, offices = await tx.allocations.pools_and_offices(
+                keys, list({c.office_id for c in commands})
             )
             stored = await tx.requests.lookup([commands[i].request for i in leaders.values()])
             groups: dict[tuple[Office, str, frozenset[Source]], list[int]] = {}
             for ident, index in leaders.items():
                 command = commands[index]
+                company_id, currency = key_of[index]
                 office = offices.get(command.office_id)
                 if ident in stored:
                     results[index] = stored[ident]
-                elif office is None or office.currency != currency:
+                elif office is None or (office.company_id, office.currency) != (
+                    company_id,
+                    currency,
+                ):
                     self._offices.forget(company_id, command.office_id)
                     results[index] = errors.office_changed()
                 else:
                     group = (office, command.license_type, command.sources)
                     groups.setdefault(group, []).append(index)
+            handing = _HandingOut(tx, pools, now)
+            outcomes = await handing.run(
+                [
+                    (office, code, requested, [commands[i] for i in indexes])
+                    for (office, code, requested), indexes in groups.items()
+                ]
+            )
             done: list[tuple[IdempotencyKey, bytes]] = []
             receipts: list[Receipt] = []
             holds: list[Hold] = []
-            for (office, code, requested), indexes in groups.items():
-                group_commands = [commands[i] for i in indexes]
-                outcomes = await _hand_out(tx, office, code, requested, group_commands, pool, now)
-                for index, outcome in zip(indexes, outcomes, strict=True):
+            for indexes, group_outcomes in zip(groups.values(), outcomes, strict=True):
+                for index, outcome in zip(indexes, group_outcomes, strict=True):
                     if isinstance(outcome, DomainError):
                         results[index] = outcome
                         continue
@@ -164,67 +190,107 @@ class Allocator:
                     if outcome.receipt.receipt_id is not None:  # nothing taken: not stored
                         receipts.append(outcome.receipt)
                         tx.events.publish(
-                            company_id,
+                            outcome.receipt.company_id,
                             *events.allocated(outcome.receipt, (u.unit_id for u in outcome.units)),
                         )
                     if outcome.hold is not None:
                         holds.append(outcome.hold)
-            await tx.allocations.insert_records(company_id, currency, now, holds, receipts)
+            await tx.allocations.insert_records(now, holds, receipts)
             await tx.requests.record(done)
         for index, command in enumerate(commands):  # the same request_id twice in a batch
             leader = leaders[command.request.ident]
             if leader != index:
                 same = commands[leader].request.fingerprint == command.request.fingerprint
                 results[index] = results[leader] if same else reused(command.request)
-        return [r if r is not None else errors.not_run() for r in results]
+        answers = [r if r is not None else errors.not_run() for r in results]
+        split: list[list[Result]] = []
+        for _, key_commands in batches:
+            split.append(answers[: len(key_commands)])
+            answers = answers[len(key_commands) :]
+        return split
 
 
-async def _hand_out(
-    tx: Tx,
-    office: Office,
-    code: str,
-    requested: frozenset[Source],
-    commands: Sequence[Allocate],
-    pool: Pool,
-    now: datetime,
-) -> list[Allocated | DomainError]:
-    """Allocations of one office and type, in arrival order: one candidate query, one
-    statement that takes what is handed out."""
-    poolable = catalog()[code].poolable
-    sources = allocation.sources_to_try(requested, pool.enabled, poolable)
-    total = sum(c.quantity for c in commands)
-    candidates = await tx.allocations.candidates(office, code, sources, total, now)
-    needs = [allocation.Need(c.quantity, c.allow_partial) for c in commands]
-    shares = allocation.distribute(candidates, needs)
-    ids = [(uuid.uuid4(), uuid.uuid4() if c.reserving else None) for c in commands]  # receipt, hold
-    handouts = [
-        Handout(unit_id, office.office_id, hold_id, c.assignees[n] if c.assignees else None)
-        for c, (units, _), (_, hold_id) in zip(commands, shares, ids, strict=True)
-        for n, (unit_id, _) in enumerate(units)
-    ]
-    taken = await tx.allocations.hand_out(handouts, now)
-    if len(taken) != len(handouts):
-        raise errors.concurrent_change()
-    explained: tuple[PassedOver, ...] | None = None
-    outcomes: list[Allocated | DomainError] = []
-    for command, need, (units, shortfall), record_ids in zip(
-        commands, needs, shares, ids, strict=True
-    ):
-        passed: tuple[PassedOver, ...] = ()
-        if allocation.needs_explanation(shortfall):
-            if explained is None:
-                bystanders = await tx.allocations.bystanders(office, code, now)
-                explained = allocation.passed_over(bystanders, pool.enabled, poolable)
-            passed = explained
-        receipt = allocation.receipt(office, code, need, units, shortfall, passed, record_ids, now)
-        if allocation.refused(need, shortfall):
-            outcomes.append(errors.NoLicenseAvailable(receipt))
-            continue
-        hold = None if command.hold_ttl is None else allocation.hold(receipt, command.hold_ttl)
-        outcomes.append(
-            Allocated(tuple(taken[u] for u, _ in units), receipt, hold, command.reserving)
-        )
-    return outcomes
+Group = tuple[Office, str, frozenset[Source], Sequence[Allocate]]
+
+
+class _HandingOut:
+    """The allocations of a batch's groups (same office and type each; requests in
+    arrival order within a group): one candidate query for all of them, one statement
+    that takes what is handed out."""
+
+    def __init__(self, tx: Tx, pools: dict[Key, Pool], now: datetime) -> None:
+        self._tx = tx
+        self._pools = pools
+        self._now = now
+
+    async def run(self, groups: Sequence[Group]) -> list[list[Allocated | DomainError]]:
+        queries: list[CandidateQuery] = []
+        ahead: dict[tuple[uuid.UUID, str, str], int] = {}  # units earlier groups may take
+        for office, code, requested, commands in groups:
+            pool = self._pools[(office.company_id, office.currency)]
+            sources = allocation.sources_to_try(requested, pool.enabled, catalog()[code].poolable)
+            total = sum(c.quantity for c in commands)
+            shared = (office.company_id, office.currency, code)
+            # Groups of one pool see the same pooled units: each group looks far enough
+            # to find its own after those the groups before it take.
+            queries.append(CandidateQuery(office, code, sources, total + ahead.get(shared, 0)))
+            ahead[shared] = ahead.get(shared, 0) + total
+        found = await self._tx.allocations.candidates(queries, self._now)
+        taken_ids: set[uuid.UUID] = set()
+        shares_of: list[list[tuple[list[tuple[uuid.UUID, Source]], int]]] = []
+        ids_of: list[list[tuple[uuid.UUID, uuid.UUID | None]]] = []
+        handouts: list[Handout] = []
+        for (office, _, _, commands), candidates in zip(groups, found, strict=True):
+            free = [c for c in candidates if c[0] not in taken_ids]
+            needs = [allocation.Need(c.quantity, c.allow_partial) for c in commands]
+            shares = allocation.distribute(free, needs)
+            ids = [(uuid.uuid4(), uuid.uuid4() if c.reserving else None) for c in commands]
+            for c, (units, _), (_, hold_id) in zip(commands, shares, ids, strict=True):
+                for n, (unit_id, _) in enumerate(units):
+                    taken_ids.add(unit_id)
+                    assignee = c.assignees[n] if c.assignees else None
+                    handouts.append(Handout(unit_id, office.office_id, hold_id, assignee))
+            shares_of.append(shares)
+            ids_of.append(ids)
+        taken = await self._tx.allocations.hand_out(handouts, self._now)
+        if len(taken) != len(handouts):
+            raise errors.concurrent_change()
+        return [
+            await self._outcomes(group, shares, ids, taken)
+            for group, shares, ids in zip(groups, shares_of, ids_of, strict=True)
+        ]
+
+    async def _outcomes(
+        self,
+        group: Group,
+        shares: Sequence[tuple[list[tuple[uuid.UUID, Source]], int]],
+        ids: Sequence[tuple[uuid.UUID, uuid.UUID | None]],
+        taken: dict[uuid.UUID, Unit],
+    ) -> list[Allocated | DomainError]:
+        office, code, _, commands = group
+        pool = self._pools[(office.company_id, office.currency)]
+        poolable = catalog()[code].poolable
+        explained: tuple[PassedOver, ...] | None = None
+        outcomes: list[Allocated | DomainError] = []
+        for command, (units, shortfall), record_ids in zip(commands, shares, ids, strict=True):
+            need = allocation.Need(command.quantity, command.allow_partial)
+            passed: tuple[PassedOver, ...] = ()
+            if allocation.needs_explanation(shortfall):
+                if explained is None:
+                    bystanders = await self._tx.allocations.bystanders(office, code, self._now)
+                    explained = allocation.passed_over(bystanders, pool.enabled, poolable)
+                passed = explained
+            receipt = allocation.receipt(
+                office, code, need, units, shortfall, passed, record_ids, self._now
+            )
+            if allocation.refused(need, shortfall):
+                outcomes.append(errors.NoLicenseAvailable(receipt))
+                continue
+            hold = None if command.hold_ttl is None else allocation.hold(receipt, command.hold_ttl)
+            outcomes.append(
+                Allocated(tuple(taken[u] for u, _ in units), receipt, hold, command.reserving)
+            )
+        return outcomes
 
 
 async def get_receipt(uow: PoolUnitOfWork, company_id: uuid.UUID, receipt_id: uuid.UUID) -> Receipt:

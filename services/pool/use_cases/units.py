@@ -123,9 +123,7 @@ async def _found(tx: Tx, company_id: uuid.UUID, unit_ids: Sequence[uuid.UUID]) -
 
 async def _lock_currencies(tx: Tx, company_id: uuid.UUID, found: Sequence[Unit]) -> datetime:
     """Takes the lock of every currency of the units, in one order (no deadlocks)."""
-    currencies = sorted({u.currency for u in found})
-    instants = [await tx.locks.take(company_id, currency) for currency in currencies]
-    return instants[-1]
+    return await tx.locks.take_all([(company_id, u.currency) for u in found])
 
 
 async def reassign_units(command: ReassignUnits, tx: Tx) -> list[Unit]:

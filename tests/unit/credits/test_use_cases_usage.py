@@ -256,3 +256,21 @@ async def test_totals_add_up_per_office_and_per_currency(books: Books) -> None:
     assert [t.amount for t in totals.companies] == [21]
     assert sum(t.amount for t in totals.offices) == 21
     assert totals.companies[0].split == Split(allowance=10, overage=11)
+
+
+async def test_usages_of_many_companies_share_one_transaction_each_on_its_own_books(
+    books: Books,
+) -> None:
+    companies = [books] + [
+        Books(books.clock, books.uow, books.recorder, books.put_account) for _ in range(3)
+    ]
+    for n, company in enumerate(companies):
+        await company.office("a", allowance=10 * (n + 1))
+    commits = books.uow.commits
+    await asyncio.gather(*(c.use("a", 7) for c in companies for _ in range(2)))
+    assert books.uow.commits == commits + 1  # one writer: all four companies in one batch
+    for n, company in enumerate(companies):
+        office = await company.office_balance("a")
+        allowance = 10 * (n + 1)
+        assert office.allowance_remaining == max(allowance - 14, 0)
+        assert (await company.check()).consistent

@@ -145,6 +145,47 @@ async def test_a_batch_serves_in_arrival_order_and_one_short_leaves_the_rest(
     assert len(world.units(UnitState.ASSIGNED)) == 3
 
 
+async def test_offices_of_one_pool_in_one_batch_share_its_units_each_unit_once(
+    world: World,
+) -> None:
+    await world.office("c")
+    pooled = await world.acquire_spare("c", 3)
+    await world.enable()
+    await world.give_back([u.unit_id for u in pooled])
+    world.advance(GRACE)
+    commits = world.uow.commits
+    results = await asyncio.gather(
+        world.acquire("a", 2),  # the two oldest returns
+        world.acquire("b", 2),  # one left: all or nothing
+        world.acquire("b", 1),  # the last one
+        return_exceptions=True,
+    )
+    assert world.uow.commits == commits + 1  # both offices in one transaction
+    first, second, third = results
+    assert not isinstance(first, BaseException)
+    assert not isinstance(third, BaseException)
+    assert isinstance(second, NoLicenseAvailable)
+    taken = [u.unit_id for u in (*first.units, *third.units)]
+    assert sorted(taken) == sorted(u.unit_id for u in pooled)  # each unit once
+    assert {u.office_id for u in first.units} == {world.offices["a"]}
+    assert [u.office_id for u in third.units] == [world.offices["b"]]
+
+
+async def test_many_companies_share_one_transaction(world: World) -> None:
+    others = [World(uow=world.uow, codec=world.codec) for _ in range(3)]
+    for other in others:
+        other.allocator = world.allocator  # one service process, one writer
+        other.directory = world.directory
+        await other.office("a")
+        await other.add("a", 1)
+    await world.add("a", 1)
+    commits = world.uow.commits
+    results = await asyncio.gather(*(w.acquire("a") for w in (world, *others)))
+    assert world.uow.commits == commits + 1
+    for w, result in zip((world, *others), results, strict=True):
+        assert [u.company_id for u in result.units] == [w.company_id]
+
+
 async def test_a_replay_answers_the_stored_bytes_with_no_second_effect(world: World) -> None:
     await world.add("a", 3)
     command = world.allocation("a", 1, request_id="r1")

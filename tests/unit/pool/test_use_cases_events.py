@@ -3,6 +3,8 @@ the change's transaction, nothing for a refused one."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from services.pool.domain import events
@@ -47,3 +49,21 @@ async def test_a_refused_allocation_publishes_nothing() -> None:
     with pytest.raises(NoLicenseAvailable):
         await world.acquire("a")
     assert world.uow.state.events.events.get(world.company_id, []) == []
+
+
+async def test_companies_sharing_one_allocation_transaction_each_get_their_own_event() -> None:
+    world = World()
+    others = [World(uow=world.uow, codec=world.codec) for _ in range(3)]
+    for w in (world, *others):
+        w.allocator = world.allocator  # one service process, one writer
+        w.directory = world.directory
+        await w.office("a")
+        await w.add("a", 1)
+    commits = world.uow.commits
+    results = await asyncio.gather(*(w.acquire("a") for w in (world, *others)))
+    assert world.uow.commits == commits + 1  # one transaction for the four companies
+
+    for w, result in zip((world, *others), results, strict=True):
+        published = world.uow.state.events.events[w.company_id]
+        assert [e.event_type for e in published] == [events.UNITS_ADDED, events.UNITS_ACQUIRED]
+        assert published[1].data["receipt_id"] == str(result.receipt.receipt_id)

@@ -64,7 +64,13 @@ class World:
     def __post_init__(self) -> None:
         self.directory = OfficeDirectory(self.uow)
         self.allocator = Allocator(
-            self.uow, self.directory, self.codec.encode, max_batch=64, max_waiting=64
+            self.uow,
+            self.directory,
+            self.codec.encode,
+            max_batch=64,
+            max_waiting=64,
+            max_keys=8,
+            writers=2,
         )
         self.expiry = HoldExpiry(self.uow, retention_hours=24)
 
