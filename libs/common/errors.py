@@ -105,8 +105,8 @@ class Unauthenticated(DomainError):
 
 
 class OutOfRange(DomainError):
-    """A valid value outside the range the service can answer for now (a past instant
-    beyond the history kept, a future one)."""
+    """A valid value outside the range the service can answer for now: a past instant
+    beyond the history kept, a future one, an expired event cursor."""
 
     kind = ErrorKind.OUT_OF_RANGE
 

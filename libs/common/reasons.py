@@ -68,6 +68,10 @@ class Reason(enum.Enum):
     UNKNOWN_LICENSE_TYPE = _INVALID, "no such license type in the catalog"
     INVALID_QUANTITY = _INVALID, "the quantity is outside the range the method accepts"
     REQUEST_ID_REUSED = _INVALID, "the request_id was already used for another request"
+    # --- event streams (pool, credits, billing) ------------------------------------------
+    INVALID_CURSOR = _INVALID, "the cursor is not one this service issued for the company"
+    UNKNOWN_EVENT_TYPE = _INVALID, "no such event type in the service's stream"
+    CURSOR_EXPIRED = _RANGE, "events after the cursor are past the retention: start again"
     # --- overload, races and dependencies (every service) ------------------------------
     OVERLOADED = _BUSY, "the service is too busy to answer in time; retry later"
     DEADLINE_EXCEEDED = _LATE, "the caller's deadline passed before the work could run"

@@ -9,7 +9,7 @@ Tests give use cases an in-memory unit of work with the same `Tx` shape (`tests/
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Generic, Protocol, TypeVar
 
@@ -40,16 +40,27 @@ class SnapshotUnitOfWork(UnitOfWork[Tx_co], Protocol):
 
 
 class PostgresUnitOfWork(Generic[Tx]):
-    """Transactions on an asyncpg pool; `bind` builds the repositories of one connection."""
+    """Transactions on an asyncpg pool; `bind` builds the repositories of one connection,
+    `before_commit` (if any) runs last in every transaction whose block succeeded (the
+    outbox writes the transaction's events there, `libs.common.outbox`)."""
 
-    def __init__(self, db: asyncpg.Pool, bind: Callable[[asyncpg.Connection], Tx]) -> None:
+    def __init__(
+        self,
+        db: asyncpg.Pool,
+        bind: Callable[[asyncpg.Connection], Tx],
+        before_commit: Callable[[Tx], Awaitable[None]] | None = None,
+    ) -> None:
         self._db = db
         self._bind = bind
+        self._before_commit = before_commit
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._db.acquire() as conn, conn.transaction():
-            yield self._bind(conn)
+            tx = self._bind(conn)
+            yield tx
+            if self._before_commit is not None:
+                await self._before_commit(tx)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Tx]:

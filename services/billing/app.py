@@ -16,14 +16,16 @@ from libs.common import migrations, tls
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
 from libs.common.database_outage import DatabaseWatch, is_database_unreachable
+from libs.common.event_stream import EventStream
 from libs.common.peer import PeerSettings
 from libs.common.server import Registration, RunningServer, start_server
-from licensing.billing.v1 import billing_pb2_grpc
+from licensing.billing.v1 import billing_pb2, billing_pb2_grpc
 from services.billing.adapters.credits import CreditsGateway
 from services.billing.adapters.pool import PoolGateway
 from services.billing.api.convert import SERVICE_NAME
 from services.billing.api.servicer import BillingServicer
 from services.billing.config import BillingSettings
+from services.billing.domain import events
 from services.billing.domain.model import Purchase
 from services.billing.domain.purchase import Action
 from services.billing.leases import LeaseKeeper
@@ -94,6 +96,8 @@ class BillingApp:
     db: asyncpg.Pool
     recovery: asyncio.Task[None]
     heartbeat: asyncio.Task[None]
+    events: EventStream
+    event_purger: asyncio.Task[None]
     credits: CreditsGateway | None = None
 
     @property
@@ -102,7 +106,7 @@ class BillingApp:
 
     async def stop(self, grace: float = 0) -> None:
         await self.server.stop(grace)
-        for task in (self.recovery, self.heartbeat):
+        for task in (self.recovery, self.heartbeat, self.event_purger):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -142,16 +146,18 @@ async def start(
         wait_seconds=settings.purchase_wait_seconds,
         observer=crash_after(settings.crash_after_step),
     )
+    stream = EventStream(uow, settings, events.TYPES, billing_pb2.WatchEventsResponse)
     registration = Registration(
         SERVICE_NAME,
-        BillingServicer(uow, pool, saga, settings.quote_hold_seconds, credits),
+        BillingServicer(uow, pool, saga, settings.quote_hold_seconds, stream, credits),
         billing_pb2_grpc.add_BillingServiceServicer_to_server,
     )
     server = await start_server([registration], settings, ERROR_DOMAIN, DatabaseWatch(settings))
     task = asyncio.create_task(run_recovery(saga, uow, settings) if recovery else _idle())
     # Leases are renewed with or without the recovery task: drives need them either way.
     heartbeat = asyncio.create_task(leases.run())
-    return BillingApp(server, saga, pool, db, task, heartbeat, credits)
+    purger = asyncio.create_task(stream.keep_purging())
+    return BillingApp(server, saga, pool, db, task, heartbeat, stream, purger, credits)
 
 
 def _credits_gateway(settings: BillingSettings) -> CreditsGateway | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from libs.common.event_stream import EventStreamSettings
 from libs.common.settings import (
     DEFAULT_DATABASE_URL,
     DEFAULT_POOL_ADDRESS,
@@ -15,7 +16,7 @@ from libs.common.settings import (
 )
 
 
-class BillingSettings(ServiceSettings):
+class BillingSettings(ServiceSettings, EventStreamSettings):
     model_config = SettingsConfigDict(env_prefix="BILLING_", frozen=True, extra="ignore")
 
     database_url: str = shared_setting("BILLING_", "DATABASE_URL", DEFAULT_DATABASE_URL)

@@ -11,6 +11,7 @@ import asyncpg
 
 from libs.common.clock import Clock
 from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestIds, RequestLog
+from libs.common.outbox import Outbox, PostgresOutbox, flush_events
 from libs.common.unit_of_work import PostgresUnitOfWork, UnitOfWork
 from services.billing.repository.instants import Instants
 from services.billing.repository.invoices import Invoices
@@ -32,6 +33,7 @@ class Tx:
     invoices: Invoices
     requests: RequestLog
     request_ids: RequestIds
+    events: Outbox
 
 
 BillingUnitOfWork = UnitOfWork[Tx]
@@ -52,6 +54,7 @@ class PostgresBillingUnitOfWork(PostgresUnitOfWork[Tx]):
                 invoices=Invoices(conn),
                 requests=PostgresRequestLog(conn, store),
                 request_ids=RequestIds(conn, store),
+                events=PostgresOutbox(conn, SCHEMA),
             )
 
-        super().__init__(db, bind)
+        super().__init__(db, bind, flush_events)

@@ -15,11 +15,13 @@ from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
 from libs.common.database_outage import DatabaseWatch
+from libs.common.event_stream import EventStream
 from libs.common.server import Registration, RunningServer, start_server
-from licensing.credits.v1 import credits_pb2_grpc
+from licensing.credits.v1 import credits_pb2, credits_pb2_grpc
 from services.credits.api import convert
 from services.credits.api.servicer import CreditsServicer
 from services.credits.config import CreditsSettings
+from services.credits.domain import events
 from services.credits.unit_of_work import SCHEMA, PostgresCreditsUnitOfWork
 from services.credits.use_cases.accounts import PutAccount
 from services.credits.use_cases.housekeeping import purge_request_ids
@@ -40,6 +42,8 @@ class CreditsApp:
     recorder: UsageRecorder
     db: asyncpg.Pool
     purger: asyncio.Task[None]
+    events: EventStream
+    event_purger: asyncio.Task[None]
 
     @property
     def port(self) -> int:
@@ -47,9 +51,10 @@ class CreditsApp:
 
     async def stop(self, grace: float = 0) -> None:
         await self.server.stop(grace)
-        self.purger.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.purger
+        for task in (self.purger, self.event_purger):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         with contextlib.suppress(Exception):
             await self.recorder.close()
         await self.db.close()
@@ -72,7 +77,10 @@ async def start(settings: CreditsSettings, clock: Clock | None = None) -> Credit
         max_keys=settings.max_batch_pools,
         writers=settings.usage_writers,
     )
-    servicer = CreditsServicer(uow, PutAccount(currencies), recorder, settings.max_batch_records)
+    stream = EventStream(uow, settings, events.TYPES, credits_pb2.WatchEventsResponse)
+    servicer = CreditsServicer(
+        uow, PutAccount(currencies), recorder, settings.max_batch_records, stream
+    )
     registration = Registration(
         convert.SERVICE_NAME, servicer, credits_pb2_grpc.add_CreditsServiceServicer_to_server
     )
@@ -82,4 +90,6 @@ async def start(settings: CreditsSettings, clock: Clock | None = None) -> Credit
             uow, settings.idempotency_retention_hours, settings.purge_interval_seconds
         )
     )
-    return CreditsApp(server, recorder, db, purger)
+    return CreditsApp(
+        server, recorder, db, purger, stream, asyncio.create_task(stream.keep_purging())
+    )

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from libs.common.event_stream import EventStreamSettings
 from libs.common.settings import DEFAULT_DATABASE_URL, ServiceSettings, shared_setting
 
 
-class CreditsSettings(ServiceSettings):
+class CreditsSettings(ServiceSettings, EventStreamSettings):
     model_config = SettingsConfigDict(env_prefix="CREDITS_", frozen=True, extra="ignore")
 
     database_url: str = shared_setting("CREDITS_", "DATABASE_URL", DEFAULT_DATABASE_URL)

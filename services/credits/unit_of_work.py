@@ -12,6 +12,7 @@ import asyncpg
 
 from libs.common.clock import Clock
 from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestIds, RequestLog
+from libs.common.outbox import Outbox, PostgresOutbox, flush_events
 from libs.common.reasons import Reason
 from libs.common.unit_of_work import PostgresUnitOfWork, SnapshotUnitOfWork
 from services.credits.repository.ledger import LedgerRepository
@@ -30,6 +31,7 @@ class Tx:
     usage: UsageRepository
     requests: RequestLog
     request_ids: RequestIds
+    events: Outbox
 
 
 CreditsUnitOfWork = SnapshotUnitOfWork[Tx]
@@ -48,9 +50,10 @@ class PostgresCreditsUnitOfWork(PostgresUnitOfWork[Tx]):
                 usage=UsageRepository(conn),
                 requests=PostgresRequestLog(conn, store),
                 request_ids=RequestIds(conn, store),
+                events=PostgresOutbox(conn, SCHEMA),
             )
 
-        super().__init__(db, bind)
+        super().__init__(db, bind, flush_events)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

@@ -16,11 +16,13 @@ from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import create_pool
 from libs.common.database_outage import DatabaseWatch, is_database_unreachable
+from libs.common.event_stream import EventStream
 from libs.common.server import Registration, RunningServer, start_server
-from licensing.pool.v1 import pool_pb2_grpc
+from licensing.pool.v1 import pool_pb2, pool_pb2_grpc
 from services.pool.api import convert
 from services.pool.api.servicer import SERVICE_NAME, PoolServicer
 from services.pool.config import PoolSettings
+from services.pool.domain import events
 from services.pool.domain.model import Terms
 from services.pool.unit_of_work import SCHEMA, unit_of_work
 from services.pool.use_cases.allocation import Allocator
@@ -45,6 +47,7 @@ class PoolApp:
     db: asyncpg.Pool
     allocator: Allocator
     expiry: HoldExpiry
+    events: EventStream
     tasks: tuple[asyncio.Task[None], ...]
 
     @property
@@ -102,7 +105,8 @@ async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
     )
     expiry = HoldExpiry(uow, settings.idempotency_retention_hours)
     pool_terms = terms(settings)
-    servicer = PoolServicer(uow, pool_terms, directory, allocator, expiry)
+    stream = EventStream(uow, settings, events.TYPES, pool_pb2.WatchEventsResponse)
+    servicer = PoolServicer(uow, pool_terms, directory, allocator, expiry, stream)
     registration = Registration(
         SERVICE_NAME, servicer, pool_pb2_grpc.add_PoolServiceServicer_to_server
     )
@@ -121,5 +125,6 @@ async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
                 "unit history purge",
             )
         ),
+        asyncio.create_task(stream.keep_purging()),
     )
-    return PoolApp(server, db, allocator, expiry, tasks)
+    return PoolApp(server, db, allocator, expiry, stream, tasks)

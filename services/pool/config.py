@@ -5,10 +5,11 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from libs.common.event_stream import EventStreamSettings
 from libs.common.settings import DEFAULT_DATABASE_URL, ServiceSettings, shared_setting
 
 
-class PoolSettings(ServiceSettings):
+class PoolSettings(ServiceSettings, EventStreamSettings):
     model_config = SettingsConfigDict(env_prefix="POOL_", frozen=True, extra="ignore")
 
     database_url: str = shared_setting("POOL_", "DATABASE_URL", DEFAULT_DATABASE_URL)

@@ -4,7 +4,7 @@ of work that hands them out, the only place the pool opens connections and trans
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +14,7 @@ import asyncpg
 
 from libs.common.clock import Clock
 from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestLog
+from libs.common.outbox import Outbox, PostgresOutbox, flush_events
 from libs.common.unit_of_work import PostgresUnitOfWork, SnapshotUnitOfWork
 from services.pool.repository.allocation import Allocations
 from services.pool.repository.history import History
@@ -40,6 +41,7 @@ class Tx:
     housekeeping: Housekeeping
     requests: RequestLog
     history: History
+    events: Outbox
 
 
 class PoolUnitOfWork(SnapshotUnitOfWork[Tx], Protocol):
@@ -57,9 +59,13 @@ class PoolUnitOfWork(SnapshotUnitOfWork[Tx], Protocol):
 
 class PostgresPoolUnitOfWork(PostgresUnitOfWork[Tx]):
     def __init__(
-        self, db: asyncpg.Pool, bind: Callable[[asyncpg.Connection], Tx], clock: Clock
+        self,
+        db: asyncpg.Pool,
+        bind: Callable[[asyncpg.Connection], Tx],
+        clock: Clock,
+        before_commit: Callable[[Tx], Awaitable[None]] | None = None,
     ) -> None:
-        super().__init__(db, bind)
+        super().__init__(db, bind, before_commit)
         self._clock = clock
 
     @asynccontextmanager
@@ -101,6 +107,7 @@ def unit_of_work(db: asyncpg.Pool, clock: Clock) -> PostgresPoolUnitOfWork:
             housekeeping=Housekeeping(conn, requests),
             requests=PostgresRequestLog(conn, requests),
             history=History(conn),
+            events=PostgresOutbox(conn, SCHEMA),
         )
 
-    return PostgresPoolUnitOfWork(db, bind, clock)
+    return PostgresPoolUnitOfWork(db, bind, clock, flush_events)

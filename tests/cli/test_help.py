@@ -17,7 +17,6 @@ COMMANDS = {
     "office": ["create", "list"],
     "pool": ["enable", "show", "units", "add-units", "acquire", "return"],
     "unit": ["history"],
-    "unit": ["history"],
     "checkout": ["quote", "purchase", "remove"],
     "user": ["create", "delete", "change-license", "list"],
     "license": ["assign", "unassign", "reassign", "show", "search", "terminate"],

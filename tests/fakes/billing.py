@@ -45,7 +45,13 @@ from services.billing.domain.model import (
 )
 from services.billing.domain.purchase import Step
 from services.billing.unit_of_work import Tx
-from tests.fakes.unit_of_work import InMemoryRequestLog, InMemoryUnitOfWork, RequestTable
+from tests.fakes.unit_of_work import (
+    EventTable,
+    InMemoryOutbox,
+    InMemoryRequestLog,
+    InMemoryUnitOfWork,
+    RequestTable,
+)
 
 # --- billing's tables ---------------------------------------------------------------------
 
@@ -61,6 +67,7 @@ class StoredPurchase:
 @dataclass
 class BillingState:
     requests: RequestTable = field(default_factory=RequestTable)
+    events: EventTable = field(default_factory=EventTable)
     plans: dict[uuid.UUID, Plan] = field(default_factory=dict)
     quotes: dict[uuid.UUID, Quote] = field(default_factory=dict)
     purchases: dict[uuid.UUID, StoredPurchase] = field(default_factory=dict)
@@ -497,6 +504,7 @@ class InMemoryBillingUnitOfWork(InMemoryUnitOfWork[BillingState, Tx]):
                 invoices=FakeInvoices(tables),  # type: ignore[arg-type]
                 requests=InMemoryRequestLog(tables.requests),
                 request_ids=FakeRequestIds(),  # type: ignore[arg-type]
+                events=InMemoryOutbox(tables.events),
             )
 
         super().__init__(BillingState(), bind)

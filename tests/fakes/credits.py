@@ -32,7 +32,13 @@ from services.credits.domain.model import (
 from services.credits.repository.ledger import CheckedAccount, EntryFilter, Loaded
 from services.credits.repository.usage import UsageFilter
 from services.credits.unit_of_work import Tx
-from tests.fakes.unit_of_work import InMemoryRequestLog, InMemoryUnitOfWork, RequestTable
+from tests.fakes.unit_of_work import (
+    EventTable,
+    InMemoryOutbox,
+    InMemoryRequestLog,
+    InMemoryUnitOfWork,
+    RequestTable,
+)
 
 
 class ConstraintViolated(Exception):
@@ -62,6 +68,7 @@ class CreditsState:
     """The tables of the credits schema."""
 
     requests: RequestTable = field(default_factory=RequestTable)
+    events: EventTable = field(default_factory=EventTable)
     offices: dict[uuid.UUID, OfficeAccount] = field(default_factory=dict)
     pooling: dict[tuple[uuid.UUID, str], Pooling] = field(default_factory=dict)
     accounts: dict[tuple[uuid.UUID, str, AccountKey], StoredAccount] = field(default_factory=dict)
@@ -401,6 +408,7 @@ class InMemoryCreditsUnitOfWork(InMemoryUnitOfWork[CreditsState, Tx]):
                 usage=FakeUsage(tables),  # type: ignore[arg-type]
                 requests=InMemoryRequestLog(tables.requests),
                 request_ids=FakeRequestIds(),  # type: ignore[arg-type]
+                events=InMemoryOutbox(tables.events),
             )
 
         super().__init__(state or CreditsState(), bind)

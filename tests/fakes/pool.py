@@ -34,7 +34,13 @@ from services.pool.domain.model import (
     UnitState,
 )
 from services.pool.repository.allocation import CandidateQuery, Handout
-from tests.fakes.unit_of_work import InMemoryRequestLog, InMemoryUnitOfWork, RequestTable
+from tests.fakes.unit_of_work import (
+    EventTable,
+    InMemoryOutbox,
+    InMemoryRequestLog,
+    InMemoryUnitOfWork,
+    RequestTable,
+)
 
 FREE = (UnitState.SPARE, UnitState.POOLED)
 
@@ -44,6 +50,7 @@ class PoolState:
     """The pool's tables."""
 
     requests: RequestTable = field(default_factory=RequestTable)
+    events: EventTable = field(default_factory=EventTable)
     offices: dict[uuid.UUID, Office] = field(default_factory=dict)
     pools: dict[tuple[uuid.UUID, str], datetime] = field(default_factory=dict)  # enabled_at
     units: dict[uuid.UUID, Unit] = field(default_factory=dict)
@@ -748,6 +755,7 @@ class FakeTx:
     housekeeping: FakeHousekeeping
     requests: InMemoryRequestLog
     history: FakeHistory
+    events: InMemoryOutbox
 
 
 class InMemoryPoolUnitOfWork(InMemoryUnitOfWork[PoolState, FakeTx]):
@@ -768,6 +776,7 @@ class InMemoryPoolUnitOfWork(InMemoryUnitOfWork[PoolState, FakeTx]):
                 housekeeping=FakeHousekeeping(tables),
                 requests=InMemoryRequestLog(tables.requests),
                 history=FakeHistory(tables),
+                events=InMemoryOutbox(tables.events),
             )
 
         super().__init__(state or PoolState(), bind)

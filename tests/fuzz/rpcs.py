@@ -3,6 +3,7 @@ call any of them with raw request bytes."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import pkgutil
 from collections.abc import AsyncIterator
@@ -65,6 +66,10 @@ class Outcome:
         return f"{self.code.name} {self.reason}".strip()
 
 
+# How long an open server stream may stay quiet after its first message.
+QUIET = 1.0
+
+
 def _identity(payload: bytes) -> bytes:
     return payload
 
@@ -89,8 +94,18 @@ async def call(
             responses.append(parse(await unary(payloads[0], timeout=deadline)))
         elif not client_streams:
             stream = channel.unary_stream(rpc.path, _identity, _identity)
-            async for raw in stream(payloads[0], timeout=deadline):
-                responses.append(parse(raw))
+            streaming = stream(payloads[0], timeout=deadline)
+            answers = aiter(streaming)
+            try:
+                responses.append(parse(await anext(answers)))
+                # A stream that stays open (WatchEvents follows new events) has
+                # answered once it goes quiet after its first message.
+                while True:
+                    responses.append(parse(await asyncio.wait_for(anext(answers), QUIET)))
+            except (StopAsyncIteration, TimeoutError):
+                pass
+            finally:
+                streaming.cancel()
         elif not server_streams:
             gather = channel.stream_unary(rpc.path, _identity, _identity)
             responses.append(parse(await gather(requests(), timeout=deadline)))

@@ -62,6 +62,7 @@ IDENTITIES = (
     "provisioning",
     "rating",
     "console",
+    "consumer-notifications",
     "stranger",
 )
 
@@ -288,6 +289,13 @@ def test_the_shipped_policy_says_what_the_platform_promises() -> None:
         f"{credits}/RecordUsage",
         f"{credits}/BatchRecordUsage",
     }
+    watches = {f"{service.full_name}/WatchEvents" for service, _ in SERVICES.values()} & {
+        f"{s.full_name}/{m.name}" for s, _ in SERVICES.values() for m in s.methods
+    }
+    assert len(watches) == 3  # the pool, credits and billing stream their events
+    consumer = [f"{s.full_name}/{m.name}" for s, _ in SERVICES.values() for m in s.methods]
+    assert {m for m in consumer if may("consumer-notifications", m)} == watches
+    assert not any(may(n, m) for n in ("rating", "stranger", "console") for m in watches)
     assert policy.decide(spiffe("console"), f"{pool}/ListUnits").token_required
     assert not policy.decide(spiffe("billing"), f"{pool}/ListUnits").token_required
     # Billing previews pools but may not enable them; it keeps credit accounts in step
@@ -351,6 +359,34 @@ async def test_a_caller_that_must_send_a_token_and_sends_none_is_unauthenticated
     a, _ = two_companies
     code, reason, _ = await refused(pool_address, a, None)
     assert (code, reason) == (grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED_CALLER")
+
+
+async def test_an_event_consumer_with_a_company_token_watches_that_company_only(
+    pool_address: str, two_companies: tuple[str, str]
+) -> None:
+    """The stream variant of the guard holds a streaming call to its token's companies
+    too, before anything is read."""
+    a, b = two_companies
+    token = test_tls.bearer(test_tls.token([a]))
+    async with test_tls.channel(pool_address, "consumer-notifications") as channel:
+        stub = pool_pb2_grpc.PoolServiceStub(channel)
+        call = stub.WatchEvents(ppb.WatchEventsRequest(company_id=a), timeout=10, metadata=token)
+        first = await anext(aiter(call))
+        call.cancel()
+        assert [e.type for e in first.events] == ["pool.units.added"]
+        assert {e.company_id for e in first.events} == {a}
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            async for _ in stub.WatchEvents(
+                ppb.WatchEventsRequest(company_id=b), timeout=10, metadata=token
+            ):
+                pass
+        assert (error.value.code(), reason_of(error.value)) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "COMPANY_NOT_IN_SCOPE",
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.ListUnits(ppb.ListUnitsRequest(company_id=a), timeout=10, metadata=token)
+        assert reason_of(error.value) == "CALLER_NOT_ALLOWED"
 
 
 def _segment(data: dict[str, Any]) -> str:

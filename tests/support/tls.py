@@ -26,7 +26,7 @@ from licensing.client import Tls
 
 SERVICES = ("pool", "billing", "credits", "provisioning")
 # Callers of the shipped policy besides the services and the operator.
-CALLERS = ("rating", "console", "stranger")
+CALLERS = ("rating", "console", "consumer-notifications", "stranger")
 AUDIENCE = "licensing"
 
 _pki: LocalPki | None = None

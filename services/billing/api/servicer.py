@@ -12,7 +12,7 @@ purchase keeps its own durable record instead (`use_cases/purchases.py`)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeAlias, TypeVar
 
 import grpc
@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from libs.common import call_context, paging
 from libs.common.errors import InvalidArgument
+from libs.common.event_stream import EventStream
 from libs.common.handlers import method_name, once
 from libs.common.idempotency import key_for
 from libs.common.validation import currency_field, uuid_field
@@ -58,9 +59,11 @@ class BillingServicer:
         pool: Pool,
         saga: PurchaseSaga,
         quote_hold_seconds: int,
+        events: EventStream,
         credits: Credits | None = None,
     ) -> None:
         self._uow = uow
+        self._events = events
         self._pool = pool
         self._saga = saga
         self._quote_hold_seconds = quote_hold_seconds
@@ -221,3 +224,11 @@ class BillingServicer:
         before = convert.invoices_before(request)
         found = await invoices.list_invoices(company_id, before, size + 1, self._uow)
         return convert.invoices_response(found, size)
+
+    # --- events ---------------------------------------------------------------------------
+
+    async def WatchEvents(
+        self, request: pb.WatchEventsRequest, context: Context
+    ) -> AsyncIterator[pb.WatchEventsResponse]:
+        async for message in self._events.watch(request):
+            yield message

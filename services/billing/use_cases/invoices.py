@@ -10,7 +10,7 @@ from datetime import datetime
 
 from services.billing.adapters.credits import Credits
 from services.billing.adapters.pool import Pool
-from services.billing.domain import cycles, errors, invoicing, removals
+from services.billing.domain import cycles, errors, events, invoicing, removals
 from services.billing.domain.model import Invoice
 from services.billing.unit_of_work import BillingUnitOfWork
 from services.billing.use_cases.common import derived_request_id
@@ -38,8 +38,9 @@ async def close_cycle(
         if pending:
             raise errors.purchases_in_progress(period, pending)
         invoice = await _make_invoice(company_id, period, now, uow, pool, credits)
-        async with uow.reading() as tx:
-            await tx.invoices.insert(invoice)
+        async with uow.transaction() as tx:
+            if await tx.invoices.insert(invoice):
+                tx.events.publish(company_id, events.INVOICE_ISSUED, events.invoice_issued(invoice))
             existing = await tx.invoices.of_period(company_id, period)
     assert existing is not None
     invoice, terminated = existing

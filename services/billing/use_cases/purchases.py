@@ -27,7 +27,7 @@ from datetime import datetime
 from libs.common.errors import DomainError, ErrorKind, Unavailable
 from libs.common.reasons import Reason
 from services.billing.adapters.pool import Pool
-from services.billing.domain import checkout, errors, proration
+from services.billing.domain import checkout, errors, events, proration
 from services.billing.domain import purchase as saga
 from services.billing.domain.model import (
     Availability,
@@ -574,6 +574,8 @@ class PurchaseSaga:
             )
             if done is None:  # settled meanwhile by another driver: its outcome stands
                 done = await tx.purchases.get(purchase.company_id, purchase.purchase_id)
+            else:
+                tx.events.publish(done.company_id, events.PURCHASE_COMPLETED, events.purchase(done))
         assert done is not None
         return done
 
@@ -626,6 +628,10 @@ class PurchaseSaga:
             failed = await tx.purchases.fail(purchase.purchase_id, error, now)
             if failed is None:
                 failed = await tx.purchases.get(purchase.company_id, purchase.purchase_id)
+            else:
+                tx.events.publish(
+                    failed.company_id, events.PURCHASE_FAILED, events.purchase(failed)
+                )
         assert failed is not None
         return failed, error
 

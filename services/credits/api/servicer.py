@@ -5,9 +5,12 @@ generated servicer base class."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 
 from libs.common import call_context
+from libs.common.event_stream import EventStream
 from libs.common.handlers import once_for
 from libs.common.validation import currency_field, optional_currency_field, uuid_field
 from licensing.credits.v1 import credits_pb2 as pb
@@ -25,11 +28,13 @@ class CreditsServicer:
         put_account: PutAccount,
         recorder: UsageRecorder,
         max_batch_records: int,
+        events: EventStream,
     ) -> None:
         self._uow = uow
         self._put_account = put_account
         self._recorder = recorder
         self._max_batch_records = max_batch_records
+        self._events = events
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -154,3 +159,11 @@ class CreditsServicer:
     ) -> pb.GetPeriodOverageResponse:
         found = await usage.period_overage(convert.overage_query(request), self._uow)
         return convert.overage_response(found)
+
+    # --- events ---------------------------------------------------------------------------
+
+    async def WatchEvents(
+        self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchEventsResponse]:
+        async for message in self._events.watch(request):
+            yield message

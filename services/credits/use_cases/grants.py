@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from services.credits.domain import errors, grants, ledger
+from services.credits.domain import errors, events, grants, ledger
 from services.credits.domain.grants import Destination
 from services.credits.domain.ledger import Ledger
 from services.credits.domain.model import Grant, GrantTarget, issued
@@ -53,7 +53,9 @@ async def grant_credits(command: GrantCredits, tx: Tx) -> Granted:
     ledger.grant(book, target, command.amount, grant.grant_id)
     await tx.ledger.insert_grant(grant)
     await tx.ledger.apply(company_id, currency, loaded.ids, book.postings, book.deltas(), now)
-    return Granted(grant, book.balance(target))
+    balance = book.balance(target)
+    tx.events.publish(company_id, events.CREDITS_GRANTED, events.granted(grant, balance))
+    return Granted(grant, balance)
 
 
 async def _destination(command: GrantCredits, tx: Tx) -> Destination:

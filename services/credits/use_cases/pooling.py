@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from services.credits.domain import ledger
+from services.credits.domain import events, ledger
 from services.credits.domain.ledger import Ledger
 from services.credits.domain.model import Pooling, Transfer, balance_of, company_pool, issued
 from services.credits.unit_of_work import CreditsUnitOfWork, Tx
@@ -42,6 +42,7 @@ async def set_pooling(command: SetPooling, tx: Tx) -> PoolingChanged:
         transfers = ledger.transfers_to_pool(moved, currency)
     if command.enabled != pooling.enabled:
         pooling = await tx.offices.set_pooling(company_id, currency, command.enabled, now)
+        tx.events.publish(company_id, events.POOLING_CHANGED, events.pooling_changed(pooling))
     shared = await tx.ledger.load(company_id, currency, [company_pool()], now)
     return PoolingChanged(pooling, transfers, shared.balances[company_pool()])
 

@@ -31,7 +31,7 @@ from libs.common.database_outage import database_unavailable, is_database_unreac
 from libs.common.errors import DomainError
 from libs.common.idempotency import IdempotencyKey, reused
 from libs.common.reasons import Reason
-from services.credits.domain import charging, errors
+from services.credits.domain import charging, errors, events
 from services.credits.domain.charging import Charging, Placed
 from services.credits.domain.errors import InsufficientCredits
 from services.credits.domain.model import OfficeAccount, UsageKind, UsageRecord
@@ -209,6 +209,7 @@ class UsageRecorder:
             results[index] = response
             records.append(record)
             done.append((command.key, response))
+            tx.events.publish(company_id, events.USAGE_RECORDED, events.usage_recorded(record))
         ids = loaded.ids
         if book.opened:  # the periods opened now get their allowance accounts
             opened = await tx.ledger.load(company_id, currency, book.opened, now)

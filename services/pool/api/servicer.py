@@ -9,10 +9,12 @@ messages, and registration only needs the method names.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TypeAlias
 
 import grpc
 
+from libs.common.event_stream import EventStream
 from libs.common.handlers import once_for
 from libs.common.validation import currency_field, optional_currency_field, uuid_field
 from licensing.pool.v1 import pool_pb2 as pb
@@ -39,12 +41,14 @@ class PoolServicer:
         directory: OfficeDirectory,
         allocator: Allocator,
         expiry: HoldExpiry,
+        events: EventStream,
     ) -> None:
         self._uow = uow
         self._terms = terms
         self._directory = directory
         self._allocator = allocator
         self._expiry = expiry
+        self._events = events
 
     # --- offices ----------------------------------------------------------------------
 
@@ -223,3 +227,11 @@ class PoolServicer:
         receipt_id = uuid_field("receipt_id", request.receipt_id)
         receipt = await allocation.get_receipt(self._uow, company_id, receipt_id)
         return pb.GetReceiptResponse(receipt=convert.receipt_pb(receipt))
+
+    # --- events -----------------------------------------------------------------------
+
+    async def WatchEvents(
+        self, request: pb.WatchEventsRequest, context: Context
+    ) -> AsyncIterator[pb.WatchEventsResponse]:
+        async for message in self._events.watch(request):
+            yield message

@@ -27,7 +27,7 @@ from libs.common.database_outage import is_database_unreachable
 from libs.common.errors import DomainError
 from libs.common.idempotency import IdempotencyKey, reused
 from libs.common.license_catalog import catalog
-from services.pool.domain import allocation, errors
+from services.pool.domain import allocation, errors, events
 from services.pool.domain.model import (
     Assignee,
     Hold,
@@ -189,6 +189,10 @@ class Allocator:
                     done.append((commands[index].request, encoded))
                     if outcome.receipt.receipt_id is not None:  # nothing taken: not stored
                         receipts.append(outcome.receipt)
+                        tx.events.publish(
+                            outcome.receipt.company_id,
+                            *events.allocated(outcome.receipt, (u.unit_id for u in outcome.units)),
+                        )
                     if outcome.hold is not None:
                         holds.append(outcome.hold)
             await tx.allocations.insert_records(now, holds, receipts)

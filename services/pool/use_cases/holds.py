@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from libs.common import metrics
-from services.pool.domain import errors, holds
+from services.pool.domain import errors, events, holds
 from services.pool.domain.history import NO_CAUSE, Cause
 from services.pool.domain.model import Assignee, Hold, HoldState, Unit
 from services.pool.unit_of_work import PoolUnitOfWork, Tx
@@ -77,6 +77,7 @@ async def commit(command: Commit, tx: Tx) -> Committed:
         moved = await tx.holds.commit_assigned(committed, command.assignees, now, command.cause)
     else:
         moved = await tx.holds.commit_spare(committed, now, command.cause)
+    tx.events.publish(committed.company_id, events.HOLD_COMMITTED, events.hold(committed))
     return Committed(committed, tuple(moved))
 
 
@@ -89,6 +90,7 @@ async def release(command: Release, tx: Tx) -> Hold:
         return hold
     resolved = await _resolve(tx, hold, resolution, now)
     await tx.holds.restore_units(hold.company_id, [hold.hold_id], resolution, now, command.cause)
+    tx.events.publish(resolved.company_id, events.hold_ended(resolved), events.hold(resolved))
     return resolved
 
 
@@ -114,6 +116,8 @@ class HoldExpiry:
             await tx.holds.restore_units(
                 company_id, [h.hold_id for h in expired], HoldState.EXPIRED, now, NO_CAUSE
             )
+            for hold in expired:
+                tx.events.publish(company_id, events.HOLD_EXPIRED, events.hold(hold))
         metrics.holds_expired.add(len(expired))  # committed
         return len(expired)
 

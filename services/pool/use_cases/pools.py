@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from libs.common.license_catalog import catalog
-from services.pool.domain import allocation, pools
+from services.pool.domain import allocation, events, pools
 from services.pool.domain.history import NO_CAUSE, Cause
 from services.pool.domain.model import Availability, PlanKind, Pool, PoolContent, Unit, UnitState
 from services.pool.unit_of_work import PoolUnitOfWork, Tx
@@ -54,6 +54,11 @@ async def enable_pool(command: EnablePool, tx: Tx) -> Enabled:
         pools.poolable_types(catalog()),
         allocation.claimable_at_on_enable(now),
         command.cause,
+    )
+    tx.events.publish(
+        command.company_id,
+        events.POOL_ENABLED,
+        {"currency": command.currency, "pooled_unit_ids": events.ids(u.unit_id for u in moved)},
     )
     return Enabled(pool, tuple(moved), office_ids)
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from libs.common.currency import SUPPORTED_CURRENCIES
 from libs.common.license_catalog import catalog
-from services.pool.domain import allocation, errors, pools, units
+from services.pool.domain import allocation, errors, events, pools, units
 from services.pool.domain.history import NO_CAUSE, Cause
 from services.pool.domain.model import Assignee, Unit, UnitState
 from services.pool.domain.units import Snapshot
@@ -72,7 +72,9 @@ async def add_units(command: OfficeUnits, tx: Tx) -> list[Unit]:
     """Purchased units arrive SPARE in the office."""
     office = await office_of(tx, command.company_id, command.office_id)
     now = await tx.locks.take(command.company_id, office.currency)
-    return await tx.units.add(office, command.license_type, command.quantity, now, command.cause)
+    added = await tx.units.add(office, command.license_type, command.quantity, now, command.cause)
+    _publish_office_units(tx, events.UNITS_ADDED, command, added)
+    return added
 
 
 async def mark_for_removal(command: OfficeUnits, tx: Tx) -> list[Unit]:
@@ -85,6 +87,7 @@ async def mark_for_removal(command: OfficeUnits, tx: Tx) -> list[Unit]:
     )
     if len(marked) != command.quantity:
         raise errors.not_enough_spare(office.office_id, command.license_type, command.quantity)
+    _publish_office_units(tx, events.UNITS_REMOVAL_SCHEDULED, command, marked)
     return marked
 
 
@@ -92,9 +95,24 @@ async def restore_from_removal(command: OfficeUnits, tx: Tx) -> list[Unit]:
     """Up to `quantity` units scheduled for removal become SPARE again."""
     office = await office_of(tx, command.company_id, command.office_id)
     now = await tx.locks.take(command.company_id, office.currency)
-    return await tx.units.restore_from_removal(
+    restored = await tx.units.restore_from_removal(
         office, command.license_type, command.quantity, now, command.cause
     )
+    _publish_office_units(tx, events.UNITS_RESTORED, command, restored)
+    return restored
+
+
+def _publish_office_units(
+    tx: Tx, event_type: str, command: OfficeUnits, changed: Sequence[Unit]
+) -> None:
+    if changed:
+        tx.events.publish(
+            command.company_id,
+            event_type,
+            events.office_units(
+                command.office_id, command.license_type, (u.unit_id for u in changed)
+            ),
+        )
 
 
 async def refresh_statistics(uow: PoolUnitOfWork, changed: int | None = None) -> None:
@@ -125,6 +143,7 @@ async def reassign_units(command: ReassignUnits, tx: Tx) -> list[Unit]:
     changed = await tx.units.reassign(command.company_id, command.reassignments, now, command.cause)
     if changed != len(found):
         raise errors.concurrent_change()
+    tx.events.publish(command.company_id, events.UNITS_REASSIGNED, events.units(unit_ids))
     return await tx.units.by_id(command.company_id, unit_ids)
 
 
@@ -144,6 +163,7 @@ async def return_units(command: ReturnUnits, tx: Tx) -> list[Unit]:
         ) + await tx.units.return_to_spare(command.company_id, returns.to_spare, now, command.cause)
         if moved != returns.moving:
             raise errors.concurrent_change()
+    tx.events.publish(command.company_id, events.UNITS_RETURNED, events.units(command.unit_ids))
     return await tx.units.by_id(command.company_id, command.unit_ids)
 
 
@@ -156,6 +176,8 @@ async def terminate_units(command: TerminateUnits, tx: Tx) -> list[Unit]:
     ended = await tx.units.terminate(command.company_id, live, now, command.cause)
     if len(ended) != len(live):
         raise errors.concurrent_change()
+    if live:
+        tx.events.publish(command.company_id, events.UNITS_TERMINATED, events.units(live))
     return await tx.units.by_id(command.company_id, command.unit_ids)
 
 
