@@ -58,7 +58,7 @@ class PoolState:
     receipts: dict[uuid.UUID, Receipt] = field(default_factory=dict)
     locks: list[tuple[uuid.UUID, str]] = field(default_factory=list)  # every lock taken
     analyzed: int = 0  # planner statistics refreshed
-    events: list[UnitEvent] = field(default_factory=list)  # unit history, in order
+    unit_events: list[UnitEvent] = field(default_factory=list)  # unit history, in order
     horizons: dict[uuid.UUID, datetime] = field(default_factory=dict)  # history started
     last_event_id: int = 0
 
@@ -92,7 +92,7 @@ class _Table:
     def _record(self, unit: Unit, now: datetime, why: _Why) -> None:
         """One event: the unit as the change left it (`repository/history.recorded`)."""
         self.state.last_event_id += 1
-        self.state.events.append(
+        self.state.unit_events.append(
             UnitEvent(
                 event_id=self.state.last_event_id,
                 company_id=unit.company_id,
@@ -674,7 +674,7 @@ class FakeHistory(_Table):
         found = sorted(
             (
                 e
-                for e in self.state.events
+                for e in self.state.unit_events
                 if e.company_id == query.company_id
                 and query.unit_id in (None, e.unit_id)
                 and query.office_id in (None, e.office_id, e.for_office_id)
@@ -690,7 +690,7 @@ class FakeHistory(_Table):
         self, company_id: uuid.UUID, currency: str | None, as_of: datetime
     ) -> list[UnitCount]:
         last: dict[uuid.UUID, UnitEvent] = {}
-        for event in self.state.events:  # in id order: the last one wins
+        for event in self.state.unit_events:  # in id order: the last one wins
             if event.company_id == company_id and event.occurred_at <= as_of:
                 last[event.unit_id] = event
         groups: dict[tuple[str, uuid.UUID, str, UnitState, UnitState | None], int] = {}
@@ -707,17 +707,17 @@ class FakeHistory(_Table):
 
     async def purge(self, before: datetime, limit: int) -> int:
         last_before: dict[uuid.UUID, int] = {}
-        for event in self.state.events:
+        for event in self.state.unit_events:
             if event.occurred_at < before:
                 last_before[event.unit_id] = event.event_id
         gone = [
             e
-            for e in self.state.events
+            for e in self.state.unit_events
             if e.occurred_at < before
             and (e.state is UnitState.TERMINATED or last_before[e.unit_id] != e.event_id)
         ][:limit]
         ids = {e.event_id for e in gone}
-        self.state.events = [e for e in self.state.events if e.event_id not in ids]
+        self.state.unit_events = [e for e in self.state.unit_events if e.event_id not in ids]
         return len(gone)
 
 
