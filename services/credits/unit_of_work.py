@@ -15,6 +15,7 @@ from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, Reques
 from libs.common.reasons import Reason
 from libs.common.unit_of_work import PostgresUnitOfWork, SnapshotUnitOfWork
 from services.credits.repository.ledger import LedgerRepository
+from services.credits.repository.limits import LimitsRepository
 from services.credits.repository.offices import OfficeRepository
 from services.credits.repository.usage import UsageRepository
 
@@ -30,6 +31,7 @@ class Tx:
     usage: UsageRepository
     requests: RequestLog
     request_ids: RequestIds
+    limits: LimitsRepository
 
 
 CreditsUnitOfWork = SnapshotUnitOfWork[Tx]
@@ -48,6 +50,7 @@ class PostgresCreditsUnitOfWork(PostgresUnitOfWork[Tx]):
                 usage=UsageRepository(conn),
                 requests=PostgresRequestLog(conn, store),
                 request_ids=RequestIds(conn, store),
+                limits=LimitsRepository(conn),
             )
 
         super().__init__(db, bind)

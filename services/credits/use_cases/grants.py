@@ -53,6 +53,8 @@ async def grant_credits(command: GrantCredits, tx: Tx) -> Granted:
     ledger.grant(book, target, command.amount, grant.grant_id)
     await tx.ledger.insert_grant(grant)
     await tx.ledger.apply(company_id, currency, loaded.ids, book.postings, book.deltas(), now)
+    if command.target is GrantTarget.COMPANY_POOL:  # percent thresholds are taken of it
+        await tx.limits.set_top_up(company_id, currency, book.balance(target), now)
     return Granted(grant, book.balance(target))
 
 

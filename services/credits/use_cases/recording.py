@@ -3,9 +3,11 @@
 Concurrent usages of one (company, currency) wait for the writer of that key
 (`libs/common/coalescing.py`), which charges everything waiting in one transaction: one
 advisory lock (every other credits writer of the key, on every replica, takes the same),
-one lookup of the request_ids, one read of the offices and the pooling switch, one read
-of the balances, one insert of the records and one of the entries, one update of the
-balances, one write of the responses, one commit.
+one lookup of the request_ids, one read of the offices, the pooling switch, the caps and
+the pending thresholds, one read of the balances, one insert of the records and one of
+the entries, one update of the balances, one write of the responses, one commit. Only a
+batch with capped offices reads and writes their draws of the period, and only a batch
+that crossed a threshold writes its alerts (in the same transaction as the usage).
 
 Idempotency: the lock serializes every request that could carry a key of the batch, so
 the request_ids are looked up and the responses recorded in the batch's transaction
@@ -28,7 +30,9 @@ from libs.common.database_outage import database_unavailable, is_database_unreac
 from libs.common.errors import DomainError
 from libs.common.idempotency import IdempotencyKey, reused
 from libs.common.reasons import Reason
-from services.credits.domain import charging, errors
+from services.credits.domain import alerts, charging, errors
+from services.credits.domain.alerts import ThresholdWatch
+from services.credits.domain.caps import PoolDraws
 from services.credits.domain.charging import Charging, Placed
 from services.credits.domain.errors import InsufficientCredits
 from services.credits.domain.model import OfficeAccount, UsageKind, UsageRecord
@@ -165,8 +169,12 @@ class UsageRecorder:
         """Charges the usages not seen before, in order; sets their outcomes in
         `results` and returns the responses to record for their request_ids."""
         company_id, currency = lane
-        offices, primary, pooling = await tx.offices.usage_context(
-            company_id, currency, list({command.office_id for _, command in fresh})
+        alert_period = alerts.alert_period(now)
+        offices, primary, pooling, limits = await tx.offices.usage_context(
+            company_id,
+            currency,
+            list({command.office_id for _, command in fresh}),
+            alert_period.start,
         )
         placed: list[tuple[int, RecordUsage, Placed]] = []
         for index, command in fresh:
@@ -179,7 +187,19 @@ class UsageRecorder:
         ai_credits = charging.ai_credits_for(currency, primary)
         accounts, allowances = charging.accounts_to_load((p for _, _, p in placed), ai_credits)
         loaded = await tx.ledger.load(company_id, currency, accounts, now, lookup_only=allowances)
-        book = Charging(loaded.balances, allowances, pooling.enabled, ai_credits)
+        draw_periods = charging.draws_to_load((p for _, _, p in placed), limits.caps)
+        drawn = await tx.limits.draws(company_id, draw_periods) if pooling.enabled else {}
+        watch = (
+            ThresholdWatch(limits.pending, limits.top_up, alert_period) if limits.pending else None
+        )
+        book = Charging(
+            loaded.balances,
+            allowances,
+            pooling.enabled,
+            ai_credits,
+            PoolDraws(limits.caps, drawn),
+            watch,
+        )
         records: list[UsageRecord] = []
         done: list[tuple[IdempotencyKey, Response]] = []
         for index, command, usage in placed:
@@ -200,6 +220,9 @@ class UsageRecorder:
         await tx.ledger.apply(
             company_id, currency, ids, book.ledger.postings, book.ledger.deltas(), now
         )
+        await tx.limits.save_draws(company_id, book.draws.drawn)
+        if watch is not None:
+            await tx.limits.record_alerts(company_id, watch.alerts)
         return done
 
     def _place(
