@@ -189,9 +189,7 @@ async def test_a_cap_of_an_office_of_another_company_is_not_found(books: Books) 
 async def test_concurrent_usages_of_a_capped_office_never_pass_its_cap(books: Books) -> None:
     await pooled(books, 10_000, "a", reject=True)
     await set_cap(books, "a", 500)
-    results = await asyncio.gather(
-        *(books.use("a", 7) for _ in range(100)), return_exceptions=True
-    )
+    results = await asyncio.gather(*(books.use("a", 7) for _ in range(100)), return_exceptions=True)
     recorded = [r for r in results if not isinstance(r, BaseException)]
     refused = [r for r in results if isinstance(r, BaseException)]
     # 7 from the allowance, then 3 + 4 shared, then 7 shared each while the cap allows.
