@@ -13,6 +13,7 @@ from licensing_cli.clients import SERVICES, CallFailed, Clients
 from licensing_cli.commands import (
     checkout,
     company,
+    credits,
     cycle,
     imports,
     office,
@@ -91,6 +92,7 @@ app.add_typer(checkout.app, name="checkout")
 app.add_typer(users.app, name="user")
 app.add_typer(imports.app, name="import")
 app.add_typer(usage.app, name="usage")
+app.add_typer(credits.app, name="credits")
 app.add_typer(cycle.app, name="cycle")
 
 
