@@ -289,6 +289,11 @@ def test_the_shipped_policy_says_what_the_platform_promises() -> None:
         f"{credits}/BatchRecordUsage",
     }
     assert policy.decide(spiffe("console"), f"{pool}/ListUnits").token_required
+    # A company admin sets the company's own limits on shared credits, through a token.
+    for method in ("SetOfficeCreditCap", "ClearOfficeCreditCap", "SetCreditThresholds"):
+        allowed = {n for n in IDENTITIES if may(n, f"{credits}/{method}")}
+        assert allowed == {"operator", "console"}
+        assert policy.decide(spiffe("console"), f"{credits}/{method}").token_required
     assert not policy.decide(spiffe("billing"), f"{pool}/ListUnits").token_required
 
 
