@@ -472,13 +472,18 @@ class FakeLimits:
     ) -> None:
         self._s.top_ups[(company_id, currency)] = level
 
-    async def record_alerts(self, company_id: uuid.UUID, alerts: Sequence[CreditAlert]) -> None:
+    async def record_alerts(
+        self, company_id: uuid.UUID, alerts: Sequence[CreditAlert]
+    ) -> list[CreditAlert]:
         taken = {(a.company_id, a.currency, a.threshold, a.period.start) for a in self._s.alerts}
+        recorded = []
         for alert in alerts:
             key = (company_id, alert.currency, alert.threshold, alert.period.start)
             if key not in taken:  # ON CONFLICT DO NOTHING
                 self._s.alerts.append(alert)
+                recorded.append(alert)
                 taken.add(key)
+        return recorded
 
     async def alerts(
         self,

@@ -102,6 +102,9 @@ def draws_to_load(usages: Iterable[Placed], capped: Iterable[uuid.UUID]) -> dict
     }
 
 
+_SHARED = company_pool()
+
+
 class Charging:
     """The usages of one batch charged one after the other on the balances it loaded."""
 
@@ -134,7 +137,7 @@ class Charging:
             else None
         )
         cap_left = self.draws.left(office.office_id, usage.period.start)
-        pool_before = self.ledger.balance(company_pool())
+        pool_before = self.ledger.balance(_SHARED) if self.watch is not None else 0
         split = ledger.charge(
             self.ledger,
             Usage(

@@ -49,6 +49,7 @@ FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[],
     AS a(alert_id, currency, threshold_kind, threshold_value, period_start, period_end, level,
          balance, usage_id, office_id, created_at)
 ON CONFLICT (company_id, currency, threshold_kind, threshold_value, period_start) DO NOTHING
+RETURNING alert_id
 """
 
 LIST_ALERTS = f"""
@@ -237,12 +238,14 @@ class LimitsRepository:
 
     # --- alerts ---------------------------------------------------------------------------
 
-    async def record_alerts(self, company_id: uuid.UUID, alerts: Sequence[CreditAlert]) -> None:
-        """Appends the alerts (one statement); one that its threshold already has in the
-        period is dropped by the unique key."""
+    async def record_alerts(
+        self, company_id: uuid.UUID, alerts: Sequence[CreditAlert]
+    ) -> list[CreditAlert]:
+        """Appends the alerts (one statement) and returns those recorded: one that its
+        threshold already has in the period is dropped by the unique key."""
         if not alerts:
-            return
-        await self._conn.execute(
+            return []
+        rows = await self._conn.fetch(
             INSERT_ALERTS,
             company_id,
             [a.alert_id for a in alerts],
@@ -257,6 +260,8 @@ class LimitsRepository:
             [a.office_id for a in alerts],
             [a.created_at for a in alerts],
         )
+        recorded = {r["alert_id"] for r in rows}
+        return [a for a in alerts if a.alert_id in recorded]
 
     async def alerts(
         self,

@@ -221,7 +221,8 @@ class UsageRecorder:
             company_id, currency, ids, book.ledger.postings, book.ledger.deltas(), now
         )
         await tx.limits.save_draws(company_id, book.draws.drawn)
-        if watch is not None:
+        if watch is not None and watch.alerts:
+            # The alerts recorded are the events of the crossings (the outbox's to publish).
             await tx.limits.record_alerts(company_id, watch.alerts)
         return done
 

@@ -132,6 +132,20 @@ async def test_mutations_are_idempotent_and_tenant_scoped(
         pb.ListOfficeCreditCapsRequest(company_id=stranger.company_id)
     )
     assert list(listed.caps) == []
+    await company.office("b")
+    await company.cap("b", 7)
+    first_page = await stub.ListOfficeCreditCaps(
+        pb.ListOfficeCreditCapsRequest(company_id=company.company_id, page_size=1)
+    )
+    second_page = await stub.ListOfficeCreditCaps(
+        pb.ListOfficeCreditCapsRequest(
+            company_id=company.company_id, page_size=1, page_token=first_page.next_page_token
+        )
+    )
+    assert sorted(c.office_id for c in [*first_page.caps, *second_page.caps]) == sorted(
+        company.offices.values()
+    )
+    assert second_page.next_page_token == ""
     await company.thresholds(balance(10))
     got = await stub.GetCreditThresholds(
         pb.GetCreditThresholdsRequest(company_id=stranger.company_id, currency="USD")
@@ -180,18 +194,19 @@ async def test_the_unique_key_keeps_one_alert_when_two_transactions_record_it(
     company_id, usage_id, office_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     may = Period(datetime(2026, 5, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC))
 
-    async def record(conn: asyncpg.Connection) -> None:
+    async def record(conn: asyncpg.Connection) -> list[CreditAlert]:
         alert = CreditAlert(
             uuid.uuid4(), company_id, "USD", Threshold(ThresholdKind.BALANCE, 500), may,
             500, 400, usage_id, office_id, datetime(2026, 5, 2, tzinfo=UTC),
         )  # fmt: skip
         async with conn.transaction():
-            await LimitsRepository(conn).record_alerts(company_id, [alert])
+            recorded = await LimitsRepository(conn).record_alerts(company_id, [alert])
             await asyncio.sleep(0.05)
+        return recorded
 
     first, second = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
     try:
-        await asyncio.gather(record(first), record(second))
+        outcomes = await asyncio.gather(record(first), record(second))
         count = await first.fetchval(
             "SELECT count(*) FROM credits.credit_alerts WHERE company_id = $1", company_id
         )
@@ -199,3 +214,5 @@ async def test_the_unique_key_keeps_one_alert_when_two_transactions_record_it(
         await first.close()
         await second.close()
     assert count == 1
+    # Each says what it recorded, so only the recorded alert is published.
+    assert sorted(len(recorded) for recorded in outcomes) == [0, 1]
