@@ -55,6 +55,7 @@ def test_a_threshold_is_crossed_from_above_to_at_or_below_once_per_watch() -> No
 
 def test_a_balance_that_starts_below_or_grows_crosses_nothing() -> None:
     watch = ThresholdWatch([Threshold(BALANCE, 500)], 0, MARCH)
+    watch.observe(500, 450, record())  # at the level already: crossed before, not now
     watch.observe(400, 300, record())
     watch.observe(300, 800, record())
     assert watch.alerts == []
