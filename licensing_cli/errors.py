@@ -82,6 +82,8 @@ REASONS: dict[str, str] = {
     "INSUFFICIENT_CREDITS": (
         "the credits do not cover this usage and the office's policy is to reject overage"
     ),
+    "TOO_MANY_THRESHOLDS": "a currency has at most 10 thresholds",
+    "DUPLICATE_THRESHOLD": "the same threshold is given twice",
     "CREDIT_POOLING_ENABLED": (
         "unified credit pooling is on for this currency: grant to the company pool instead"
     ),

@@ -14,6 +14,7 @@ from licensing_cli.commands import (
     addons,
     checkout,
     company,
+    credits,
     cycle,
     extensions,
     imports,
@@ -102,6 +103,7 @@ app.add_typer(extensions.app, name="extension")
 app.add_typer(plans.app, name="plan")
 app.add_typer(imports.app, name="import")
 app.add_typer(usage.app, name="usage")
+app.add_typer(credits.app, name="credits")
 app.add_typer(cycle.app, name="cycle")
 
 

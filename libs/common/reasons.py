@@ -144,6 +144,8 @@ class Reason(enum.Enum):
     AMOUNT_TOO_LARGE = _INVALID, "the amount is larger than the platform accepts"
     UNKNOWN_USAGE_KIND = _INVALID, "no such usage kind"
     TOO_MANY_RECORDS = _INVALID, "the batch holds more records than allowed"
+    TOO_MANY_THRESHOLDS = _INVALID, "more balance thresholds than a currency may have"
+    DUPLICATE_THRESHOLD = _INVALID, "the same balance threshold is named twice"
     # --- provisioning --------------------------------------------------------------------
     USER_NOT_FOUND = _NOT_FOUND, "no such user in this company"
     LICENSE_NOT_FOUND = _NOT_FOUND, "no such license in this company"

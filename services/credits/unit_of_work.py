@@ -16,6 +16,7 @@ from libs.common.outbox import Outbox, PostgresOutbox, flush_events
 from libs.common.reasons import Reason
 from libs.common.unit_of_work import PostgresUnitOfWork, SnapshotUnitOfWork
 from services.credits.repository.ledger import LedgerRepository
+from services.credits.repository.limits import LimitsRepository
 from services.credits.repository.offices import OfficeRepository
 from services.credits.repository.usage import UsageRepository
 
@@ -32,6 +33,7 @@ class Tx:
     requests: RequestLog
     request_ids: RequestIds
     events: Outbox
+    limits: LimitsRepository
 
 
 CreditsUnitOfWork = SnapshotUnitOfWork[Tx]
@@ -51,6 +53,7 @@ class PostgresCreditsUnitOfWork(PostgresUnitOfWork[Tx]):
                 requests=PostgresRequestLog(conn, store),
                 request_ids=RequestIds(conn, store),
                 events=PostgresOutbox(conn, SCHEMA),
+                limits=LimitsRepository(conn),
             )
 
         super().__init__(db, bind, flush_events)

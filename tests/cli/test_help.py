@@ -26,6 +26,7 @@ COMMANDS = {
     "import": ["template", "check", "apply", "status"],
     "usage": ["record", "balances", "totals", "list", "pooling", "grant"],
     "cycle": ["close", "invoice", "invoices"],
+    "credits": ["alerts", "cap", "cap set", "cap clear", "cap list", "threshold set"],
 }
 
 
@@ -38,7 +39,7 @@ def test_help_everywhere_needs_no_service() -> None:
     invocations = [["--help"]]
     for group, commands in COMMANDS.items():
         invocations.append([group, "--help"])
-        invocations.extend([group, command, "--help"] for command in commands)
+        invocations.extend([group, *command.split(), "--help"] for command in commands)
     with ThreadPoolExecutor(8) as workers:
         results = list(workers.map(lambda args: (args, cli(*args)), invocations))
     for args, result in results:

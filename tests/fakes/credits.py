@@ -2,7 +2,8 @@
 repositories kept in dictionaries, and a unit of work with the same all-or-nothing
 transactions. The database's guarantees that the use cases rely on are kept here too:
 no balance of the wrong sign (the CHECK constraints), one usage per request_id (the
-unique index), entries only ever added."""
+unique index), one alert per threshold per period (the unique key), entries only ever
+added."""
 
 from __future__ import annotations
 
@@ -14,22 +15,28 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from libs.common.clock import FakeClock
+from services.credits.domain.caps import DrawKey
 from services.credits.domain.ledger import sign_ok
 from services.credits.domain.model import (
     AccountKey,
     AccountKind,
+    CreditAlert,
     Grant,
     LedgerAccount,
     LedgerEntry,
     OfficeAccount,
+    Period,
     PeriodOverage,
     Pooling,
     Posting,
     Split,
+    Threshold,
+    UsageLimits,
     UsageRecord,
     UsageTotal,
 )
 from services.credits.repository.ledger import CheckedAccount, EntryFilter, Loaded
+from services.credits.repository.limits import StoredCap
 from services.credits.repository.usage import UsageFilter
 from services.credits.unit_of_work import Tx
 from tests.fakes.unit_of_work import (
@@ -75,6 +82,11 @@ class CreditsState:
     entries: list[StoredEntry] = field(default_factory=list)
     grants: dict[uuid.UUID, Grant] = field(default_factory=dict)
     usage: dict[uuid.UUID, UsageRecord] = field(default_factory=dict)
+    caps: dict[tuple[uuid.UUID, uuid.UUID], tuple[int, datetime]] = field(default_factory=dict)
+    draws: dict[tuple[uuid.UUID, uuid.UUID, datetime], int] = field(default_factory=dict)
+    thresholds: dict[tuple[uuid.UUID, str], set[Threshold]] = field(default_factory=dict)
+    top_ups: dict[tuple[uuid.UUID, str], int] = field(default_factory=dict)
+    alerts: list[CreditAlert] = field(default_factory=list)
     locks: list[tuple[uuid.UUID, str]] = field(default_factory=list)  # in the order taken
     last_id: int = 0  # of accounts and entries (identity columns)
 
@@ -107,10 +119,29 @@ class FakeOffices:
         return named, next((o for o in mine if o.primary), None)
 
     async def usage_context(
-        self, company_id: uuid.UUID, currency: str, office_ids: Sequence[uuid.UUID]
-    ) -> tuple[dict[uuid.UUID, OfficeAccount], OfficeAccount | None, Pooling]:
+        self,
+        company_id: uuid.UUID,
+        currency: str,
+        office_ids: Sequence[uuid.UUID],
+        alert_period_start: datetime,
+    ) -> tuple[dict[uuid.UUID, OfficeAccount], OfficeAccount | None, Pooling, UsageLimits]:
         named, primary = await self.with_primary(company_id, office_ids)
-        return named, primary, await self.pooling(company_id, currency)
+        alerted = {
+            a.threshold
+            for a in self._s.alerts
+            if (a.company_id, a.currency, a.period.start)
+            == (company_id, currency, alert_period_start)
+        }
+        limits = UsageLimits(
+            caps={
+                office: cap
+                for (company, office), (cap, _) in self._s.caps.items()
+                if company == company_id and office in set(named)
+            },
+            pending=tuple(sorted(self._s.thresholds.get((company_id, currency), set()) - alerted)),
+            top_up=self._s.top_ups.get((company_id, currency), 0),
+        )
+        return named, primary, await self.pooling(company_id, currency), limits
 
     async def put(self, office: OfficeAccount, now: datetime) -> OfficeAccount:
         if office.primary:
@@ -391,6 +422,116 @@ class FakeUsage:
         return [found[key] for key in sorted(found)]
 
 
+class FakeLimits:
+    def __init__(self, state: CreditsState) -> None:
+        self._s = state
+
+    async def set_cap(
+        self, company_id: uuid.UUID, office_id: uuid.UUID, cap: int, now: datetime
+    ) -> None:
+        assert office_id in self._s.offices, "a cap of an office without an account"
+        self._s.caps[(company_id, office_id)] = (cap, now)
+
+    async def clear_cap(self, company_id: uuid.UUID, office_id: uuid.UUID) -> bool:
+        for key in [k for k in self._s.draws if k[:2] == (company_id, office_id)]:
+            del self._s.draws[key]  # ON DELETE CASCADE
+        return self._s.caps.pop((company_id, office_id), None) is not None
+
+    async def caps(
+        self,
+        company_id: uuid.UUID,
+        office_ids: Sequence[uuid.UUID] | None,
+        after: uuid.UUID | None,
+        limit: int,
+    ) -> list[StoredCap]:
+        found = []
+        for (company, office_id), (cap, updated_at) in sorted(self._s.caps.items()):
+            if company != company_id or (office_ids is not None and office_id not in office_ids):
+                continue
+            if after is not None and office_id <= after:
+                continue
+            office = self._s.offices[office_id]
+            found.append(
+                StoredCap(
+                    company, office_id, office.currency, office.period_anchor, cap, updated_at
+                )
+            )
+        return found[:limit]
+
+    async def draws(
+        self, company_id: uuid.UUID, periods: dict[DrawKey, Period]
+    ) -> dict[DrawKey, int]:
+        drawn = {}
+        for (office_id, start), period in periods.items():
+            stored = self._s.draws.get((company_id, office_id, start))
+            drawn[(office_id, start)] = (
+                stored
+                if stored is not None
+                else sum(
+                    u.split.company_pool
+                    for u in self._s.usage.values()
+                    if u.company_id == company_id
+                    and u.office_id == office_id
+                    and u.occurred_at in period
+                )
+            )
+        return drawn
+
+    async def save_draws(self, company_id: uuid.UUID, drawn: dict[DrawKey, int]) -> None:
+        for (office_id, start), value in drawn.items():
+            if (company_id, office_id) not in self._s.caps:
+                raise ConstraintViolated("draws of an office without a cap")
+            self._s.draws[(company_id, office_id, start)] = value
+
+    async def thresholds(self, company_id: uuid.UUID, currency: str) -> list[Threshold]:
+        return sorted(self._s.thresholds.get((company_id, currency), set()))
+
+    async def set_thresholds(
+        self, company_id: uuid.UUID, currency: str, thresholds: Sequence[Threshold], now: datetime
+    ) -> None:
+        self._s.thresholds[(company_id, currency)] = set(thresholds)
+
+    async def top_up(self, company_id: uuid.UUID, currency: str) -> int:
+        return self._s.top_ups.get((company_id, currency), 0)
+
+    async def set_top_up(
+        self, company_id: uuid.UUID, currency: str, level: int, now: datetime
+    ) -> None:
+        self._s.top_ups[(company_id, currency)] = level
+
+    async def record_alerts(
+        self, company_id: uuid.UUID, alerts: Sequence[CreditAlert]
+    ) -> list[CreditAlert]:
+        taken = {(a.company_id, a.currency, a.threshold, a.period.start) for a in self._s.alerts}
+        recorded = []
+        for alert in alerts:
+            key = (company_id, alert.currency, alert.threshold, alert.period.start)
+            if key not in taken:  # ON CONFLICT DO NOTHING
+                self._s.alerts.append(alert)
+                recorded.append(alert)
+                taken.add(key)
+        return recorded
+
+    async def alerts(
+        self,
+        company_id: uuid.UUID,
+        currency: str | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[CreditAlert]:
+        found = sorted(
+            (
+                a
+                for a in self._s.alerts
+                if a.company_id == company_id and (currency is None or a.currency == currency)
+            ),
+            key=lambda a: (a.created_at, a.alert_id),
+        )
+        if after is not None:
+            found = [a for a in found if (a.created_at, a.alert_id) > after]
+        return found[:limit]
+
+
 class FakeRequestIds:
     async def purge(self, retention_hours: int) -> int:
         return 0
@@ -409,6 +550,7 @@ class InMemoryCreditsUnitOfWork(InMemoryUnitOfWork[CreditsState, Tx]):
                 requests=InMemoryRequestLog(tables.requests),
                 request_ids=FakeRequestIds(),  # type: ignore[arg-type]
                 events=InMemoryOutbox(tables.events),
+                limits=FakeLimits(tables),  # type: ignore[arg-type]
             )
 
         super().__init__(state or CreditsState(), bind)

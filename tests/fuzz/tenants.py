@@ -254,6 +254,24 @@ class Teacher:
             ),
         )
         await send(
+            p.credits.SetOfficeCreditCap,
+            cpb.SetOfficeCreditCapRequest(
+                request_id=rid(), company_id=company_id, office_id=hq, cap_minor=4_000
+            ),
+        )
+        await send(
+            p.credits.SetCreditThresholds,
+            cpb.SetCreditThresholdsRequest(
+                request_id=rid(),
+                company_id=company_id,
+                currency=currency,
+                thresholds=[
+                    cpb.CreditThreshold(balance_minor=4_900),
+                    cpb.CreditThreshold(percent=50),
+                ],
+            ),
+        )
+        await send(
             p.credits.RecordUsage,
             cpb.RecordUsageRequest(
                 request_id=rid(),
@@ -263,6 +281,11 @@ class Teacher:
                 amount_minor=1_200,
                 occur_time=ts(p.clock.now()),
             ),
+        )
+
+        await send(p.credits.ListCreditAlerts, cpb.ListCreditAlertsRequest(company_id=company_id))
+        await send(
+            p.credits.ListOfficeCreditCaps, cpb.ListOfficeCreditCapsRequest(company_id=company_id)
         )
 
         users = await send(p.provisioning.ListUsers, vpb.ListUsersRequest(company_id=company_id))

@@ -297,6 +297,11 @@ def test_the_shipped_policy_says_what_the_platform_promises() -> None:
     assert {m for m in consumer if may("consumer-notifications", m)} == watches
     assert not any(may(n, m) for n in ("rating", "stranger", "console") for m in watches)
     assert policy.decide(spiffe("console"), f"{pool}/ListUnits").token_required
+    # A company admin sets the company's own limits on shared credits, through a token.
+    for method in ("SetOfficeCreditCap", "ClearOfficeCreditCap", "SetCreditThresholds"):
+        allowed = {n for n in IDENTITIES if may(n, f"{credits}/{method}")}
+        assert allowed == {"operator", "console"}
+        assert policy.decide(spiffe("console"), f"{credits}/{method}").token_required
     assert not policy.decide(spiffe("billing"), f"{pool}/ListUnits").token_required
     # Billing previews pools but may not enable them; it keeps credit accounts in step
     # and reads the overage it invoices.

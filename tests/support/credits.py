@@ -189,6 +189,54 @@ class CreditsCompany:
             if not token:
                 return found
 
+    async def cap(
+        self, office: str, cap: int, request_id: str | None = None
+    ) -> pb.SetOfficeCreditCapResponse:
+        response: pb.SetOfficeCreditCapResponse = await self.stub.SetOfficeCreditCap(
+            pb.SetOfficeCreditCapRequest(
+                request_id=request_id or rid(),
+                company_id=self.company_id,
+                office_id=self.offices[office],
+                cap_minor=cap,
+            )
+        )
+        return response
+
+    async def clear_cap(self, office: str) -> bool:
+        response = await self.stub.ClearOfficeCreditCap(
+            pb.ClearOfficeCreditCapRequest(
+                request_id=rid(), company_id=self.company_id, office_id=self.offices[office]
+            )
+        )
+        return bool(response.cleared)
+
+    async def thresholds(
+        self, *thresholds: pb.CreditThreshold, currency: str = "USD"
+    ) -> pb.SetCreditThresholdsResponse:
+        response: pb.SetCreditThresholdsResponse = await self.stub.SetCreditThresholds(
+            pb.SetCreditThresholdsRequest(
+                request_id=rid(),
+                company_id=self.company_id,
+                currency=currency,
+                thresholds=list(thresholds),
+            )
+        )
+        return response
+
+    async def alerts(self, page_size: int = 0) -> list[pb.CreditAlert]:
+        found: list[pb.CreditAlert] = []
+        token = ""
+        while True:
+            page = await self.stub.ListCreditAlerts(
+                pb.ListCreditAlertsRequest(
+                    company_id=self.company_id, page_token=token, page_size=page_size
+                )
+            )
+            found.extend(page.alerts)
+            token = page.next_page_token
+            if not token:
+                return found
+
     async def check(self) -> pb.CheckLedgerResponse:
         response: pb.CheckLedgerResponse = await self.stub.CheckLedger(
             pb.CheckLedgerRequest(company_id=self.company_id)

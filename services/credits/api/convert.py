@@ -24,21 +24,26 @@ from libs.common.validation import (
     uuid_field,
 )
 from licensing.credits.v1 import credits_pb2 as pb
+from services.credits.domain.alerts import MAX_THRESHOLDS, PERCENT_RANGE
 from services.credits.domain.model import (
     DEFAULT_PERIOD_ANCHOR,
     MAX_AMOUNT,
     AccountKind,
     Balances,
+    CreditAlert,
     Grant,
     GrantTarget,
     LedgerAccount,
     LedgerCheck,
     LedgerEntry,
     OfficeAccount,
+    OfficeCap,
     OveragePolicy,
     PeriodOverage,
     Pooling,
     Split,
+    Threshold,
+    ThresholdKind,
     UsageKind,
     UsageRecord,
     UsageTotal,
@@ -48,6 +53,14 @@ from services.credits.repository.usage import UsageFilter
 from services.credits.use_cases.accounts import AccountsPage
 from services.credits.use_cases.grants import GrantCredits, Granted
 from services.credits.use_cases.ledger import EntriesPage
+from services.credits.use_cases.limits import (
+    AlertsPage,
+    CapsPage,
+    ClearCap,
+    SetCap,
+    SetThresholds,
+    Thresholds,
+)
 from services.credits.use_cases.pooling import PoolingChanged, SetPooling
 from services.credits.use_cases.recording import RecordUsage
 from services.credits.use_cases.usage import OverageQuery, UsagePage, UsageTotals
@@ -342,6 +355,67 @@ def entries_page(request: pb.ListLedgerEntriesRequest) -> EntriesPage:
     return EntriesPage(where, after if isinstance(after, int) else None, size)
 
 
+def set_cap(request: pb.SetOfficeCreditCapRequest) -> SetCap:
+    return SetCap(
+        uuid_field("company_id", request.company_id),
+        uuid_field("office_id", request.office_id),
+        amount_field("cap_minor", request.cap_minor, minimum=0),
+    )
+
+
+def clear_cap(request: pb.ClearOfficeCreditCapRequest) -> ClearCap:
+    return ClearCap(
+        uuid_field("company_id", request.company_id), uuid_field("office_id", request.office_id)
+    )
+
+
+def caps_page(request: pb.ListOfficeCreditCapsRequest) -> CapsPage:
+    company_id = uuid_field("company_id", request.company_id)
+    size = paging.page_size(request.page_size)
+    after = _page_key(request.page_token, _is_uuid)
+    return CapsPage(company_id, uuid.UUID(str(after)) if after is not None else None, size)
+
+
+def threshold(field: str, message: pb.CreditThreshold) -> Threshold:
+    level = message.WhichOneof("level")
+    if level == "balance_minor":
+        value = amount_field(field + ".balance_minor", message.balance_minor, minimum=0)
+        return Threshold(ThresholdKind.BALANCE, value)
+    if level == "percent":
+        if message.percent not in PERCENT_RANGE:
+            raise invalid(field + ".percent", f"must be 1 to 99, got {message.percent}")
+        return Threshold(ThresholdKind.PERCENT, message.percent)
+    raise invalid(field, "needs balance_minor or percent", Reason.MISSING_FIELD.name)
+
+
+def set_thresholds(request: pb.SetCreditThresholdsRequest) -> SetThresholds:
+    company_id = uuid_field("company_id", request.company_id)
+    currency = currency_field("currency", request.currency)
+    if len(request.thresholds) > MAX_THRESHOLDS:
+        raise invalid(
+            "thresholds",
+            f"at most {MAX_THRESHOLDS} per currency",
+            Reason.TOO_MANY_THRESHOLDS.name,
+        )
+    found: list[Threshold] = []
+    for index, message in enumerate(request.thresholds):
+        field = f"thresholds[{index}]"
+        parsed = threshold(field, message)
+        if parsed in found:
+            raise invalid(field, "is named twice", Reason.DUPLICATE_THRESHOLD.name)
+        found.append(parsed)
+    return SetThresholds(company_id, currency, tuple(sorted(found)))
+
+
+def alerts_page(request: pb.ListCreditAlertsRequest) -> AlertsPage:
+    return AlertsPage(
+        uuid_field("company_id", request.company_id),
+        optional_currency_field("currency", request.currency),
+        paging.time_key(request.page_token),
+        paging.page_size(request.page_size),
+    )
+
+
 # --- domain -> proto ----------------------------------------------------------------------
 
 
@@ -458,6 +532,41 @@ def record_error_pb(error: Exception) -> pb.RecordError:
         )
     return pb.RecordError(
         code=grpc.StatusCode.INTERNAL.value[0], reason="INTERNAL", message="internal error"
+    )
+
+
+def cap_pb(cap: OfficeCap) -> pb.OfficeCreditCap:
+    return pb.OfficeCreditCap(
+        company_id=str(cap.company_id),
+        office_id=str(cap.office_id),
+        currency=cap.currency,
+        cap_minor=cap.cap,
+        period_start_time=timestamp(cap.period.start),
+        period_end_time=timestamp(cap.period.end),
+        drawn_minor=cap.drawn,
+        update_time=timestamp(cap.updated_at),
+    )
+
+
+def threshold_pb(threshold: Threshold) -> pb.CreditThreshold:
+    if threshold.kind is ThresholdKind.BALANCE:
+        return pb.CreditThreshold(balance_minor=threshold.value)
+    return pb.CreditThreshold(percent=threshold.value)
+
+
+def alert_pb(alert: CreditAlert) -> pb.CreditAlert:
+    return pb.CreditAlert(
+        alert_id=str(alert.alert_id),
+        company_id=str(alert.company_id),
+        currency=alert.currency,
+        threshold=threshold_pb(alert.threshold),
+        level_minor=alert.level,
+        balance_minor=alert.balance,
+        period_start_time=timestamp(alert.period.start),
+        period_end_time=timestamp(alert.period.end),
+        usage_id=str(alert.usage_id),
+        office_id=str(alert.office_id),
+        create_time=timestamp(alert.created_at),
     )
 
 
@@ -597,3 +706,33 @@ def check_response(check: LedgerCheck) -> pb.CheckLedgerResponse:
         ],
         check_time=timestamp(check.checked_at),
     )
+
+
+def set_cap_response(cap: OfficeCap) -> pb.SetOfficeCreditCapResponse:
+    return pb.SetOfficeCreditCapResponse(cap=cap_pb(cap))
+
+
+def clear_cap_response(cleared: bool) -> pb.ClearOfficeCreditCapResponse:
+    return pb.ClearOfficeCreditCapResponse(cleared=cleared)
+
+
+def caps_response(caps: list[OfficeCap], size: int) -> pb.ListOfficeCreditCapsResponse:
+    page, token = next_page_token(caps, size, lambda c: paging.encode_token([str(c.office_id)]))
+    return pb.ListOfficeCreditCapsResponse(caps=[cap_pb(c) for c in page], next_page_token=token)
+
+
+def set_thresholds_response(result: Thresholds) -> pb.SetCreditThresholdsResponse:
+    return pb.SetCreditThresholdsResponse(thresholds=[threshold_pb(t) for t in result.thresholds])
+
+
+def thresholds_response(result: Thresholds) -> pb.GetCreditThresholdsResponse:
+    return pb.GetCreditThresholdsResponse(
+        thresholds=[threshold_pb(t) for t in result.thresholds], top_up_level_minor=result.top_up
+    )
+
+
+def alerts_response(alerts: list[CreditAlert], size: int) -> pb.ListCreditAlertsResponse:
+    page, token = next_page_token(
+        alerts, size, lambda a: paging.time_key_token(a.created_at, a.alert_id)
+    )
+    return pb.ListCreditAlertsResponse(alerts=[alert_pb(a) for a in page], next_page_token=token)

@@ -16,7 +16,7 @@ from libs.common.validation import currency_field, optional_currency_field, uuid
 from licensing.credits.v1 import credits_pb2 as pb
 from services.credits.api import convert
 from services.credits.unit_of_work import CreditsUnitOfWork
-from services.credits.use_cases import accounts, grants, ledger, pooling, usage
+from services.credits.use_cases import accounts, grants, ledger, limits, pooling, usage
 from services.credits.use_cases.accounts import PutAccount
 from services.credits.use_cases.recording import RecordUsage, UsageRecorder
 
@@ -167,3 +167,49 @@ class CreditsServicer:
     ) -> AsyncIterator[pb.WatchEventsResponse]:
         async for message in self._events.watch(request):
             yield message
+
+    # --- caps, thresholds and alerts ------------------------------------------------------
+
+    async def SetOfficeCreditCap(
+        self, request: pb.SetOfficeCreditCapRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        command = convert.set_cap(request)
+        return await once_for(self._uow, request, command, limits.set_cap, convert.set_cap_response)
+
+    async def ClearOfficeCreditCap(
+        self, request: pb.ClearOfficeCreditCapRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        command = convert.clear_cap(request)
+        return await once_for(
+            self._uow, request, command, limits.clear_cap, convert.clear_cap_response
+        )
+
+    async def ListOfficeCreditCaps(
+        self, request: pb.ListOfficeCreditCapsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListOfficeCreditCapsResponse:
+        page = convert.caps_page(request)
+        found = await limits.list_caps(page, self._uow)
+        return convert.caps_response(found, page.size)
+
+    async def SetCreditThresholds(
+        self, request: pb.SetCreditThresholdsRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        command = convert.set_thresholds(request)
+        return await once_for(
+            self._uow, request, command, limits.set_thresholds, convert.set_thresholds_response
+        )
+
+    async def GetCreditThresholds(
+        self, request: pb.GetCreditThresholdsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCreditThresholdsResponse:
+        company_id = uuid_field("company_id", request.company_id)
+        currency = currency_field("currency", request.currency)
+        found = await limits.get_thresholds(company_id, currency, self._uow)
+        return convert.thresholds_response(found)
+
+    async def ListCreditAlerts(
+        self, request: pb.ListCreditAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCreditAlertsResponse:
+        page = convert.alerts_page(request)
+        found = await limits.list_alerts(page, self._uow)
+        return convert.alerts_response(found, page.size)

@@ -7,5 +7,6 @@ protobuf here.
 - `charging`: usages of one (company, currency) charged together, periods opened once;
 - `grants`: where granted credits go; `accounts`: when an office's currency is fixed;
 - `balances`: what GetBalances shows, from the accounts;
+- `caps`: office caps on the shared company balance; `alerts`: thresholds on it;
 - `model`: what the credits service keeps; `errors`: its business errors.
 """

@@ -7,7 +7,9 @@ period opens at its first usage: the office's allowance as it is then is issued 
 period, and stays fixed (a later change of the allowance applies to periods not opened
 yet). An open period is one whose allowance account exists, so a usage that is refused
 leaves its period unopened. AI agent credits live on the primary office: offices of its
-currency draw from them, others have none (`drawing`).
+currency draw from them, others have none (`drawing`). A capped office draws from the
+shared balance what its cap leaves in the period (`caps`), and every draw from the
+shared balance is watched for the thresholds it crosses (`alerts`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.credits.domain import errors, ledger
+from services.credits.domain.alerts import ThresholdWatch
+from services.credits.domain.caps import DrawKey, PoolDraws
 from services.credits.domain.drawing import Usage
 from services.credits.domain.ledger import Ledger
 from services.credits.domain.model import (
@@ -88,6 +92,19 @@ def accounts_to_load(
     return accounts, allowances
 
 
+def draws_to_load(usages: Iterable[Placed], capped: Iterable[uuid.UUID]) -> dict[DrawKey, Period]:
+    """The (office, period) draws of capped offices that charging these usages reads."""
+    offices = set(capped)
+    return {
+        (u.office.office_id, u.period.start): u.period
+        for u in usages
+        if u.office.office_id in offices and u.kind is not UsageKind.AI_AGENT
+    }
+
+
+_SHARED = company_pool()
+
+
 class Charging:
     """The usages of one batch charged one after the other on the balances it loaded."""
 
@@ -97,11 +114,15 @@ class Charging:
         allowances: Iterable[AccountKey],
         pooling_enabled: bool,
         ai_credits: AccountKey | None,
+        draws: PoolDraws | None = None,
+        watch: ThresholdWatch | None = None,
     ) -> None:
         self._unopened = {key for key in allowances if key not in balances}
         self.ledger = Ledger({**{key: 0 for key in self._unopened}, **balances})
         self._pooling_enabled = pooling_enabled
         self._ai_credits = ai_credits
+        self.draws = draws or PoolDraws({}, {})
+        self.watch = watch
         # Periods this batch opened: their allowance accounts are to be created.
         self.opened: set[AccountKey] = set()
 
@@ -115,6 +136,8 @@ class Charging:
             if allowance in self._unopened and allowance not in self.opened
             else None
         )
+        cap_left = self.draws.left(office.office_id, usage.period.start)
+        pool_before = self.ledger.balance(_SHARED) if self.watch is not None else 0
         split = ledger.charge(
             self.ledger,
             Usage(
@@ -125,10 +148,12 @@ class Charging:
             self._pooling_enabled,
             self._ai_credits,
             opening,
+            cap_left if self._pooling_enabled else None,
         )
         if opening is not None:
             self.opened.add(allowance)
-        return UsageRecord(
+        self.draws.add(office.office_id, usage.period.start, split.company_pool)
+        record = UsageRecord(
             usage_id=usage_id,
             request_id=usage.request_id,
             company_id=office.company_id,
@@ -141,3 +166,6 @@ class Charging:
             split=split,
             recorded_at=now,
         )
+        if self.watch is not None and split.company_pool:
+            self.watch.observe(pool_before, pool_before - split.company_pool, record)
+        return record

@@ -9,6 +9,10 @@ A usage of an office (calling, messaging, fax) draws, in this order:
 3. whatever is still missing is overage of the office, or, when the office's policy is
    REJECT, the usage is refused (INSUFFICIENT_CREDITS) and nothing is charged.
 
+An office with a cap (`caps`) draws from `COMPANY_POOL` at most what its cap leaves in
+the period; what the cap keeps it from drawing is missing like the rest (overage, or
+refused with `limited_by` OFFICE_CAP).
+
 `AI_AGENT` usage draws only from `AI_AGENT_CREDITS`: the company's AI agent credits,
 which live on the primary office and are never pooled. A usage of another office of the
 same currency draws from there too; an office whose currency is not the primary office's
@@ -52,19 +56,30 @@ def split_usage(
     available: Mapping[AccountKind, int],
     pooling_enabled: bool,
     ai_credits_reachable: bool,
+    pool_cap_left: int | None = None,
 ) -> Split:
     """How much the usage takes from each source; raises InsufficientCredits when the
-    office's policy rejects a usage its credits do not cover."""
+    office's policy rejects a usage its credits do not cover. `pool_cap_left` is what
+    the office's cap still lets it draw from the shared balance (None: no cap)."""
     assert usage.amount > 0
     remaining = usage.amount
     taken: dict[AccountKind, int] = {}
+    capped = False
     for source in draw_order(usage.kind, pooling_enabled, ai_credits_reachable):
-        take = min(remaining, max(available.get(source, 0), 0))
+        can = max(available.get(source, 0), 0)
+        if source is AccountKind.COMPANY_POOL and pool_cap_left is not None:
+            capped = pool_cap_left < min(can, remaining)
+            can = min(can, pool_cap_left)
+        take = min(remaining, can)
         taken[source] = take
         remaining -= take
     if remaining and usage.policy is OveragePolicy.REJECT:
         raise InsufficientCredits(
-            usage.office_id, usage.amount, usage.amount - remaining, usage.currency
+            usage.office_id,
+            usage.amount,
+            usage.amount - remaining,
+            usage.currency,
+            limited_by="OFFICE_CAP" if capped else None,
         )
     return Split(
         allowance=taken.get(AccountKind.ALLOWANCE, 0),

@@ -11,20 +11,33 @@ from libs.common.reasons import Reason
 
 
 class InsufficientCredits(FailedPrecondition):
-    """The office's policy is REJECT and its credits do not cover the usage."""
+    """The office's policy is REJECT and its credits do not cover the usage;
+    `limited_by` OFFICE_CAP when the office's cap kept it from shared credits."""
 
-    def __init__(self, office_id: uuid.UUID, amount: int, covered: int, currency: str) -> None:
+    def __init__(
+        self,
+        office_id: uuid.UUID,
+        amount: int,
+        covered: int,
+        currency: str,
+        limited_by: str | None = None,
+    ) -> None:
+        metadata = {
+            "office_id": str(office_id),
+            "amount_minor": str(amount),
+            "covered_minor": str(covered),
+            "shortfall_minor": str(amount - covered),
+            "currency": currency,
+        }
+        if limited_by is not None:
+            metadata["limited_by"] = limited_by
         super().__init__(
             Reason.INSUFFICIENT_CREDITS.name,
             f"office {office_id} has {covered} of the {amount} {currency} minor units this "
-            "usage needs, and its overage policy is REJECT",
-            {
-                "office_id": str(office_id),
-                "amount_minor": str(amount),
-                "covered_minor": str(covered),
-                "shortfall_minor": str(amount - covered),
-                "currency": currency,
-            },
+            "usage needs"
+            + (" within its cap on the shared balance" if limited_by else "")
+            + ", and its overage policy is REJECT",
+            metadata,
         )
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from services.credits.domain.model import Grant, Pooling, UsageRecord
+from services.credits.domain.model import CreditAlert, Grant, Pooling, UsageRecord
 
 CREDITS_GRANTED = "credits.granted"
 USAGE_RECORDED = "credits.usage.recorded"
 POOLING_CHANGED = "credits.pooling.changed"
+THRESHOLD_CROSSED = "credits.threshold.crossed"
 
-TYPES = frozenset({CREDITS_GRANTED, USAGE_RECORDED, POOLING_CHANGED})
+TYPES = frozenset({CREDITS_GRANTED, USAGE_RECORDED, POOLING_CHANGED, THRESHOLD_CROSSED})
 
 
 def granted(grant: Grant, balance: int) -> dict[str, Any]:
@@ -45,3 +46,18 @@ def usage_recorded(record: UsageRecord) -> dict[str, Any]:
 
 def pooling_changed(pooling: Pooling) -> dict[str, Any]:
     return {"currency": pooling.currency, "enabled": pooling.enabled}
+
+
+def threshold_crossed(alert: CreditAlert) -> dict[str, Any]:
+    """One alert: the shared balance fell to or below a threshold (once per period)."""
+    return {
+        "alert_id": str(alert.alert_id),
+        "currency": alert.currency,
+        "threshold_kind": alert.threshold.kind.value,
+        "threshold_value": str(alert.threshold.value),
+        "level": str(alert.level),
+        "balance": str(alert.balance),
+        "period_start": alert.period.start.isoformat(),
+        "usage_id": str(alert.usage_id),
+        "office_id": str(alert.office_id),
+    }

@@ -132,13 +132,15 @@ def charge(
     pooling_enabled: bool,
     ai_credits: AccountKey | None,
     opening_allowance: int | None = None,
+    pool_cap_left: int | None = None,
 ) -> Split:
     """Charges one usage in draw order (see `drawing`); returns its split.
 
     `ai_credits` is the AI agent credits account the usage may draw from, or None.
     `opening_allowance` is set when the usage's period has not been opened yet: the
     period's allowance is issued first, unless the usage is refused (then nothing is
-    posted at all)."""
+    posted at all). `pool_cap_left` is what the office's cap still lets it draw from the
+    shared balance (None: no cap)."""
     office = usage.office_id
     sources = {
         AccountKind.ALLOWANCE: allowance_of(office, period_start),
@@ -150,7 +152,7 @@ def charge(
     available = {kind: ledger.balance(key) for kind, key in sources.items()}
     if opening_allowance is not None:
         available[AccountKind.ALLOWANCE] += opening_allowance
-    split = split_usage(usage, available, pooling_enabled, ai_credits is not None)
+    split = split_usage(usage, available, pooling_enabled, ai_credits is not None, pool_cap_left)
     if opening_allowance is not None:
         open_period(ledger, office, period_start, opening_allowance)
     consumed = consumed_by(office)

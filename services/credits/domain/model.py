@@ -335,3 +335,59 @@ class LedgerCheck:
     @property
     def consistent(self) -> bool:
         return not self.violations
+
+
+@dataclass(frozen=True, slots=True)
+class OfficeCap:
+    """The most an office may draw from the shared company balance per billing period,
+    and what it drew in the current one (`caps`)."""
+
+    company_id: uuid.UUID
+    office_id: uuid.UUID
+    currency: str
+    cap: int
+    period: Period
+    drawn: int
+    updated_at: datetime
+
+
+class ThresholdKind(enum.StrEnum):
+    """How a threshold's value is read (`alerts`)."""
+
+    BALANCE = "BALANCE"  # an absolute balance, in minor units
+    PERCENT = "PERCENT"  # a percent (1 to 99) of the shared balance's top-up level
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Threshold:
+    """A level of the shared company balance of one currency."""
+
+    kind: ThresholdKind
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class CreditAlert:
+    """A threshold crossed by a usage: one per threshold per alert period."""
+
+    alert_id: uuid.UUID
+    company_id: uuid.UUID
+    currency: str
+    threshold: Threshold
+    period: Period
+    level: int  # the threshold's level in minor units when it was crossed
+    balance: int  # the shared balance right after the usage
+    usage_id: uuid.UUID
+    office_id: uuid.UUID
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UsageLimits:
+    """What limits and watches a batch of usages of one (company, currency): the caps of
+    its offices, the thresholds with no alert in the current alert period, and the top-up
+    level percent thresholds are taken of."""
+
+    caps: dict[uuid.UUID, int]
+    pending: tuple[Threshold, ...] = ()
+    top_up: int = 0

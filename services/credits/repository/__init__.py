@@ -3,7 +3,8 @@ repositories bound to one connection (`services/credits/unit_of_work.py` binds t
 
 - `offices`: office credit accounts and the pooling switches;
 - `ledger`: the writers' lock, ledger accounts, entries and grants, and the ledger check;
-- `usage`: usage records and their totals.
+- `usage`: usage records and their totals;
+- `limits`: office caps and their draws, thresholds, top-up levels and credit alerts.
 
 Writers of one (company, currency) serialize on a transaction-level advisory lock
 (`LedgerRepository.lock`), across replicas. Balances are kept in `ledger_accounts`

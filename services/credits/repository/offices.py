@@ -9,21 +9,43 @@ from datetime import datetime
 import asyncpg
 
 from libs.common.rows import from_row
-from services.credits.domain.model import OfficeAccount, OveragePolicy, Pooling
+from services.credits.domain.model import (
+    OfficeAccount,
+    OveragePolicy,
+    Pooling,
+    Threshold,
+    ThresholdKind,
+    UsageLimits,
+)
 
 OFFICE_COLUMNS = """company_id, office_id, currency, is_primary, allowance, period_anchor,
     overage_policy, created_at, updated_at"""
 
-# A batch of usages reads the offices it charges, the company's primary office (AI agent
-# credits) and the currency's pooling switch at once: one row per office, or one row of
-# NULL offices when none matches, the switch on every row.
+# The thresholds of a currency with no alert in the alert period starting at $4.
+_PENDING = """
+FROM credits.credit_thresholds t
+WHERE t.company_id = $1 AND t.currency = $2 AND NOT EXISTS (
+    SELECT 1 FROM credits.credit_alerts a
+    WHERE a.company_id = $1 AND a.currency = $2 AND a.threshold_kind = t.kind
+      AND a.threshold_value = t.value AND a.period_start = $4)
+ORDER BY t.kind, t.value
+"""
+
+# A batch of usages reads the offices it charges (with their caps), the company's primary
+# office (AI agent credits), the currency's pooling switch, its pending thresholds and
+# top-up level at once: one row per office, or one row of NULL offices when none
+# matches, the rest on every row (the subqueries run once).
 USAGE_CONTEXT = f"""
 SELECT p.enabled AS pooling_enabled, p.updated_at AS pooling_updated_at,
-    {", ".join("o." + c.strip() for c in OFFICE_COLUMNS.split(","))}
+    {", ".join("o." + c.strip() for c in OFFICE_COLUMNS.split(","))}, c.cap,
+    (SELECT level FROM credits.pool_top_ups WHERE company_id = $1 AND currency = $2) AS top_up,
+    ARRAY(SELECT t.kind {_PENDING}) AS pending_kinds,
+    ARRAY(SELECT t.value {_PENDING}) AS pending_values
 FROM (VALUES (1)) AS one (x)
 LEFT JOIN credits.pooling p ON p.company_id = $1 AND p.currency = $2
 LEFT JOIN credits.offices o
     ON o.company_id = $1 AND (o.office_id = ANY($3::uuid[]) OR o.is_primary)
+LEFT JOIN credits.office_caps c ON c.company_id = $1 AND c.office_id = o.office_id
 """
 
 
@@ -73,12 +95,27 @@ class OfficeRepository:
         return _named_and_primary([to_office(r) for r in rows], office_ids)
 
     async def usage_context(
-        self, company_id: uuid.UUID, currency: str, office_ids: Sequence[uuid.UUID]
-    ) -> tuple[dict[uuid.UUID, OfficeAccount], OfficeAccount | None, Pooling]:
+        self,
+        company_id: uuid.UUID,
+        currency: str,
+        office_ids: Sequence[uuid.UUID],
+        alert_period_start: datetime,
+    ) -> tuple[dict[uuid.UUID, OfficeAccount], OfficeAccount | None, Pooling, UsageLimits]:
         """What a batch of usages of one (company, currency) charges against: the named
-        offices, the primary office and the pooling switch (one statement)."""
-        rows = await self._conn.fetch(USAGE_CONTEXT, company_id, currency, list(office_ids))
+        offices, the primary office, the pooling switch, and the caps and thresholds that
+        limit and watch it (one statement)."""
+        rows = await self._conn.fetch(
+            USAGE_CONTEXT, company_id, currency, list(office_ids), alert_period_start
+        )
         first = rows[0]
+        limits = UsageLimits(
+            caps={r["office_id"]: r["cap"] for r in rows if r["cap"] is not None},
+            pending=tuple(
+                Threshold(ThresholdKind(kind), value)
+                for kind, value in zip(first["pending_kinds"], first["pending_values"], strict=True)
+            ),
+            top_up=first["top_up"] or 0,
+        )
         pooling = Pooling(
             company_id,
             currency,
@@ -87,7 +124,7 @@ class OfficeRepository:
         )
         offices = [to_office(r) for r in rows if r["office_id"] is not None]
         named, primary = _named_and_primary(offices, office_ids)
-        return named, primary, pooling
+        return named, primary, pooling, limits
 
     async def put(self, office: OfficeAccount, now: datetime) -> OfficeAccount:
         """Creates or replaces the office's account; a primary office takes the flag from

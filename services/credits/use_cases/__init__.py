@@ -7,5 +7,6 @@
   writer that charges concurrent usages in one transaction;
 - `usage`: GetUsage, ListUsage, GetUsageTotals, GetPeriodOverage;
 - `ledger`: GetBalances, ListLedgerEntries, CheckLedger;
+- `limits`: office caps on the shared balance, thresholds on it and their alerts;
 - `housekeeping`: dropping request_ids past their retention.
 """

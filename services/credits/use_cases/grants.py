@@ -54,6 +54,8 @@ async def grant_credits(command: GrantCredits, tx: Tx) -> Granted:
     await tx.ledger.insert_grant(grant)
     await tx.ledger.apply(company_id, currency, loaded.ids, book.postings, book.deltas(), now)
     balance = book.balance(target)
+    if command.target is GrantTarget.COMPANY_POOL:  # percent thresholds are taken of it
+        await tx.limits.set_top_up(company_id, currency, balance, now)
     tx.events.publish(company_id, events.CREDITS_GRANTED, events.granted(grant, balance))
     return Granted(grant, balance)
 

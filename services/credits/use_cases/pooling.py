@@ -40,6 +40,8 @@ async def set_pooling(command: SetPooling, tx: Tx) -> PoolingChanged:
         moved = ledger.pool_office_balances(book, offices)
         await tx.ledger.apply(company_id, currency, loaded.ids, book.postings, book.deltas(), now)
         transfers = ledger.transfers_to_pool(moved, currency)
+        if moved:  # percent thresholds are taken of the new level
+            await tx.limits.set_top_up(company_id, currency, book.balance(company_pool()), now)
     if command.enabled != pooling.enabled:
         pooling = await tx.offices.set_pooling(company_id, currency, command.enabled, now)
         tx.events.publish(company_id, events.POOLING_CHANGED, events.pooling_changed(pooling))

@@ -5,10 +5,12 @@ Concurrent usages of one (company, currency) wait for their key's turn in a writ
 (`libs/common/coalescing.py`) that charges everything waiting, for many keys at once, in
 one transaction: the keys' advisory locks in one statement (every other credits writer
 of a key, on every replica, takes the same), one lookup of the request_ids, one write of
-the responses and one commit for the whole batch; per key one read of the offices and
-the pooling switch, one read of the balances, one insert of the records and one of the
-entries, one update of the balances. Many companies with a usage or two each share one
-commit instead of paying one each.
+the responses and one commit for the whole batch; per key one read of the offices, the
+pooling switch, the caps and the pending thresholds, one read of the balances, one insert
+of the records and one of the entries, one update of the balances. Many companies with a
+usage or two each share one commit instead of paying one each. Only a key with capped
+offices reads and writes their draws of the period, and only one that crossed a
+threshold writes its alerts (in the same transaction as the usage, published as events).
 
 Idempotency: the lock serializes every request that could carry a key of the batch, so
 the request_ids are looked up and the responses recorded in the batch's transaction
@@ -31,7 +33,9 @@ from libs.common.database_outage import database_unavailable, is_database_unreac
 from libs.common.errors import DomainError
 from libs.common.idempotency import IdempotencyKey, reused
 from libs.common.reasons import Reason
-from services.credits.domain import charging, errors, events
+from services.credits.domain import alerts, charging, errors, events
+from services.credits.domain.alerts import ThresholdWatch
+from services.credits.domain.caps import PoolDraws
 from services.credits.domain.charging import Charging, Placed
 from services.credits.domain.errors import InsufficientCredits
 from services.credits.domain.model import OfficeAccount, UsageKind, UsageRecord
@@ -182,8 +186,12 @@ class UsageRecorder:
         """Charges the usages not seen before, in order; sets their outcomes in
         `results` and returns the responses to record for their request_ids."""
         company_id, currency = lane
-        offices, primary, pooling = await tx.offices.usage_context(
-            company_id, currency, list({command.office_id for _, command in fresh})
+        alert_period = alerts.alert_period(now)
+        offices, primary, pooling, limits = await tx.offices.usage_context(
+            company_id,
+            currency,
+            list({command.office_id for _, command in fresh}),
+            alert_period.start,
         )
         placed: list[tuple[int, RecordUsage, Placed]] = []
         for index, command in fresh:
@@ -196,7 +204,19 @@ class UsageRecorder:
         ai_credits = charging.ai_credits_for(currency, primary)
         accounts, allowances = charging.accounts_to_load((p for _, _, p in placed), ai_credits)
         loaded = await tx.ledger.load(company_id, currency, accounts, now, lookup_only=allowances)
-        book = Charging(loaded.balances, allowances, pooling.enabled, ai_credits)
+        draw_periods = charging.draws_to_load((p for _, _, p in placed), limits.caps)
+        drawn = await tx.limits.draws(company_id, draw_periods) if pooling.enabled else {}
+        watch = (
+            ThresholdWatch(limits.pending, limits.top_up, alert_period) if limits.pending else None
+        )
+        book = Charging(
+            loaded.balances,
+            allowances,
+            pooling.enabled,
+            ai_credits,
+            PoolDraws(limits.caps, drawn),
+            watch,
+        )
         records: list[UsageRecord] = []
         done: list[tuple[IdempotencyKey, Response]] = []
         for index, command, usage in placed:
@@ -218,6 +238,13 @@ class UsageRecorder:
         await tx.ledger.apply(
             company_id, currency, ids, book.ledger.postings, book.ledger.deltas(), now
         )
+        await tx.limits.save_draws(company_id, book.draws.drawn)
+        if watch is not None and watch.alerts:
+            # Only the alerts recorded are crossings: the unique key drops repeats.
+            for alert in await tx.limits.record_alerts(company_id, watch.alerts):
+                tx.events.publish(
+                    company_id, events.THRESHOLD_CROSSED, events.threshold_crossed(alert)
+                )
         return done
 
     def _place(

@@ -3,9 +3,13 @@ per combination."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import grpc
 import pytest
 
+from libs.common.clock import FakeClock
+from libs.common.error_status import error_info
 from licensing.credits.v1 import credits_pb2 as pb
 from tests.support.credits import CreditsCompany, reason_of
 
@@ -170,3 +174,85 @@ async def test_ai_agent_credits_are_granted_to_the_primary_office_only(
     assert reason_of(caught.value) == "NOT_PRIMARY_OFFICE"
     granted = await company.grant(AI, 100, office="hq")
     assert (granted.grant.office_id, granted.balance_minor) == (company.offices["hq"], 100)
+
+
+# --- office caps on the shared balance ------------------------------------------------------
+
+
+async def test_a_capped_office_draws_the_pool_up_to_its_cap_then_overage(
+    company: CreditsCompany,
+) -> None:
+    await company.office("a", allowance=100)
+    await company.office("b", allowance=100)
+    await company.pooling("USD")
+    await company.grant(POOL, 1000, currency="USD")
+    capped = await company.cap("a", 250)
+    assert (capped.cap.cap_minor, capped.cap.drawn_minor, capped.cap.currency) == (250, 0, "USD")
+    assert split(await company.use("a", 300)) == (100, 0, 200, 0, 0)
+    assert split(await company.use("a", 80)) == (0, 0, 50, 0, 30)
+    assert split(await company.use("a", 10)) == (0, 0, 0, 0, 10)
+    # The other office has no cap and takes what the shared balance has left.
+    assert split(await company.use("b", 900)) == (100, 0, 750, 0, 50)
+    listed = await company.stub.ListOfficeCreditCaps(
+        pb.ListOfficeCreditCapsRequest(company_id=company.company_id)
+    )
+    assert [(c.office_id, c.drawn_minor) for c in listed.caps] == [(company.offices["a"], 250)]
+    assert (await company.check()).consistent
+
+
+async def test_a_capped_office_with_reject_is_refused_past_its_cap_and_nothing_is_posted(
+    company: CreditsCompany,
+) -> None:
+    await company.office("a", allowance=10, policy=REJECT)
+    await company.pooling("USD")
+    await company.grant(POOL, 1000, currency="USD")
+    await company.cap("a", 40)
+    before = await company.entries()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await company.use("a", 51)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason_of(caught.value) == "INSUFFICIENT_CREDITS"
+    info = error_info(caught.value)
+    assert info is not None
+    assert info.metadata["limited_by"] == "OFFICE_CAP"
+    assert await company.entries() == before
+    assert split(await company.use("a", 50)) == (10, 0, 40, 0, 0)
+    assert await company.pool_balance() == 960
+
+
+async def test_the_cap_counts_draws_made_before_it_and_resets_each_period(
+    company: CreditsCompany, clock: FakeClock
+) -> None:
+    clock.set(datetime(2026, 3, 10, tzinfo=UTC))
+    await company.office("a")
+    await company.pooling("USD")
+    await company.grant(POOL, 10_000, currency="USD")
+    await company.use("a", 300)
+    capped = await company.cap("a", 500)
+    assert capped.cap.drawn_minor == 300
+    assert split(await company.use("a", 300)) == (0, 0, 200, 0, 100)
+    clock.set(datetime(2026, 4, 2, tzinfo=UTC))
+    assert split(await company.use("a", 600)) == (0, 0, 500, 0, 100)
+    # A late usage dated in March counts against March's cap.
+    late = await company.use("a", 5, at=datetime(2026, 3, 31, tzinfo=UTC))
+    assert split(late) == (0, 0, 0, 0, 5)
+    assert await company.clear_cap("a") is True
+    assert split(await company.use("a", 100)) == (0, 0, 100, 0, 0)
+    # A new cap counts the period's draws from the usage records.
+    assert (await company.cap("a", 550)).cap.drawn_minor == 600
+    assert split(await company.use("a", 100)) == (0, 0, 0, 0, 100)
+    assert (await company.check()).consistent
+
+
+async def test_a_cap_does_not_limit_own_balances_or_ai_agent_credits(
+    company: CreditsCompany,
+) -> None:
+    await company.office("hq", allowance=50, primary=True)
+    await company.grant(OFFICE, 200, office="hq")
+    await company.grant(AI, 100)
+    await company.cap("hq", 0)
+    assert split(await company.use("hq", 150)) == (50, 100, 0, 0, 0)
+    assert split(await company.use("hq", 100, kind=pb.USAGE_KIND_AI_AGENT)) == (0, 0, 0, 100, 0)
+    await company.pooling("USD")
+    assert split(await company.use("hq", 10)) == (0, 0, 0, 0, 10)
+    assert await company.pool_balance() == 100

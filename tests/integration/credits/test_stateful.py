@@ -1,6 +1,7 @@
 """A hypothesis state machine drives the real service (gRPC, PostgreSQL) and a simple
 in-memory model of the credit rules (docs/product.md, "Credits") side by side; after
-every step the balances must agree and the ledger must prove itself."""
+every step the balances, the office caps' draws and the alerts must agree and the ledger
+must prove itself."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from libs.common.clock import FakeClock
 from licensing.credits.v1 import credits_pb2 as pb
@@ -50,12 +51,23 @@ class Model:
     used_allowance: dict[tuple[str, tuple[int, int]], int] = field(default_factory=dict)
     consumed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OFFICES, 0))
     overage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OFFICES, 0))
+    caps: dict[str, int] = field(default_factory=dict)
+    pool_drawn: dict[tuple[str, tuple[int, int]], int] = field(default_factory=dict)
+    thresholds: set[tuple[str, int]] = field(default_factory=set)  # (kind, value)
+    top_up: int = 0
+    alerted: set[tuple[str, int, tuple[int, int]]] = field(default_factory=set)
+
+    def level(self, kind: str, value: int) -> int:
+        return value if kind == "balance_minor" else self.top_up * value // 100
 
     def allowance_left(self, office: str, month: tuple[int, int]) -> int:
         return self.allowance[office] - self.used_allowance.get((office, month), 0)
 
-    def use(self, office: str, kind: str, amount: int, month: tuple[int, int]) -> tuple[int, ...]:
-        """The expected split (allowance, own, pool, ai, overage); raises on REJECT."""
+    def use(
+        self, office: str, kind: str, amount: int, month: tuple[int, int], now: tuple[int, int]
+    ) -> tuple[int, ...]:
+        """The expected split (allowance, own, pool, ai, overage) of a usage of `month`
+        recorded in the month `now`; raises on REJECT."""
         parts = [0, 0, 0, 0, 0]
         left = amount
         if kind == "AI_AGENT":
@@ -65,7 +77,11 @@ class Model:
             parts[0] = min(left, self.allowance_left(office, month))
             left -= parts[0]
             if self.pooling:
-                parts[2] = min(left, self.pool)
+                shared = self.pool
+                if office in self.caps:
+                    drawn = self.pool_drawn.get((office, month), 0)
+                    shared = min(shared, self.caps[office] - drawn)
+                parts[2] = min(left, shared)
             else:
                 parts[1] = min(left, self.own[office])
             left -= parts[1] + parts[2]
@@ -74,6 +90,11 @@ class Model:
         parts[4] = left
         key = (office, month)
         self.used_allowance[key] = self.used_allowance.get(key, 0) + parts[0]
+        self.pool_drawn[key] = self.pool_drawn.get(key, 0) + parts[2]
+        for threshold_kind, value in self.thresholds:
+            at = self.level(threshold_kind, value)
+            if self.pool > at >= self.pool - parts[2] and parts[2]:
+                self.alerted.add((threshold_kind, value, now))
         self.own[office] -= parts[1]
         self.pool -= parts[2]
         self.ai -= parts[3]
@@ -121,6 +142,14 @@ class CreditsMachine(RuleBasedStateMachine):
             self.model.allowance[name] = allowance
             self.model.reject[name] = reject
 
+    @initialize(pooled=st.booleans(), shared=st.integers(0, 500))
+    def start(self, pooled: bool, shared: int) -> None:
+        """Half of the runs start pooled, with shared credits: caps and thresholds act."""
+        if pooled:
+            self.set_pooling(True)
+        if shared:
+            self.grant_pool(shared)
+
     def _grant(self, target: int, amount: int, office: str = "", currency: str = "") -> None:
         self.stub.GrantCredits(
             pb.GrantCreditsRequest(
@@ -137,6 +166,7 @@ class CreditsMachine(RuleBasedStateMachine):
     def grant_pool(self, amount: int) -> None:
         self._grant(pb.GRANT_TARGET_COMPANY_POOL, amount, currency="USD")
         self.model.pool += amount
+        self.model.top_up = self.model.pool
 
     @rule(office=st.sampled_from(OFFICES), amount=st.integers(1, 200))
     def grant_office(self, office: str, amount: int) -> None:
@@ -164,8 +194,11 @@ class CreditsMachine(RuleBasedStateMachine):
             )
         )
         if enabled and not self.model.pooling:
-            self.model.pool += sum(self.model.own.values())
+            moved = sum(self.model.own.values())
+            self.model.pool += moved
             self.model.own = dict.fromkeys(OFFICES, 0)
+            if moved:
+                self.model.top_up = self.model.pool
         self.model.pooling = enabled
         assert response.pooling.enabled == enabled
         assert response.company_pool_balance_minor == self.model.pool
@@ -190,7 +223,7 @@ class CreditsMachine(RuleBasedStateMachine):
             occur_time=stamp,
         )
         try:
-            expected = self.model.use(office, kind, amount, _month(occurred))
+            expected = self.model.use(office, kind, amount, _month(occurred), _month(clock_now))
         except LookupError:
             with pytest.raises(grpc.RpcError) as caught:
                 self.stub.RecordUsage(request)
@@ -207,6 +240,59 @@ class CreditsMachine(RuleBasedStateMachine):
         )
         assert got == expected
         self.done.append((request, response))
+
+    # Caps and thresholds matter while pooling is on: set them then, so the usage rules
+    # keep their share of the steps.
+    @precondition(lambda self: self.model.pooling)
+    @rule(office=st.sampled_from(OFFICES), cap=st.none() | st.integers(0, 150))
+    def set_cap(self, office: str, cap: int | None) -> None:
+        if cap is None:
+            self.stub.ClearOfficeCreditCap(
+                pb.ClearOfficeCreditCapRequest(
+                    request_id=self._request_id(),
+                    company_id=self.company_id,
+                    office_id=self.ids[office],
+                )
+            )
+            self.model.caps.pop(office, None)
+            return
+        response = self.stub.SetOfficeCreditCap(
+            pb.SetOfficeCreditCapRequest(
+                request_id=self._request_id(),
+                company_id=self.company_id,
+                office_id=self.ids[office],
+                cap_minor=cap,
+            )
+        )
+        self.model.caps[office] = cap
+        month = _month(self.clock.now())
+        assert response.cap.drawn_minor == self.model.pool_drawn.get((office, month), 0)
+
+    @precondition(lambda self: self.model.pooling)
+    @rule(
+        thresholds=st.sets(
+            st.tuples(st.just("balance_minor"), st.integers(0, 300))
+            | st.tuples(st.just("percent"), st.integers(1, 99)),
+            max_size=3,
+        )
+    )
+    def set_thresholds(self, thresholds: set[tuple[str, int]]) -> None:
+        self.stub.SetCreditThresholds(
+            pb.SetCreditThresholdsRequest(
+                request_id=self._request_id(),
+                company_id=self.company_id,
+                currency="USD",
+                thresholds=[pb.CreditThreshold(**{kind: value}) for kind, value in thresholds],
+            )
+        )
+        self.model.thresholds = set(thresholds)
+
+    @precondition(lambda self: self.model.pooling and bool(self.model.caps))
+    @rule(data=st.data(), amount=st.integers(1, 150))
+    def use_capped(self, data: st.DataObject, amount: int) -> None:
+        """A usage of a capped office while pooling is on (more steps where caps act)."""
+        office = data.draw(st.sampled_from(sorted(self.model.caps)))
+        self.use(office, "CALLING", amount, 0)
 
     @rule(data=st.data())
     def replay(self, data: st.DataObject) -> None:
@@ -239,6 +325,30 @@ class CreditsMachine(RuleBasedStateMachine):
         check = self.stub.CheckLedger(pb.CheckLedgerRequest(company_id=self.company_id))
         assert check.consistent, check.violations
 
+    @invariant()
+    def caps_and_alerts_agree(self) -> None:
+        if not self.model.allowance:
+            return
+        caps = self.stub.ListOfficeCreditCaps(
+            pb.ListOfficeCreditCapsRequest(company_id=self.company_id)
+        )
+        month = _month(self.clock.now())
+        names = {office_id: name for name, office_id in self.ids.items()}
+        assert {names[c.office_id]: (c.cap_minor, c.drawn_minor) for c in caps.caps} == {
+            name: (cap, self.model.pool_drawn.get((name, month), 0))
+            for name, cap in self.model.caps.items()
+        }
+        alerts = self.stub.ListCreditAlerts(
+            pb.ListCreditAlertsRequest(company_id=self.company_id, page_size=1000)
+        )
+        recorded = set()
+        for alert in alerts.alerts:
+            kind = alert.threshold.WhichOneof("level") or ""
+            start = alert.period_start_time.ToDatetime(tzinfo=UTC)
+            recorded.add((kind, getattr(alert.threshold, kind), _month(start)))
+        assert len(recorded) == len(alerts.alerts)  # one per threshold per month
+        assert recorded == self.model.alerted
+
 
 async def test_service_matches_the_model(database_url: str) -> None:
     clock = FakeClock()
@@ -249,7 +359,7 @@ async def test_service_matches_the_model(database_url: str) -> None:
         machine = CreditsMachine.TestCase
         machine.settings = settings(
             max_examples=20,
-            stateful_step_count=25,
+            stateful_step_count=40,
             deadline=None,
             suppress_health_check=list(HealthCheck),
         )

@@ -87,3 +87,30 @@ def test_the_parts_always_add_up() -> None:
         for pooling in (True, False):
             split = split_usage(usage(amount), available(5, 11, 13, 17), pooling, True)
             assert split.total == amount
+
+
+@pytest.mark.parametrize(
+    ("cap_left", "pool", "amount", "expected"),
+    [
+        (None, 100, 150, Split(allowance=10, company_pool=100, overage=40)),
+        (50, 100, 150, Split(allowance=10, company_pool=50, overage=90)),
+        (200, 100, 150, Split(allowance=10, company_pool=100, overage=40)),
+        (0, 100, 5, Split(allowance=5)),
+        (0, 100, 15, Split(allowance=10, overage=5)),
+    ],
+)
+def test_a_cap_limits_only_what_is_drawn_from_the_shared_balance(
+    cap_left: int | None, pool: int, amount: int, expected: Split
+) -> None:
+    split = split_usage(usage(amount), available(allowance=10, pool=pool), True, False, cap_left)
+    assert split == expected
+
+
+def test_a_refusal_says_when_the_cap_kept_the_usage_from_shared_credits() -> None:
+    with pytest.raises(InsufficientCredits) as capped:
+        split_usage(usage(60, reject=True), available(allowance=10, pool=100), True, False, 40)
+    assert capped.value.metadata["limited_by"] == "OFFICE_CAP"
+    assert capped.value.metadata["covered_minor"] == "50"
+    with pytest.raises(InsufficientCredits) as short:
+        split_usage(usage(60, reject=True), available(allowance=10, pool=30), True, False, 40)
+    assert "limited_by" not in short.value.metadata
