@@ -26,8 +26,18 @@ COMMANDS = {
     "import": ["template", "check", "apply", "status"],
     "usage": ["record", "balances", "totals", "list", "pooling", "grant"],
     "cycle": ["close", "invoice", "invoices"],
-    "credits": ["alerts", "cap", "cap set", "cap clear", "cap list", "threshold set"],
+    "credits": ["alerts", "cap", "threshold"],
 }
+
+
+# Commands of a command's own group.
+NESTED = (
+    "credits cap set",
+    "credits cap clear",
+    "credits cap list",
+    "credits threshold set",
+    "credits threshold show",
+)
 
 
 def test_help_everywhere_needs_no_service() -> None:
