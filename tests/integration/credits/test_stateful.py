@@ -80,7 +80,7 @@ class Model:
                 shared = self.pool
                 if office in self.caps:
                     drawn = self.pool_drawn.get((office, month), 0)
-                    shared = min(shared, self.caps[office] - drawn)
+                    shared = min(shared, max(self.caps[office] - drawn, 0))
                 parts[2] = min(left, shared)
             else:
                 parts[1] = min(left, self.own[office])
