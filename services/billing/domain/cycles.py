@@ -11,12 +11,13 @@ calendar month.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from dateutil.relativedelta import relativedelta
 
 from libs.common.errors import FailedPrecondition, invalid
-from services.billing.domain.model import Cycle
+from services.billing.domain.model import Cycle, Plan
 
 _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -69,6 +70,20 @@ def cycle_in_period(start: datetime, period: str) -> Cycle | None:
     if k < 0:
         return None
     return cycle(start, k)
+
+
+def period_end(plans: Iterable[Plan], period: str) -> datetime:
+    """When a period is over for a company whose offices pay on `plans`: at the end of
+    its calendar month (UTC) and of every plan's cycle that starts in it, whichever is
+    last. Until then a purchase may still fall in the period and a removal of the period
+    may still be due later."""
+    year, month = parse_period(period)
+    ends = [datetime(year, month, 1, tzinfo=UTC) + relativedelta(months=1)]
+    for plan in plans:
+        found = cycle_in_period(plan.start_at, period)
+        if found is not None:
+            ends.append(found.end)
+    return max(ends)
 
 
 def plan_not_started(start: datetime) -> FailedPrecondition:

@@ -38,6 +38,12 @@ def plan_of_office(plans: Sequence[Plan], office_id: uuid.UUID) -> Plan | None:
     return max(own, key=lambda p: (p.updated_at, str(p.plan_id)), default=None)
 
 
+def paying_plans(plans: Sequence[Plan]) -> list[Plan]:
+    """The plan each office pays on (`plan_of_office`), one per office."""
+    offices = sorted({p.office_id for p in plans}, key=str)
+    return [plan for office in offices if (plan := plan_of_office(plans, office)) is not None]
+
+
 def lines(snapshot: Snapshot, plans: Sequence[Plan]) -> list[InvoiceLine]:
     result = []
     for counts in snapshot.offices:

@@ -89,6 +89,9 @@ class Quote:
     quoted_at: datetime
     hold_id: uuid.UUID | None = None
     expires_at: datetime | None = None
+    # Of split.from_pool, the office's own returns still in grace (the rest were
+    # returned by other offices). Told in the quote's answer, not kept with it.
+    own_returns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +155,7 @@ class Held:
     hold_id: uuid.UUID
     unit_ids: tuple[str, ...]
     expires_at: datetime
+    own_returns: int = 0  # of the units, the office's own returns still in grace
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +179,16 @@ class PoolCounts:
     license_type: str
     pooled: int = 0
     held: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledUnit:
+    """A unit an office scheduled for removal, and when it did (the pool's last change
+    of a REMOVAL_SCHEDULED unit is that move)."""
+
+    unit_id: str
+    office_id: uuid.UUID
+    scheduled_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +237,9 @@ class PurchaseCharge:
     new_units: int
     amount: int
     purchased_at: datetime
+    # The period of the plan cycle it was bought in: earlier than the invoice's when the
+    # charge completed after its own period's invoice was made (carried to the next).
+    period: str
 
 
 @dataclass(frozen=True, slots=True)
