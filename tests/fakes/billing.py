@@ -554,6 +554,10 @@ class FakePool:
     def refuse(self, method: str, error: DomainError, times: int = 1) -> None:
         self._refusals.setdefault(method, []).extend([error] * times)
 
+    def forgive(self) -> None:
+        """Refusals not used yet are dropped (the outage is over)."""
+        self._refusals.clear()
+
     def add(
         self,
         company_id: uuid.UUID,
