@@ -4,6 +4,7 @@ ended for every office's plan; a charge whose period was invoiced before it was 
 carried, once, by the next invoice; a held quote tells the office's own returns from the
 pool's units by the pool's receipt."""
 
+import asyncio
 from datetime import UTC, datetime
 
 import grpc
@@ -85,3 +86,15 @@ async def test_a_held_quote_counts_own_returns_from_the_receipt(
     assert (held.from_pool, held.own_returns) == (2, 2)  # own returns come first
     other = await shop.quote("b", "connect", 1)
     assert (other.from_pool, other.own_returns) == (1, 0)  # a's returns are not b's
+
+
+async def test_closes_of_one_period_at_once_make_one_invoice_with_each_charge_once(
+    shop: Shop, clock: FakeClock
+) -> None:
+    await shop.plan("a", "USD", PRICES, JAN_1, primary=True)
+    bought = [await shop.buy("a", "connect", 1) for _ in range(3)]
+    clock.set(datetime(2026, 3, 1, tzinfo=UTC))
+    closes = await asyncio.gather(*(shop.close(p) for p in ["2026-01", "2026-01", "2026-02"]))
+    assert closes[0] == closes[1]
+    carried = [c.purchase_id for invoice in closes[1:] for c in invoice.purchase_charges]
+    assert sorted(carried) == sorted(b.purchase_id for b in bought)  # each on one invoice
