@@ -19,7 +19,7 @@ from dateutil.relativedelta import relativedelta
 from libs.common.errors import FailedPrecondition, invalid
 from services.billing.domain.model import Cycle, Plan
 
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_PERIOD = re.compile(r"^(?!0000)(\d{4})-(0[1-9]|1[0-2])$")  # years 0001 to 9999
 
 
 def cycle_start(start: datetime, k: int) -> datetime:
@@ -53,7 +53,9 @@ def parse_period(value: str) -> tuple[int, int]:
     """A period "YYYY-MM" as (year, month)."""
     match = _PERIOD.match(value)
     if not match:
-        raise invalid("period", f"must be YYYY-MM, got {value[:32]!r}", "INVALID_PERIOD")
+        raise invalid(
+            "period", f"must be YYYY-MM (year 0001 to 9999), got {value[:32]!r}", "INVALID_PERIOD"
+        )
     return int(match.group(1)), int(match.group(2))
 
 
