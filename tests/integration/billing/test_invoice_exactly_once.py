@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
-from dateutil.relativedelta import relativedelta
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +29,7 @@ from licensing.billing.v1 import billing_pb2_grpc
 from licensing.pool.v1 import pool_pb2 as ppb
 from licensing.pool.v1 import pool_pb2_grpc
 from services.pool.app import PoolApp
+from tests.support import cycles
 from tests.support.billing import Shop
 from tests.support.pool import reason_of
 
@@ -68,26 +68,8 @@ operations = st.one_of(
 EXPECTED_FAILURES = {"NO_LICENSE_AVAILABLE", "NOT_ENOUGH_SPARE", "POOL_ALREADY_ENABLED"}
 
 
-def cycle_at(anchor: datetime, at: datetime) -> tuple[datetime, datetime]:
-    k = 0
-    while anchor + relativedelta(months=k + 1) <= at:
-        k += 1
-    return anchor + relativedelta(months=k), anchor + relativedelta(months=k + 1)
-
-
-def cycle_in(anchor: datetime, period: str) -> tuple[datetime, datetime] | None:
-    year, month = (int(x) for x in period.split("-"))
-    k = (year - anchor.year) * 12 + month - anchor.month
-    if k < 0:
-        return None
-    return anchor + relativedelta(months=k), anchor + relativedelta(months=k + 1)
-
-
 def period_end(period: str) -> datetime:
-    year, month = (int(x) for x in period.split("-"))
-    ends = [datetime(year, month, 1, tzinfo=UTC) + relativedelta(months=1)]
-    ends += [found[1] for a in STARTS.values() if (found := cycle_in(a, period))]
-    return max(ends)
+    return cycles.period_end(period, STARTS.values())
 
 
 @dataclass
@@ -161,7 +143,7 @@ async def close(run: Run, period: str) -> None:
             by_office[(unit.office_id, unit.license_type)] += 1
     # Each scheduled unit goes at the end of its office's cycle it was scheduled in.
     removal_at = {
-        u.unit_id: cycle_at(
+        u.unit_id: cycles.cycle_at(
             STARTS[run.office_name(u.office_id)], u.update_time.ToDatetime(tzinfo=UTC)
         )[1]
         for u in live
@@ -207,7 +189,7 @@ async def close(run: Run, period: str) -> None:
     ending = set()
     for unit_id, at in removal_at.items():
         office = run.office_name(next(u.office_id for u in live if u.unit_id == unit_id))
-        own = cycle_in(STARTS[office], period)
+        own = cycles.cycle_in(STARTS[office], period)
         if own is not None and at <= own[1]:
             assert at <= now
             ending.add(unit_id)

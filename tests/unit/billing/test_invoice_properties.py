@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from dateutil.relativedelta import relativedelta
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +33,7 @@ from libs.common.errors import DomainError, Unavailable
 from services.billing.domain.model import Invoice, LineKind, PurchaseState
 from services.billing.use_cases import invoices, removals
 from services.billing.use_cases.purchases import PurchaseCommand
+from tests.support import cycles
 from tests.unit.billing.conftest import Shop, shop_on
 
 ANCHORS = {
@@ -69,26 +69,8 @@ operations = st.one_of(
 )
 
 
-def cycle_at(anchor: datetime, at: datetime) -> tuple[datetime, datetime]:
-    k = 0
-    while anchor + relativedelta(months=k + 1) <= at:
-        k += 1
-    return anchor + relativedelta(months=k), anchor + relativedelta(months=k + 1)
-
-
-def cycle_in(anchor: datetime, period: str) -> tuple[datetime, datetime] | None:
-    year, month = (int(x) for x in period.split("-"))
-    k = (year - anchor.year) * 12 + month - anchor.month
-    if k < 0:
-        return None
-    return anchor + relativedelta(months=k), anchor + relativedelta(months=k + 1)
-
-
 def period_end(period: str) -> datetime:
-    year, month = (int(x) for x in period.split("-"))
-    ends = [datetime(year, month, 1, tzinfo=UTC) + relativedelta(months=1)]
-    ends += [found[1] for a in ANCHORS.values() if (found := cycle_in(a, period))]
-    return max(ends)
+    return cycles.period_end(period, ANCHORS.values())
 
 
 @dataclass
@@ -125,7 +107,7 @@ class World:
         """Each scheduled unit and when it goes: the end of its office's cycle in which
         it was scheduled (by a removal, or again by the undo of a purchase)."""
         return {
-            unit_id: cycle_at(ANCHORS[self.office_of(unit.office_id)], unit.changed_at)[1]
+            unit_id: cycles.cycle_at(ANCHORS[self.office_of(unit.office_id)], unit.changed_at)[1]
             for unit_id, unit in self.shop.pool.units.items()
             if unit.state == "REMOVAL_SCHEDULED" and unit.changed_at is not None
         }
@@ -218,7 +200,7 @@ async def close(world: World, period: str) -> None:
     ending = set()
     for unit_id, removal_at in scheduled.items():
         office = world.office_of(shop.pool.units[unit_id].office_id)
-        own = cycle_in(ANCHORS[office], period)
+        own = cycles.cycle_in(ANCHORS[office], period)
         if own is not None and removal_at <= own[1]:
             ending.add(unit_id)
     for unit_id in scheduled:
@@ -254,7 +236,7 @@ async def apply(world: World, op: tuple[Any, ...]) -> None:
         if removal is None:
             assert reason == "NOT_ENOUGH_SPARE"
             return
-        assert removal.removal_at == cycle_at(ANCHORS[op[1]], world.now)[1]
+        assert removal.removal_at == cycles.cycle_at(ANCHORS[op[1]], world.now)[1]
         assert set(removal.unit_ids) <= set(world.removal_times())
     elif kind == "return":
         office_id = shop.offices[op[1]]
