@@ -574,7 +574,8 @@ def pooled_credits(cli: Cli, story: Story) -> None:
 def close_cycle(cli: Cli, story: Story) -> None:
     cli.chapter("9. The invoice bills every seat exactly once")
     closed = cli.do(
-        "Close this month's billing period: one invoice from one pool snapshot.",
+        "Close last month's billing period (the current one has not ended yet): one "
+        "invoice from one pool snapshot.",
         "cycle",
         "close",
         keep=lambda d: {

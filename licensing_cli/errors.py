@@ -65,6 +65,10 @@ REASONS: dict[str, str] = {
     ),
     "POOL_ALREADY_ENABLED": "pooling is already on for this currency",
     "POOL_NOT_ENABLED": "pooling is off for this currency",
+    "PERIOD_NOT_ENDED": (
+        "the period has not ended for every office yet (offices bill on their own cycle "
+        "anchors); close it from its end_time"
+    ),
     "PRICING_MISMATCH": (
         "the active plans of this pooled currency disagree on the price of this license "
         "type; align the price books before purchasing"

@@ -6,8 +6,8 @@ at it with `POOL_ADDRESS`), seeded like S2 (one hot company pool):
 1. plain: S2's load (Acquire 1 unit, 64 callers, one pool) alone;
 2. busy: the same load while a thread calls pool `GetSnapshot` for the hot company in a
    loop (one call at a time, back to back) and, a third of the way into the measured
-   window, billing `CloseCycle` once for the current month (it takes a pool snapshot,
-   writes the invoice and reconciles it).
+   window, billing `CloseCycle` once for the last month (the current one cannot have
+   ended; it takes a pool snapshot, writes the invoice and reconciles it).
 
 Reported: the busy run's throughput against the plain run just before it (target: a
 drop of at most 10 %) and against the S2 row of this run; the snapshot latency (p50,
@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 
@@ -97,7 +97,7 @@ def _close_cycle(
 ) -> None:
     if stop.wait(delay_s):
         return
-    period = datetime.now(UTC).strftime("%Y-%m")
+    period = (datetime.now(UTC).replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
     request = billing_pb2.CloseCycleRequest(
         request_id=str(uuid.uuid4()), company_id=company_id, period=period
     )

@@ -122,6 +122,7 @@ class Reason(enum.Enum):
     INVALID_PRICE = _INVALID, "a price is negative, too large or in another currency"
     INVALID_PERIOD = _INVALID, "the period is not YYYY-MM"
     PERIOD_NOT_STARTED = _RULE, "the period has not started yet"
+    PERIOD_NOT_ENDED = _RULE, "a plan's cycle in the period has not ended yet"
     PLAN_NOT_STARTED = _RULE, "the plan starts after the period"
     QUOTE_EXPIRED = _RULE, "the quote's hold expired: ask for a new quote"
     QUOTE_CHANGED = _RULE, "prices or the cycle changed since the quote: ask for a new one"

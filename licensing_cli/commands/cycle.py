@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +25,12 @@ from licensing_cli.session import session_of
 app = typer.Typer(help="Close billing periods and read invoices.", no_args_is_help=True)
 
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def last_month(now: datetime) -> str:
+    """The period before `now`'s month: the latest one that may have ended."""
+    first = now.replace(day=1)
+    return (first - timedelta(days=1)).strftime("%Y-%m")
 
 
 def show_invoice(out: Output, invoice: billing_pb2.Invoice) -> None:
@@ -126,13 +132,16 @@ def close(
     company: Company,
     period: Annotated[
         str | None,
-        typer.Argument(help="YYYY-MM (default: the current month, UTC)."),
+        typer.Argument(
+            help="YYYY-MM (default: the last month, UTC). A period closes once it has ended"
+            " for every office (each office's cycle that starts in it is over)."
+        ),
     ] = None,
     given_request_id: RequestId = None,
     json_flag: Json = False,
 ) -> None:
     """Close a period: one invoice from one pool snapshot; closing twice gives the same."""
-    chosen = period or datetime.now(UTC).strftime("%Y-%m")
+    chosen = period or last_month(datetime.now(UTC))
     if not PERIOD.match(chosen):
         raise typer.BadParameter(f"{chosen!r}: expected YYYY-MM", param_hint="PERIOD")
     session = session_of(ctx)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from tests.cli.conftest import Cli, needs_billing
@@ -67,6 +69,12 @@ async def test_close_a_cycle_and_print_the_invoice(cli: Cli) -> None:
     assert again["invoice_id"] == closed["invoice_id"]
     listed = cli.ok("cycle", "invoices", "--json").json()["invoices"]
     assert [i["invoice_id"] for i in listed] == [closed["invoice_id"]]
+
+    this_month = datetime.now(UTC).strftime("%Y-%m")
+    early = cli("cycle", "close", this_month)
+    assert early.code == 2
+    assert "PERIOD_NOT_ENDED" in early.stderr
+    assert "has not ended for every office" in early.stderr
 
     bad = cli("cycle", "close", "2026-13")
     assert bad.code == 2

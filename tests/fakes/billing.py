@@ -40,6 +40,7 @@ from services.billing.domain.model import (
     PurchaseCharge,
     PurchaseState,
     Quote,
+    ScheduledUnit,
     Snapshot,
     Split,
 )
@@ -62,6 +63,7 @@ class StoredPurchase:
     fingerprint: bytes
     lease_owner: uuid.UUID | None = None
     leased: bool = False  # a lease is live (tests end it with `end_leases`)
+    invoice_id: uuid.UUID | None = None  # the invoice that carries its charge
 
 
 @dataclass
@@ -77,6 +79,11 @@ class BillingState:
         """Every lease ends (its driver died, seconds have passed)."""
         for stored in self.purchases.values():
             stored.leased = False
+
+
+def _period(purchase: Purchase) -> str:
+    """The period a purchase's charge belongs to (the repository keeps it as a column)."""
+    return purchase.cycle.start.strftime("%Y-%m")
 
 
 class FakeInstants:
@@ -252,7 +259,7 @@ class FakePurchases:
                 for s in self._t.purchases.values()
                 if s.purchase.company_id == company_id
                 and office_id in (None, s.purchase.office_id)
-                and period in (None, s.purchase.cycle.start.strftime("%Y-%m"))
+                and period in (None, _period(s.purchase))
             ),
             key=lambda p: (p.purchased_at, p.purchase_id),
             reverse=True,
@@ -407,19 +414,24 @@ class FakePurchases:
             if s.purchase.state is PurchaseState.PENDING and not s.leased
         ][:limit]
 
-    async def charges_of_period(self, company_id: uuid.UUID, period: str) -> list[PurchaseCharge]:
-        done = sorted(
+    async def claim_charges(
+        self, company_id: uuid.UUID, period: str, invoice_id: uuid.UUID
+    ) -> list[PurchaseCharge]:
+        claimed = sorted(
             (
-                s.purchase
+                s
                 for s in self._t.purchases.values()
                 if s.purchase.company_id == company_id
-                and s.purchase.cycle.start.strftime("%Y-%m") == period
+                and _period(s.purchase) <= period
                 and s.purchase.state is PurchaseState.COMPLETED
                 and s.purchase.split is not None
                 and s.purchase.split.new > 0
+                and s.invoice_id is None
             ),
-            key=lambda p: (p.purchased_at, p.purchase_id),
+            key=lambda s: (s.purchase.purchased_at, s.purchase.purchase_id),
         )
+        for stored in claimed:
+            stored.invoice_id = invoice_id
         return [
             PurchaseCharge(
                 p.purchase_id,
@@ -430,8 +442,9 @@ class FakePurchases:
                 p.split.new if p.split else 0,
                 p.amount,
                 p.purchased_at,
+                _period(p),
             )
-            for p in done
+            for p in (s.purchase for s in claimed)
         ]
 
     async def pending_in_period(self, company_id: uuid.UUID, period: str) -> int:
@@ -439,7 +452,7 @@ class FakePurchases:
             1
             for s in self._t.purchases.values()
             if s.purchase.company_id == company_id
-            and s.purchase.cycle.start.strftime("%Y-%m") == period
+            and _period(s.purchase) == period
             and s.purchase.state is PurchaseState.PENDING
         )
 
@@ -523,6 +536,7 @@ class PoolUnit:
     state: str  # SPARE, REMOVAL_SCHEDULED, POOLED, HELD, ASSIGNED, TERMINATED
     in_grace_of: uuid.UUID | None = None  # POOLED: returned by this office, still in grace
     held_from: str | None = None
+    changed_at: datetime | None = None  # the last change of state
 
 
 @dataclass
@@ -563,6 +577,10 @@ class FakePool:
     def refuse(self, method: str, error: DomainError, times: int = 1) -> None:
         self._refusals.setdefault(method, []).extend([error] * times)
 
+    def forgive(self) -> None:
+        """Refusals not used yet are dropped (the outage is over)."""
+        self._refusals.clear()
+
     def add(
         self,
         company_id: uuid.UUID,
@@ -574,6 +592,7 @@ class FakePool:
         """`n` units (SPARE of the office, or as `kw` says), currency from the office."""
         currency = str(kw.pop("currency", "USD"))
         state = str(kw.pop("state", "SPARE"))
+        kw.setdefault("changed_at", self._clock.now())
         made = []
         for _ in range(n):
             unit_id = str(uuid.UUID(int=next(self._ids)))
@@ -731,7 +750,8 @@ class FakePool:
         for unit in taken:
             unit.held_from, unit.state = unit.state, "HELD"
         self.holds[hold.hold_id] = hold
-        held = Held(hold.hold_id, hold.unit_ids, hold.expires_at)
+        own_taken = sum(1 for u in taken if u.in_grace_of == office_id)
+        held = Held(hold.hold_id, hold.unit_ids, hold.expires_at, own_taken)
         self._reply("reserve", request_id, held)
         return held
 
@@ -825,7 +845,7 @@ class FakePool:
         if len(spare) < quantity:
             raise Reason.NOT_ENOUGH_SPARE.error(f"{len(spare)} spare, {quantity} asked")
         for unit in spare[:quantity]:
-            unit.state = "REMOVAL_SCHEDULED"
+            unit.state, unit.changed_at = "REMOVAL_SCHEDULED", self._clock.now()
         marked = tuple(u.unit_id for u in spare[:quantity])
         self._reply("mark_for_removal", request_id, marked)
         return marked
@@ -844,7 +864,7 @@ class FakePool:
             return value  # type: ignore[return-value]
         scheduled = self._of(company_id, office_id, license_type, "REMOVAL_SCHEDULED")[:quantity]
         for unit in scheduled:
-            unit.state = "SPARE"
+            unit.state, unit.changed_at = "SPARE", self._clock.now()
         restored = tuple(u.unit_id for u in scheduled)
         self._reply("restore_from_removal", request_id, restored)
         return restored
@@ -857,7 +877,7 @@ class FakePool:
             unit = self.units[unit_id]
             if unit.state in ("ASSIGNED", "HELD"):
                 raise Reason.UNIT_IN_USE.error("in use")
-            unit.state = "TERMINATED"
+            unit.state, unit.changed_at = "TERMINATED", self._clock.now()
 
     async def snapshot(self, company_id: uuid.UUID) -> Snapshot:
         self._enter("snapshot")
@@ -894,13 +914,16 @@ class FakePool:
             live_units=live,
         )
 
-    async def scheduled_for_removal(self, company_id: uuid.UUID) -> list[str]:
+    async def scheduled_for_removal(self, company_id: uuid.UUID) -> list[ScheduledUnit]:
         self._enter("scheduled_for_removal")
-        return sorted(
-            u.unit_id
-            for u in self.units.values()
-            if u.company_id == company_id and u.state == "REMOVAL_SCHEDULED"
-        )
+        return [
+            ScheduledUnit(u.unit_id, u.office_id, u.changed_at)
+            for u in sorted(self.units.values(), key=lambda u: u.unit_id)
+            if u.company_id == company_id
+            and u.state == "REMOVAL_SCHEDULED"
+            and u.office_id is not None
+            and u.changed_at is not None
+        ]
 
 
 # --- the credits service, as billing sees it ----------------------------------------------

@@ -28,6 +28,7 @@ from services.billing.domain.model import (
     PoolCounts,
     PoolEntry,
     PoolPreview,
+    ScheduledUnit,
     Snapshot,
 )
 
@@ -125,8 +126,8 @@ class Pool(Protocol):
 
     async def snapshot(self, company_id: uuid.UUID) -> Snapshot: ...
 
-    async def scheduled_for_removal(self, company_id: uuid.UUID) -> list[str]:
-        """The ids of every unit of the company scheduled for removal."""
+    async def scheduled_for_removal(self, company_id: uuid.UUID) -> list[ScheduledUnit]:
+        """Every unit of the company scheduled for removal, with its office and when."""
         ...
 
 
@@ -236,6 +237,11 @@ class PoolGateway:
             hold_id=uuid.UUID(response.hold.hold_id),
             unit_ids=tuple(response.hold.unit_ids),
             expires_at=response.hold.expire_time.ToDatetime(tzinfo=UTC),
+            own_returns=sum(
+                take.quantity
+                for take in response.receipt.taken
+                if take.source == pb.ALLOCATION_SOURCE_OWN_RETURN_IN_GRACE
+            ),
         )
 
     async def commit(
@@ -360,16 +366,22 @@ class PoolGateway:
             live_units=response.live_units,
         )
 
-    async def scheduled_for_removal(self, company_id: uuid.UUID) -> list[str]:
+    async def scheduled_for_removal(self, company_id: uuid.UUID) -> list[ScheduledUnit]:
         page = pb.ListUnitsRequest(
             company_id=str(company_id),
             state=pb.UNIT_STATE_REMOVAL_SCHEDULED,
             page_size=PAGE_SIZE,
         )
-        found: list[str] = []
+        found: list[ScheduledUnit] = []
         while True:
             response: pb.ListUnitsResponse = await self._peer.call(self._stub.ListUnits, page)
-            found.extend(u.unit_id for u in response.units)
+            found.extend(
+                # A REMOVAL_SCHEDULED unit last changed when it was scheduled.
+                ScheduledUnit(
+                    u.unit_id, uuid.UUID(u.office_id), u.update_time.ToDatetime(tzinfo=UTC)
+                )
+                for u in response.units
+            )
             if not response.next_page_token:
                 return found
             page.page_token = response.next_page_token

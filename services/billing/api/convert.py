@@ -118,6 +118,7 @@ def quote_pb(quote: Quote) -> pb.Quote:
         quote_time=timestamp(quote.quoted_at),
         expire_time=timestamp(quote.expires_at) if quote.quote_id else None,
         plan_id=str(quote.plan_id),
+        own_returns=quote.own_returns,
     )
 
 
@@ -182,6 +183,7 @@ def _charge_pb(charge: PurchaseCharge) -> pb.PurchaseCharge:
         new_units=charge.new_units,
         amount=money(charge.amount, charge.currency),
         purchase_time=timestamp(charge.purchased_at),
+        period=charge.period,
     )
 
 

@@ -4,7 +4,7 @@ then the pool, then new units."""
 from __future__ import annotations
 
 from libs.common.license_catalog import license_type as catalog_type
-from services.billing.domain.model import PlanKind, Split
+from services.billing.domain.model import Availability, PlanKind, Split
 
 
 def pool_takes_part(pool_enabled: bool, plan_kind: PlanKind, license_type: str) -> bool:
@@ -19,6 +19,12 @@ def split(quantity: int, scheduled: int, pool_available: int) -> Split:
     restored = min(quantity, max(scheduled, 0))
     from_pool = min(quantity - restored, max(pool_available, 0))
     return Split(restored, from_pool, quantity - restored - from_pool)
+
+
+def own_returns(found: Split, availability: Availability) -> int:
+    """Of the units from the pool, how many are the office's own returns still in grace:
+    the pool gives those first, then units other offices returned."""
+    return min(found.from_pool, availability.own_returns_in_grace)
 
 
 def message(found: Split) -> str:

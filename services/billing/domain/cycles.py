@@ -11,14 +11,15 @@ calendar month.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from dateutil.relativedelta import relativedelta
 
 from libs.common.errors import FailedPrecondition, invalid
-from services.billing.domain.model import Cycle
+from services.billing.domain.model import Cycle, Plan
 
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_PERIOD = re.compile(r"^(?!0000)(\d{4})-(0[1-9]|1[0-2])$")  # years 0001 to 9999
 
 
 def cycle_start(start: datetime, k: int) -> datetime:
@@ -51,8 +52,10 @@ def cycle_at(start: datetime, at: datetime) -> Cycle:
 def parse_period(value: str) -> tuple[int, int]:
     """A period "YYYY-MM" as (year, month)."""
     match = _PERIOD.match(value)
-    if not match or match.group(1) == "0000":  # no year 0 in the calendar
-        raise invalid("period", f"must be YYYY-MM, got {value[:32]!r}", "INVALID_PERIOD")
+    if not match:
+        raise invalid(
+            "period", f"must be YYYY-MM (year 0001 to 9999), got {value[:32]!r}", "INVALID_PERIOD"
+        )
     return int(match.group(1)), int(match.group(2))
 
 
@@ -76,6 +79,20 @@ def period_month(period: str) -> tuple[datetime, datetime]:
     year, month = parse_period(period)
     first = datetime(year, month, 1, tzinfo=UTC)
     return first, first + relativedelta(months=1)
+
+
+def period_end(plans: Iterable[Plan], period: str) -> datetime:
+    """When a period is over for a company whose offices pay on `plans`: at the end of
+    its calendar month (UTC) and of every plan's cycle that starts in it, whichever is
+    last. Until then a purchase may still fall in the period and a removal of the period
+    may still be due later."""
+    year, month = parse_period(period)
+    ends = [datetime(year, month, 1, tzinfo=UTC) + relativedelta(months=1)]
+    for plan in plans:
+        found = cycle_in_period(plan.start_at, period)
+        if found is not None:
+            ends.append(found.end)
+    return max(ends)
 
 
 def plan_not_started(start: datetime) -> FailedPrecondition:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from libs.common.errors import (
     Aborted,
@@ -121,6 +122,15 @@ def invoice_not_found(invoice_id: uuid.UUID) -> NotFound:
 def period_not_started(period: str) -> FailedPrecondition:
     return FailedPrecondition(
         "PERIOD_NOT_STARTED", f"period {period} has not started yet", {"period": period}
+    )
+
+
+def period_not_ended(period: str, ends_at: datetime) -> FailedPrecondition:
+    return FailedPrecondition(
+        "PERIOD_NOT_ENDED",
+        f"period {period} has not ended for every plan of the company; close it from"
+        f" {ends_at.isoformat()}",
+        {"period": period, "end_time": ends_at.isoformat()},
     )
 
 

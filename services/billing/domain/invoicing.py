@@ -50,6 +50,12 @@ def _price(plan: Plan | None, license_type: str) -> tuple[int, bool]:
     return (0, True) if price is None else (price, False)
 
 
+def paying_plans(plans: Sequence[Plan]) -> list[Plan]:
+    """The plan each office pays on (`plan_of_office`), one per office."""
+    offices = sorted({p.office_id for p in plans}, key=str)
+    return [plan for office in offices if (plan := plan_of_office(plans, office)) is not None]
+
+
 def lines(snapshot: Snapshot, plans: Sequence[Plan]) -> list[InvoiceLine]:
     result = []
     for counts in snapshot.offices:

@@ -91,6 +91,9 @@ class Quote:
     quoted_at: datetime
     hold_id: uuid.UUID | None = None
     expires_at: datetime | None = None
+    # Of split.from_pool, the office's own returns still in grace (the rest were
+    # returned by other offices). Told in the quote's answer, not kept with it.
+    own_returns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,7 @@ class Held:
     hold_id: uuid.UUID
     unit_ids: tuple[str, ...]
     expires_at: datetime
+    own_returns: int = 0  # of the units, the office's own returns still in grace
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +201,16 @@ class PoolPreview:
     office_ids: tuple[uuid.UUID, ...] = ()
     refusal_reason: str = ""
     refusal_message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledUnit:
+    """A unit an office scheduled for removal, and when it did (the pool's last change
+    of a REMOVAL_SCHEDULED unit is that move)."""
+
+    unit_id: str
+    office_id: uuid.UUID
+    scheduled_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +260,9 @@ class PurchaseCharge:
     new_units: int
     amount: int
     purchased_at: datetime
+    # The period of the plan cycle it was bought in: earlier than the invoice's when the
+    # charge completed after its own period's invoice was made (carried to the next).
+    period: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -330,19 +330,24 @@ class Purchases:
 
     # --- what invoices read ---------------------------------------------------------------
 
-    async def charges_of_period(self, company_id: uuid.UUID, period: str) -> list[PurchaseCharge]:
+    async def claim_charges(
+        self, company_id: uuid.UUID, period: str, invoice_id: uuid.UUID
+    ) -> list[PurchaseCharge]:
+        """The completed charges of the period or an earlier one that no invoice carries
+        yet, now carried by `invoice_id` (a row lock makes two invoices' claims exclusive)."""
         rows = await self._conn.fetch(
             """
-            SELECT purchase_id, office_id, plan_id, license_type, currency, new_units, amount,
-                purchased_at
-            FROM billing.purchases
-            WHERE company_id = $1 AND period = $2 AND state = 'COMPLETED' AND new_units > 0
-            ORDER BY purchased_at, purchase_id
+            UPDATE billing.purchases SET invoice_id = $3
+            WHERE company_id = $1 AND period <= $2 AND state = 'COMPLETED' AND new_units > 0
+              AND invoice_id IS NULL
+            RETURNING purchase_id, office_id, plan_id, license_type, currency, new_units,
+                amount, purchased_at, period
             """,
             company_id,
             period,
+            invoice_id,
         )
-        return [
+        charges = [
             PurchaseCharge(
                 r["purchase_id"],
                 r["office_id"],
@@ -352,9 +357,11 @@ class Purchases:
                 r["new_units"],
                 r["amount"],
                 r["purchased_at"],
+                r["period"],
             )
             for r in rows
         ]
+        return sorted(charges, key=lambda c: (c.purchased_at, c.purchase_id))
 
     async def pending_in_period(self, company_id: uuid.UUID, period: str) -> int:
         count: int = await self._conn.fetchval(

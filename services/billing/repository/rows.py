@@ -58,6 +58,7 @@ def to_quote(row: asyncpg.Record) -> Quote:
         row,
         split=Split(row["restored"], row["from_pool"], row["new_units"]),
         cycle=Cycle(row["cycle_start"], row["cycle_end"]),
+        own_returns=0,  # told in the quote's answer only; a purchase does not need it
     )
 
 
@@ -136,10 +137,11 @@ def charge_json(charge: PurchaseCharge) -> dict[str, Any]:
         "new_units": charge.new_units,
         "amount": charge.amount,
         "purchased_at": charge.purchased_at.isoformat(),
+        "period": charge.period,
     }
 
 
-def _charge(data: dict[str, Any]) -> PurchaseCharge:
+def _charge(data: dict[str, Any], invoice_period: str) -> PurchaseCharge:
     return from_row(
         PurchaseCharge,
         data,
@@ -147,13 +149,15 @@ def _charge(data: dict[str, Any]) -> PurchaseCharge:
         office_id=uuid.UUID(data["office_id"]),
         plan_id=uuid.UUID(data["plan_id"]),
         purchased_at=datetime.fromisoformat(data["purchased_at"]),
+        # Invoices made before charges could be carried hold only their own period's.
+        period=data.get("period", invoice_period),
     )
 
 
 def to_invoice(row: asyncpg.Record) -> tuple[Invoice, bool]:
     """The invoice, and whether its removal terminations are done."""
     lines = tuple(_line(d) for d in row["lines"])
-    charges = tuple(_charge(d) for d in row["charges"])
+    charges = tuple(_charge(d, row["period"]) for d in row["charges"])
     owed = tuple(_overage(d) for d in row["overages"])
     invoice = from_row(
         Invoice,

@@ -1,21 +1,26 @@
 """Closing a cycle: one invoice per company and period from one pool snapshot (and one
-read of the credit overage), then the units scheduled for removal end with the cycle.
-Reading invoices."""
+read of the credit overage), once the period has ended for every plan; then the units
+scheduled for removal in the period's cycles end. Reading invoices."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from services.billing.adapters.credits import Credits
 from services.billing.adapters.pool import Pool
 from services.billing.domain import cycles, errors, events, invoicing, removals
-from services.billing.domain.model import Invoice
+from services.billing.domain.model import Invoice, Plan
 from services.billing.unit_of_work import BillingUnitOfWork
 from services.billing.use_cases.common import derived_request_id
 
 log = logging.getLogger(__name__)
+
+
+class _PeriodTaken(Exception):
+    """Another close made the period's invoice first (its transaction is rolled back)."""
 
 
 async def close_cycle(
@@ -26,27 +31,31 @@ async def close_cycle(
     credits: Credits | None = None,
 ) -> Invoice:
     """The period's invoice (made once; a second close answers the same), with the
-    period's removals terminated."""
+    removals that end with the period terminated. A period is closed only once it has
+    ended for every office's plan, so no purchase can fall in it afterwards and no
+    office loses a unit before the end of its own cycle."""
     cycles.parse_period(period)
     async with uow.reading() as tx:
         now = await tx.instants.now()
         existing = await tx.invoices.of_period(company_id, period)
         pending = await tx.purchases.pending_in_period(company_id, period)
+        plans = await tx.plans.of_company(company_id)
     if period > cycles.period_of(now):
         raise errors.period_not_started(period)
     if existing is None:
+        ends_at = cycles.period_end(invoicing.paying_plans(plans), period)
+        if now < ends_at:
+            raise errors.period_not_ended(period, ends_at)
         if pending:
             raise errors.purchases_in_progress(period, pending)
-        invoice = await _make_invoice(company_id, period, now, uow, pool, credits)
-        async with uow.transaction() as tx:
-            if await tx.invoices.insert(invoice):
-                tx.events.publish(company_id, events.INVOICE_ISSUED, events.invoice_issued(invoice))
+        await _make_invoice(company_id, period, now, plans, uow, pool, credits)
+        async with uow.reading() as tx:
             existing = await tx.invoices.of_period(company_id, period)
     assert existing is not None
     invoice, terminated = existing
     if terminated:
         return invoice
-    count = await _terminate_scheduled(company_id, invoice.invoice_id, pool)
+    count = await _terminate_ending(invoice, plans, pool)
     async with uow.reading() as tx:
         await tx.invoices.terminations_done(invoice.invoice_id, count)
         found = await tx.invoices.of_period(company_id, period)
@@ -58,19 +67,20 @@ async def _make_invoice(
     company_id: uuid.UUID,
     period: str,
     now: datetime,
+    plans: Sequence[Plan],
     uow: BillingUnitOfWork,
     pool: Pool,
     credits: Credits | None,
-) -> Invoice:
+) -> None:
+    """Writes the period's invoice, unless another close wrote it first. The invoice
+    carries, in its own transaction, every completed charge of the period or an earlier
+    one that no invoice carries yet: each charge is on exactly one invoice."""
     snapshot = await pool.snapshot(company_id)
     owed = (
         await credits.period_overage(company_id, *cycles.period_month(period))
         if credits is not None
         else []
     )
-    async with uow.reading() as tx:
-        plans = await tx.plans.of_company(company_id)
-        charges = await tx.purchases.charges_of_period(company_id, period)
     billed = invoicing.lines(snapshot, plans)
     overages = invoicing.overages(owed, plans)
     reconciliation = invoicing.reconcile(snapshot, billed)
@@ -83,27 +93,38 @@ async def _make_invoice(
             period,
             reconciliation.unpriced_units,
         )
-    return Invoice(
-        invoice_id=uuid.uuid4(),
-        company_id=company_id,
-        period=period,
-        snapshot_at=snapshot.taken_at,
-        lines=tuple(billed),
-        charges=tuple(charges),
-        reconciliation=reconciliation,
-        created_at=now,
-        totals=invoicing.totals(billed, charges, overages),
-        overages=tuple(overages),
-        overage_included=credits is not None,
-    )
+    invoice_id = uuid.uuid4()
+    try:
+        async with uow.transaction() as tx:
+            charges = await tx.purchases.claim_charges(company_id, period, invoice_id)
+            invoice = Invoice(
+                invoice_id=invoice_id,
+                company_id=company_id,
+                period=period,
+                snapshot_at=snapshot.taken_at,
+                lines=tuple(billed),
+                charges=tuple(charges),
+                reconciliation=reconciliation,
+                created_at=now,
+                totals=invoicing.totals(billed, charges, overages),
+                overages=tuple(overages),
+                overage_included=credits is not None,
+            )
+            if not await tx.invoices.insert(invoice):
+                raise _PeriodTaken
+            tx.events.publish(company_id, events.INVOICE_ISSUED, events.invoice_issued(invoice))
+    except _PeriodTaken:
+        pass
 
 
-async def _terminate_scheduled(company_id: uuid.UUID, invoice_id: uuid.UUID, pool: Pool) -> int:
-    """Units scheduled for removal end with the cycle; returns how many."""
-    units = await pool.scheduled_for_removal(company_id)
+async def _terminate_ending(invoice: Invoice, plans: Sequence[Plan], pool: Pool) -> int:
+    """Units whose office's cycle of removal ended with the period are terminated;
+    returns how many."""
+    scheduled = await pool.scheduled_for_removal(invoice.company_id)
+    units = removals.ending(scheduled, plans, invoice.period)
     for batch in removals.termination_batches(units):
         await pool.terminate_units(
-            derived_request_id("terminate", invoice_id, *batch), company_id, batch
+            derived_request_id("terminate", invoice.invoice_id, *batch), invoice.company_id, batch
         )
     return len(units)
 

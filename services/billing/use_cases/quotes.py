@@ -41,6 +41,7 @@ async def quote(
     available = availability.from_pool_sources if found.takes_part and need else 0
     hold_id: uuid.UUID | None = None
     expires_at = None
+    own_returns: int | None = None  # None: as the availability says
     if command.hold_request_id is not None:
         expires_at = now + timedelta(seconds=hold_seconds)
         wanted = min(need, available)
@@ -59,7 +60,10 @@ async def quote(
                 hold_id = held.hold_id
                 available = len(held.unit_ids)
                 expires_at = held.expires_at
+                own_returns = held.own_returns
     split = checkout.split(command.quantity, scheduled, available)
+    if own_returns is None:
+        own_returns = checkout.own_returns(split, availability)
     return Quote(
         quote_id=uuid.uuid4() if command.hold_request_id is not None else None,
         company_id=command.company_id,
@@ -75,6 +79,7 @@ async def quote(
         quoted_at=now,
         hold_id=hold_id,
         expires_at=expires_at,
+        own_returns=own_returns,
     )
 
 

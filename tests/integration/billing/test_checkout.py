@@ -47,6 +47,7 @@ async def test_checkout_order_and_from_pool(shop: Shop, clock: FakeClock) -> Non
 
     quote = await shop.quote("a", "connect", 6)
     assert (quote.restored, quote.from_pool, quote.new_units) == (2, 2, 2)
+    assert quote.own_returns == 1  # a's own return in grace; the other is b's spare pooled
     assert quote.message == "2 from pool, 2 restored, 2 new"
     # 2 x $10.00 x 1,425,600 / 2,678,400 = 1064.516... cents -> 1065
     assert quote.amount == bpb.Money(currency_code="USD", amount_minor=1065)

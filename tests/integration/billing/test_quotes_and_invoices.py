@@ -102,6 +102,10 @@ async def test_invoice_by_hand(shop: Shop, clock: FakeClock) -> None:
     # c buys 1 connect in yen: 3000 x 1425600 / 2678400 = 1596.77 -> 1597 yen.
     assert (await shop.buy("c", "connect", 1)).amount.amount_minor == 1597
     await shop.remove("b", "connect", 1)  # b: 1 spare + 1 scheduled
+    with pytest.raises(grpc.aio.AioRpcError) as early:
+        await shop.close("2026-01")
+    assert reason_of(early.value) == "PERIOD_NOT_ENDED"  # every cycle of January runs to Feb 1
+    clock.set(datetime(2026, 2, 1, tzinfo=UTC))
     # The pooled fax units (3) go to a's plan (oldest active USD plan): 3 x 300.
     invoice = await shop.close("2026-01")
     lines = {

@@ -43,6 +43,7 @@ class Shop:
         prices: dict[str, int] | None = None,
         kind: PlanKind = PlanKind.BUNDLE,
         contracted: bool = False,
+        start: datetime = JAN_1,
     ) -> Plan:
         office_id = self.offices.setdefault(name, uuid.uuid4())
         command = plans.NewPlan(
@@ -53,7 +54,7 @@ class Shop:
             currency="USD",
             prices=prices if prices is not None else {"connect": 1000},
             contracted=contracted,
-            start_at=JAN_1,
+            start_at=start,
             primary=False,
         )
         plan = await plans.new_plan(command, self.uow, self.pool)

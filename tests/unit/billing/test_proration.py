@@ -112,7 +112,7 @@ def test_periods_name_the_cycle_starting_in_the_month() -> None:
     )
     assert cycles.cycle_in_period(start, "2025-12") is None
     assert cycles.period_of(at(2026, 2, 28, 10)) == "2026-02"
-    for bad in ("2026-13", "2026-1", "26-01", "", "2026-01-01"):
+    for bad in ("2026-13", "2026-1", "26-01", "", "2026-01-01", "0000-01"):
         with pytest.raises(Exception, match="YYYY-MM"):
             cycles.parse_period(bad)
 

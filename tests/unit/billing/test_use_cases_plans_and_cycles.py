@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,6 +12,8 @@ from libs.common.errors import DomainError, Unavailable
 from services.billing.domain.model import PlanKind, Split
 from services.billing.use_cases import invoices, plans, purchases, removals
 from tests.unit.billing.conftest import Shop, shop_on
+
+FEB_1 = datetime(2026, 2, 1, tzinfo=UTC)
 
 
 async def refused(call: object) -> str:
@@ -64,6 +67,19 @@ async def test_a_preview_quote_holds_nothing(shop: Shop) -> None:
     assert shop.uow.state.quotes == {}
 
 
+async def test_a_quote_tells_own_returns_apart_from_pool_units(shop: Shop) -> None:
+    shop.enable()
+    await shop.plan("b")
+    shop.pooled(2, returned_by="a")  # a's own returns, still in grace
+    shop.pooled(1, returned_by="b")  # in b's grace: not for a
+    shop.pooled(2)  # claimable by anyone
+    preview = await shop.quote("a", 5)
+    assert (preview.split, preview.own_returns) == (Split(0, 4, 1), 2)
+    held = await shop.quote("a", 3, hold=True)
+    assert (held.split, held.own_returns) == (Split(0, 3, 0), 2)
+    assert (await shop.quote("b", 1)).own_returns == 1
+
+
 async def test_removals_end_with_the_cycle_and_not_on_a_contracted_plan(shop: Shop) -> None:
     shop.add("a", 2)
     command = removals.ScheduleRemoval(shop.company_id, "r", shop.offices["a"], "connect", 1)
@@ -81,6 +97,7 @@ async def test_closing_a_cycle_invoices_once_and_ends_the_removals(shop: Shop) -
     shop.add("a", 2)
     shop.add("a", 1, state="REMOVAL_SCHEDULED")
     await shop.buy("a", 1)
+    shop.clock.set(FEB_1)
     invoice = await invoices.close_cycle(shop.company_id, "2026-01", shop.uow, shop.pool)
     assert invoice.reconciliation.balanced
     assert invoice.terminated_units == 0  # the purchase restored the scheduled one
@@ -92,6 +109,7 @@ async def test_closing_a_cycle_invoices_once_and_ends_the_removals(shop: Shop) -
 
 async def test_scheduled_removals_are_terminated_at_the_close(shop: Shop) -> None:
     shop.add("a", 3, state="REMOVAL_SCHEDULED")
+    shop.clock.set(FEB_1)
     invoice = await invoices.close_cycle(shop.company_id, "2026-01", shop.uow, shop.pool)
     assert invoice.terminated_units == 3
     assert shop.pool.states() == {"TERMINATED": 3}
@@ -102,9 +120,10 @@ async def test_a_cycle_with_a_purchase_under_way_cannot_close(shop: Shop) -> Non
     with pytest.raises(DomainError):
         await shop.buy("a", 1)
     shop.uow.state.end_leases()
+    shop.clock.set(FEB_1)
     reason = await refused(invoices.close_cycle(shop.company_id, "2026-01", shop.uow, shop.pool))
     assert reason == "PURCHASES_IN_PROGRESS"
-    assert await refused(invoices.close_cycle(shop.company_id, "2026-03", shop.uow, shop.pool)) == (
+    assert await refused(invoices.close_cycle(shop.company_id, "2026-04", shop.uow, shop.pool)) == (
         "PERIOD_NOT_STARTED"
     )
 
