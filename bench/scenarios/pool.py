@@ -31,6 +31,7 @@ from bench.loadgen.spec import Distribution
 from bench.scenarios.acquire_load import acquire_load, ceiling_rps, dry_notes, units_for
 from bench.scenarios.pool_seeding import Setup, Workload, hot_pool, spread_pools, zipf_shares
 from bench.scenarios.pool_service import PoolTarget, pool_service, unavailable_reason
+from libs.common import local_pgbouncer
 
 S3_POOLS = 64
 S3_ZIPF_S = 1.0
@@ -104,6 +105,34 @@ def s2_mtls(ctx: BenchContext) -> Outcome:
             seeded_units=workload.units,
         )
         return finished("S2-mTLS", title, [row], [check])
+
+
+@scenario(
+    "S2-pgbouncer",
+    "S2 through PgBouncer (transaction pooling, statement cache off)",
+    requires=("S2",),
+)
+def s2_pgbouncer(ctx: BenchContext) -> Outcome:
+    """S2 with a PgBouncer in transaction pooling mode between the pool service and
+    PostgreSQL, beside S2 direct in the same run: their ratio is what PgBouncer costs,
+    mostly the statement cache being off (every statement parsed on each use, a round
+    trip more) as PgBouncer before 1.21 needs. PgBouncer's own CPU is in neither column."""
+    title = "Acquire on one hot pool, through PgBouncer"
+    if reason := unavailable_reason() or local_pgbouncer.unavailable_reason():
+        return skipped("S2-pgbouncer", title, reason)
+    timing = s2_timing(ctx)
+    with pool_service(ctx, "s2_pgbouncer", pgbouncer=True) as target:
+        workload = hot_pool(units_for(ceiling_rps(ctx), timing))(target.address)
+        result, check = acquire_load(ctx, target, workload, "S2-pgbouncer", timing)
+        row = load_row(
+            "S2 hot pool, PgBouncer",
+            result,
+            timing,
+            comparisons=(compare(result.rps, ctx.throughput("S2"), "S2 direct", at_least=0.8),),
+            notes=(f"PgBouncer {local_pgbouncer.version()}", *dry_notes(result)),
+            seeded_units=workload.units,
+        )
+        return finished("S2-pgbouncer", title, [row], [check])
 
 
 # ------------------------------------------------------------------ S3

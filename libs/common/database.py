@@ -35,9 +35,16 @@ async def create_pool(
     size: int,
     connect_timeout: float = 5.0,
     application_name: str | None = None,
+    statement_cache_size: int = 100,
     **kwargs: Any,
 ) -> asyncpg.Pool:
     """An asyncpg pool; statements are prepared and cached per connection.
+
+    Behind a PgBouncer in transaction pooling mode, one client connection is served by
+    many server connections in turn: a statement prepared on one is unknown on the
+    next. PgBouncer 1.21+ with `max_prepared_statements` maps them itself; before,
+    `statement_cache_size=0` makes asyncpg parse each statement again where it runs
+    (unnamed statements, in the same exchange as its execution).
 
     Connections are made on demand, and a lost one is replaced on its next use, so the
     pool recovers from a database restart by itself. It keeps no floor of idle
@@ -60,6 +67,7 @@ async def create_pool(
         timeout=connect_timeout,
         init=_init_connection,
         reset=_keep_session,
+        statement_cache_size=statement_cache_size,
         **kwargs,
     )
     assert pool is not None

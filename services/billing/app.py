@@ -119,6 +119,7 @@ async def start(
         settings.database_connect_timeout_seconds,
         # Per process: a replica's sessions are told apart (and, after a crash, seen end).
         application_name=session_name(),
+        statement_cache_size=settings.database_statement_cache_size,
     )
     uow = PostgresBillingUnitOfWork(db, clock or DatabaseClock())
     pool = PoolGateway(

@@ -58,7 +58,10 @@ class CreditsApp:
 async def start(settings: CreditsSettings, clock: Clock | None = None) -> CreditsApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
     db = await create_pool(
-        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
+        settings.database_url,
+        settings.db_pool_size,
+        settings.database_connect_timeout_seconds,
+        statement_cache_size=settings.database_statement_cache_size,
     )
     uow = PostgresCreditsUnitOfWork(db, clock or DatabaseClock())
     currencies = OfficeCurrencies()

@@ -85,7 +85,10 @@ async def periodically(seconds: float, work: Callable[[], Awaitable[object]], wh
 async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
     db = await create_pool(
-        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
+        settings.database_url,
+        settings.db_pool_size,
+        settings.database_connect_timeout_seconds,
+        statement_cache_size=settings.database_statement_cache_size,
     )
     uow = unit_of_work(db, clock or DatabaseClock())
     directory = OfficeDirectory(uow)

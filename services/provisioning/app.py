@@ -90,7 +90,10 @@ async def start(
     `settings.billing_address`; with neither, nothing can be bought. `after_step` is told
     every step of an operation that takes pool units (tests inject failures with it)."""
     db = await create_pool(
-        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
+        settings.database_url,
+        settings.db_pool_size,
+        settings.database_connect_timeout_seconds,
+        statement_cache_size=settings.database_statement_cache_size,
     )
     uow = unit_of_work(db, clock or DatabaseClock())
     pool = GrpcPool(
