@@ -254,7 +254,11 @@ async def assert_exactly_the_affordable_usages_recorded(
 
     recorded = [r for r in results if isinstance(r, pb.UsageRecord)]
     refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
-    assert {reason_of(e) for e in refused} == {"INSUFFICIENT_CREDITS"}
+    assert {reason_of(e) for e in refused} == {"INSUFFICIENT_CREDITS"}, [
+        (e.code(), reason_of(e), e.details())
+        for e in refused
+        if reason_of(e) != "INSUFFICIENT_CREDITS"
+    ][:5]
     # 3 x 50 of allowance and 1000 of pool: 115 usages of 10 are affordable, no more.
     assert len(recorded) == 115
     assert sum(r.split.company_pool_minor for r in recorded) == 1000

@@ -12,12 +12,14 @@ from licensing_cli.demo_platform import Platform
 GRACE_SECONDS = 8.0
 
 
-def play_on(platform: Platform, workdir: Path) -> tuple[Story, dict[str, Any]]:
-    """The story, with the installed `licensing` command, on a launched platform (whose
-    pool grace is GRACE_SECONDS); and after it, the pool's own count of live units per
+def play_on(
+    platform: Platform, workdir: Path, grace_seconds: float = GRACE_SECONDS
+) -> tuple[Story, dict[str, Any]]:
+    """The story, with the installed `licensing` command, on a launched platform whose
+    pool grace is `grace_seconds`; and after it, the pool's own count of live units per
     currency, to check the invoice with."""
     cli = Cli(dict(platform.cli_env), echo=False)
-    story = play(cli, workdir, GRACE_SECONDS)
+    story = play(cli, workdir, grace_seconds)
     after = {
         currency: cli.show("", "pool", "show", currency)["counts"] for currency in ("USD", "GBP")
     }
