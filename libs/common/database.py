@@ -79,6 +79,15 @@ async def create_pool(
     return pool
 
 
+async def create_replica_pool(
+    url: str, size: int, connect_timeout: float, statement_cache_size: int
+) -> asyncpg.Pool | None:
+    """A pool on the read replica at `url`; None when no replica is configured (empty)."""
+    if not url:
+        return None
+    return await create_pool(url, size, connect_timeout, statement_cache_size=statement_cache_size)
+
+
 def create_engine(url: str, size: int) -> AsyncEngine:
     """A SQLAlchemy async engine on asyncpg."""
     return create_async_engine(sqlalchemy_url(url), pool_size=size, pool_pre_ping=True)

@@ -30,6 +30,13 @@ class UnitOfWork(Protocol[Tx_co]):
         """Reads that need no transaction (each statement sees committed data)."""
         ...
 
+    def stale_reading(self) -> AbstractAsyncContextManager[Tx_co]:
+        """Reads that may be a little behind: on the read replica when the service has
+        one (`<SVC>_READ_DATABASE_URL`), else as `reading`. Only for lists, searches and
+        history that a caller shows, never for a read that decides or that must see the
+        caller's own last write."""
+        ...
+
 
 class SnapshotUnitOfWork(UnitOfWork[Tx_co], Protocol):
     """Transactions, plain reads, and reads of one instant."""
@@ -40,11 +47,18 @@ class SnapshotUnitOfWork(UnitOfWork[Tx_co], Protocol):
 
 
 class PostgresUnitOfWork(Generic[Tx]):
-    """Transactions on an asyncpg pool; `bind` builds the repositories of one connection."""
+    """Transactions on an asyncpg pool; `bind` builds the repositories of one connection.
+    `replica`, a pool on a read replica, serves `stale_reading` (None: the primary does)."""
 
-    def __init__(self, db: asyncpg.Pool, bind: Callable[[asyncpg.Connection], Tx]) -> None:
+    def __init__(
+        self,
+        db: asyncpg.Pool,
+        bind: Callable[[asyncpg.Connection], Tx],
+        replica: asyncpg.Pool | None = None,
+    ) -> None:
         self._db = db
         self._bind = bind
+        self._replica = replica or db
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
@@ -54,6 +68,11 @@ class PostgresUnitOfWork(Generic[Tx]):
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Tx]:
         async with self._db.acquire() as conn:
+            yield self._bind(conn)
+
+    @asynccontextmanager
+    async def stale_reading(self) -> AsyncIterator[Tx]:
+        async with self._replica.acquire() as conn:
             yield self._bind(conn)
 
     @asynccontextmanager

@@ -14,7 +14,7 @@ import asyncpg
 
 from libs.common import migrations, tls
 from libs.common.clock import Clock, DatabaseClock
-from libs.common.database import create_pool
+from libs.common.database import create_pool, create_replica_pool
 from libs.common.database_outage import DatabaseWatch, is_database_unreachable
 from libs.common.peer import PeerSettings
 from libs.common.server import Registration, RunningServer, start_server
@@ -93,6 +93,7 @@ class BillingApp:
     db: asyncpg.Pool
     recovery: asyncio.Task[None]
     heartbeat: asyncio.Task[None]
+    replica: asyncpg.Pool | None = None  # the read replica's (<SVC>_READ_DATABASE_URL)
 
     @property
     def port(self) -> int:
@@ -107,6 +108,8 @@ class BillingApp:
         with contextlib.suppress(Exception):
             await self.pool.close()
         await self.db.close()
+        if self.replica is not None:
+            await self.replica.close()
 
 
 async def start(
@@ -121,7 +124,13 @@ async def start(
         application_name=session_name(),
         statement_cache_size=settings.database_statement_cache_size,
     )
-    uow = PostgresBillingUnitOfWork(db, clock or DatabaseClock())
+    replica = await create_replica_pool(
+        settings.read_database_url,
+        settings.db_pool_size,
+        settings.database_connect_timeout_seconds,
+        settings.database_statement_cache_size,
+    )
+    uow = PostgresBillingUnitOfWork(db, clock or DatabaseClock(), replica)
     pool = PoolGateway(
         settings.pool_address,
         PeerSettings(
@@ -147,4 +156,4 @@ async def start(
     task = asyncio.create_task(run_recovery(saga, uow, settings) if recovery else _idle())
     # Leases are renewed with or without the recovery task: drives need them either way.
     heartbeat = asyncio.create_task(leases.run())
-    return BillingApp(server, saga, pool, db, task, heartbeat)
+    return BillingApp(server, saga, pool, db, task, heartbeat, replica)

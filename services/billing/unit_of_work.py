@@ -40,7 +40,7 @@ BillingUnitOfWork = UnitOfWork[Tx]
 class PostgresBillingUnitOfWork(PostgresUnitOfWork[Tx]):
     """The billing unit of work on an asyncpg pool."""
 
-    def __init__(self, db: asyncpg.Pool, clock: Clock) -> None:
+    def __init__(self, db: asyncpg.Pool, clock: Clock, replica: asyncpg.Pool | None = None) -> None:
         store = IdempotencyStore(SCHEMA)
 
         def bind(conn: asyncpg.Connection) -> Tx:
@@ -54,4 +54,4 @@ class PostgresBillingUnitOfWork(PostgresUnitOfWork[Tx]):
                 request_ids=RequestIds(conn, store),
             )
 
-        super().__init__(db, bind)
+        super().__init__(db, bind, replica)

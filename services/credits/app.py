@@ -13,7 +13,7 @@ import asyncpg
 
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
-from libs.common.database import create_pool
+from libs.common.database import create_pool, create_replica_pool
 from libs.common.database_outage import DatabaseWatch
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.credits.v1 import credits_pb2_grpc
@@ -40,6 +40,7 @@ class CreditsApp:
     recorder: UsageRecorder
     db: asyncpg.Pool
     purger: asyncio.Task[None]
+    replica: asyncpg.Pool | None = None  # the read replica's (<SVC>_READ_DATABASE_URL)
 
     @property
     def port(self) -> int:
@@ -53,6 +54,8 @@ class CreditsApp:
         with contextlib.suppress(Exception):
             await self.recorder.close()
         await self.db.close()
+        if self.replica is not None:
+            await self.replica.close()
 
 
 async def start(settings: CreditsSettings, clock: Clock | None = None) -> CreditsApp:
@@ -63,7 +66,13 @@ async def start(settings: CreditsSettings, clock: Clock | None = None) -> Credit
         settings.database_connect_timeout_seconds,
         statement_cache_size=settings.database_statement_cache_size,
     )
-    uow = PostgresCreditsUnitOfWork(db, clock or DatabaseClock())
+    replica = await create_replica_pool(
+        settings.read_database_url,
+        settings.db_pool_size,
+        settings.database_connect_timeout_seconds,
+        settings.database_statement_cache_size,
+    )
+    uow = PostgresCreditsUnitOfWork(db, clock or DatabaseClock(), replica)
     currencies = OfficeCurrencies()
     recorder = UsageRecorder(
         uow,
@@ -83,4 +92,4 @@ async def start(settings: CreditsSettings, clock: Clock | None = None) -> Credit
             uow, settings.idempotency_retention_hours, settings.purge_interval_seconds
         )
     )
-    return CreditsApp(server, recorder, db, purger)
+    return CreditsApp(server, recorder, db, purger, replica)

@@ -38,7 +38,7 @@ CreditsUnitOfWork = SnapshotUnitOfWork[Tx]
 class PostgresCreditsUnitOfWork(PostgresUnitOfWork[Tx]):
     """The credits unit of work on an asyncpg pool."""
 
-    def __init__(self, db: asyncpg.Pool, clock: Clock) -> None:
+    def __init__(self, db: asyncpg.Pool, clock: Clock, replica: asyncpg.Pool | None = None) -> None:
         store = IdempotencyStore(SCHEMA)
 
         def bind(conn: asyncpg.Connection) -> Tx:
@@ -50,7 +50,7 @@ class PostgresCreditsUnitOfWork(PostgresUnitOfWork[Tx]):
                 request_ids=RequestIds(conn, store),
             )
 
-        super().__init__(db, bind)
+        super().__init__(db, bind, replica)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

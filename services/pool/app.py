@@ -14,7 +14,7 @@ import asyncpg
 
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
-from libs.common.database import create_pool
+from libs.common.database import create_pool, create_replica_pool
 from libs.common.database_outage import DatabaseWatch, is_database_unreachable
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.pool.v1 import pool_pb2_grpc
@@ -45,6 +45,7 @@ class PoolApp:
     allocator: Allocator
     expiry: HoldExpiry
     tasks: tuple[asyncio.Task[None], ...]
+    replica: asyncpg.Pool | None = None  # the read replica's (<SVC>_READ_DATABASE_URL)
 
     @property
     def port(self) -> int:
@@ -60,6 +61,8 @@ class PoolApp:
         with contextlib.suppress(Exception):
             await self.allocator.close()
         await self.db.close()
+        if self.replica is not None:
+            await self.replica.close()
 
 
 def terms(settings: PoolSettings) -> Terms:
@@ -90,7 +93,13 @@ async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
         settings.database_connect_timeout_seconds,
         statement_cache_size=settings.database_statement_cache_size,
     )
-    uow = unit_of_work(db, clock or DatabaseClock())
+    replica = await create_replica_pool(
+        settings.read_database_url,
+        settings.db_pool_size,
+        settings.database_connect_timeout_seconds,
+        settings.database_statement_cache_size,
+    )
+    uow = unit_of_work(db, clock or DatabaseClock(), replica)
     directory = OfficeDirectory(uow)
     allocator = Allocator(
         uow,
@@ -113,4 +122,4 @@ async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
             periodically(PURGE_EVERY_SECONDS, expiry.purge_request_ids, "request id purge")
         ),
     )
-    return PoolApp(server, db, allocator, expiry, tasks)
+    return PoolApp(server, db, allocator, expiry, tasks, replica)

@@ -40,7 +40,9 @@ PoolUnitOfWork = SnapshotUnitOfWork[Tx]
 PostgresPoolUnitOfWork = PostgresUnitOfWork[Tx]
 
 
-def unit_of_work(db: asyncpg.Pool, clock: Clock) -> PostgresPoolUnitOfWork:
+def unit_of_work(
+    db: asyncpg.Pool, clock: Clock, replica: asyncpg.Pool | None = None
+) -> PostgresPoolUnitOfWork:
     """The pool's unit of work on `db`; `clock` gives every transaction its instant."""
     requests = IdempotencyStore(SCHEMA)
 
@@ -57,4 +59,4 @@ def unit_of_work(db: asyncpg.Pool, clock: Clock) -> PostgresPoolUnitOfWork:
             requests=PostgresRequestLog(conn, requests),
         )
 
-    return PostgresPoolUnitOfWork(db, bind)
+    return PostgresPoolUnitOfWork(db, bind, replica)

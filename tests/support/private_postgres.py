@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -144,6 +145,44 @@ class PrivatePostgres:
 async def private_postgres() -> AsyncIterator[PrivatePostgres]:
     root = Path(tempfile.mkdtemp(prefix="licensing-crash-"))
     server = PrivatePostgres(root)
+    try:
+        await asyncio.to_thread(server.init)
+        await server.start()
+        yield server
+    finally:
+        await server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class StreamingReplica(PrivatePostgres):
+    """A hot standby of `primary`, made with pg_basebackup, streaming its WAL."""
+
+    def __init__(self, root: Path, primary: PrivatePostgres) -> None:
+        super().__init__(root)
+        self._primary = primary
+
+    def init(self) -> None:
+        # -R: standby.signal and primary_conninfo, so the copy starts as a streaming standby.
+        subprocess.run(
+            [
+                *(POSTGRES_BIN_PATH / "pg_basebackup", "-D", self.data_dir, "-R", "-X", "stream"),
+                *("-h", "127.0.0.1", "-p", str(self._primary.port), "-U", "postgres"),
+            ],
+            check=True,
+            user=self._user,
+            stdout=subprocess.DEVNULL,
+        )
+
+
+@contextlib.asynccontextmanager
+async def streaming_replica(primary: PrivatePostgres) -> AsyncIterator[StreamingReplica]:
+    """A hot standby of `primary` (which must be running) on a port of its own."""
+    root = primary.data_dir.parent / "replica"
+    root.mkdir()
+    if primary._user is not None:
+        entry = pwd.getpwnam(primary._user)
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+    server = StreamingReplica(root, primary)
     try:
         await asyncio.to_thread(server.init)
         await server.start()
