@@ -9,6 +9,8 @@ import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from libs.common.settings import ServiceSettings
+
 
 def plain_url(url: str) -> str:
     """The URL as libpq/asyncpg spell it (no SQLAlchemy driver suffix)."""
@@ -79,13 +81,29 @@ async def create_pool(
     return pool
 
 
-async def create_replica_pool(
-    url: str, size: int, connect_timeout: float, statement_cache_size: int
-) -> asyncpg.Pool | None:
-    """A pool on the read replica at `url`; None when no replica is configured (empty)."""
-    if not url:
-        return None
-    return await create_pool(url, size, connect_timeout, statement_cache_size=statement_cache_size)
+async def service_pools(
+    settings: ServiceSettings, application_name: str | None = None
+) -> tuple[asyncpg.Pool, asyncpg.Pool | None]:
+    """A service's pools: on its database, and on its read replica when it has one
+    (`read_database_url`; None when unset), with the same size and statement cache."""
+
+    async def pool(url: str) -> asyncpg.Pool:
+        return await create_pool(
+            url,
+            settings.db_pool_size,
+            settings.database_connect_timeout_seconds,
+            application_name=application_name,
+            statement_cache_size=settings.database_statement_cache_size,
+        )
+
+    db = await pool(settings.database_url)
+    if not settings.read_database_url:
+        return db, None
+    try:
+        return db, await pool(settings.read_database_url)
+    except BaseException:
+        await db.close()
+        raise
 
 
 def create_engine(url: str, size: int) -> AsyncEngine:

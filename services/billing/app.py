@@ -14,7 +14,7 @@ import asyncpg
 
 from libs.common import migrations, tls
 from libs.common.clock import Clock, DatabaseClock
-from libs.common.database import create_pool, create_replica_pool
+from libs.common.database import service_pools
 from libs.common.database_outage import DatabaseWatch, is_database_unreachable
 from libs.common.peer import PeerSettings
 from libs.common.server import Registration, RunningServer, start_server
@@ -116,20 +116,8 @@ async def start(
     settings: BillingSettings, clock: Clock | None = None, recovery: bool = True
 ) -> BillingApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
-    db = await create_pool(
-        settings.database_url,
-        settings.db_pool_size,
-        settings.database_connect_timeout_seconds,
-        # Per process: a replica's sessions are told apart (and, after a crash, seen end).
-        application_name=session_name(),
-        statement_cache_size=settings.database_statement_cache_size,
-    )
-    replica = await create_replica_pool(
-        settings.read_database_url,
-        settings.db_pool_size,
-        settings.database_connect_timeout_seconds,
-        settings.database_statement_cache_size,
-    )
+    # Per process: a replica's sessions are told apart (and, after a crash, seen end).
+    db, replica = await service_pools(settings, application_name=session_name())
     uow = PostgresBillingUnitOfWork(db, clock or DatabaseClock(), replica)
     pool = PoolGateway(
         settings.pool_address,

@@ -13,7 +13,7 @@ import asyncpg
 
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
-from libs.common.database import create_pool, create_replica_pool
+from libs.common.database import service_pools
 from libs.common.database_outage import DatabaseWatch
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.credits.v1 import credits_pb2_grpc
@@ -60,18 +60,7 @@ class CreditsApp:
 
 async def start(settings: CreditsSettings, clock: Clock | None = None) -> CreditsApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
-    db = await create_pool(
-        settings.database_url,
-        settings.db_pool_size,
-        settings.database_connect_timeout_seconds,
-        statement_cache_size=settings.database_statement_cache_size,
-    )
-    replica = await create_replica_pool(
-        settings.read_database_url,
-        settings.db_pool_size,
-        settings.database_connect_timeout_seconds,
-        settings.database_statement_cache_size,
-    )
+    db, replica = await service_pools(settings)
     uow = PostgresCreditsUnitOfWork(db, clock or DatabaseClock(), replica)
     currencies = OfficeCurrencies()
     recorder = UsageRecorder(

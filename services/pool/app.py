@@ -14,7 +14,7 @@ import asyncpg
 
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
-from libs.common.database import create_pool, create_replica_pool
+from libs.common.database import service_pools
 from libs.common.database_outage import DatabaseWatch, is_database_unreachable
 from libs.common.server import Registration, RunningServer, start_server
 from licensing.pool.v1 import pool_pb2_grpc
@@ -87,18 +87,7 @@ async def periodically(seconds: float, work: Callable[[], Awaitable[object]], wh
 
 async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
-    db = await create_pool(
-        settings.database_url,
-        settings.db_pool_size,
-        settings.database_connect_timeout_seconds,
-        statement_cache_size=settings.database_statement_cache_size,
-    )
-    replica = await create_replica_pool(
-        settings.read_database_url,
-        settings.db_pool_size,
-        settings.database_connect_timeout_seconds,
-        settings.database_statement_cache_size,
-    )
+    db, replica = await service_pools(settings)
     uow = unit_of_work(db, clock or DatabaseClock(), replica)
     directory = OfficeDirectory(uow)
     allocator = Allocator(

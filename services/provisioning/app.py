@@ -14,7 +14,7 @@ import asyncpg
 
 from libs.common import migrations, tls
 from libs.common.clock import Clock, DatabaseClock
-from libs.common.database import create_pool, create_replica_pool
+from libs.common.database import service_pools
 from libs.common.database_outage import DatabaseWatch
 from libs.common.peer import PeerSettings
 from libs.common.server import Registration, RunningServer, start_server
@@ -92,18 +92,7 @@ async def start(
     Purchases go to `billing` when given, else to the billing service at
     `settings.billing_address`; with neither, nothing can be bought. `after_step` is told
     every step of an operation that takes pool units (tests inject failures with it)."""
-    db = await create_pool(
-        settings.database_url,
-        settings.db_pool_size,
-        settings.database_connect_timeout_seconds,
-        statement_cache_size=settings.database_statement_cache_size,
-    )
-    replica = await create_replica_pool(
-        settings.read_database_url,
-        settings.db_pool_size,
-        settings.database_connect_timeout_seconds,
-        settings.database_statement_cache_size,
-    )
+    db, replica = await service_pools(settings)
     uow = unit_of_work(db, clock or DatabaseClock(), replica)
     pool = GrpcPool(
         settings.pool_address,

@@ -1,12 +1,15 @@
 """The services behind a real PgBouncer in transaction pooling mode (the Debian package,
 installed when missing and we are root), with asyncpg's statement cache off as PgBouncer
 before 1.21 needs: the races still hold, with fewer server connections than clients, and
-provisioning's import lock still excludes a second runner."""
+provisioning's import lock still excludes a second runner; the demo story, all four
+services through PgBouncer, adds up."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -16,12 +19,15 @@ from libs.common import local_pgbouncer
 from libs.common.clock import FakeClock
 from libs.common.database import create_pool
 from licensing.credits.v1 import credits_pb2_grpc
+from licensing_cli.demo import Story
+from licensing_cli.demo_platform import SERVICE_NAMES, launched
 from services.provisioning.repository import locks
 from tests.support.credits import (
     CreditsCompany,
     assert_exactly_the_affordable_usages_recorded,
     running_credits,
 )
+from tests.support.demo_story import GRACE_SECONDS, assert_the_story_adds_up, play_on
 from tests.support.races import assert_two_replicas_never_hand_out_a_unit_twice
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
@@ -110,3 +116,23 @@ async def test_the_import_lock_holds_across_pooled_server_connections(bounced_ur
     finally:
         for pool in pools:
             await pool.close()
+
+
+async def test_the_demo_story_through_pgbouncer(
+    pgbouncer: local_pgbouncer.PgBouncer, bounced_url: str, database_url: str, tmp_path: Path
+) -> None:
+    """All four services (purchases, imports and their runner lock, credits, invoices)
+    through PgBouncer; the launcher's migrations go direct (DATABASE_URL)."""
+    env: dict[str, str] = {}
+    for name in SERVICE_NAMES:
+        env[f"{name.upper()}_DATABASE_URL"] = bounced_url
+        env[f"{name.upper()}_DATABASE_STATEMENT_CACHE_SIZE"] = "0"
+    before = pgbouncer.transactions(database_url)
+
+    def play() -> tuple[Story, dict[str, Any]]:
+        with launched(tmp_path, GRACE_SECONDS, database_url=database_url, extra_env=env) as p:
+            return play_on(p, tmp_path)
+
+    story, pool_counts = await asyncio.to_thread(play)
+    assert_the_story_adds_up(story, pool_counts)
+    await assert_went_through(pgbouncer, database_url, before)

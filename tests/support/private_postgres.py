@@ -142,16 +142,21 @@ class PrivatePostgres:
 
 
 @contextlib.asynccontextmanager
-async def private_postgres() -> AsyncIterator[PrivatePostgres]:
-    root = Path(tempfile.mkdtemp(prefix="licensing-crash-"))
-    server = PrivatePostgres(root)
+async def _running(server: PrivatePostgres) -> AsyncIterator[PrivatePostgres]:
+    """`server` made and started; stopped and its folder deleted when the block ends."""
     try:
         await asyncio.to_thread(server.init)
         await server.start()
         yield server
     finally:
         await server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(server.data_dir.parent, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def private_postgres() -> AsyncIterator[PrivatePostgres]:
+    async with _running(PrivatePostgres(Path(tempfile.mkdtemp(prefix="licensing-crash-")))) as s:
+        yield s
 
 
 class StreamingReplica(PrivatePostgres):
@@ -175,18 +180,12 @@ class StreamingReplica(PrivatePostgres):
 
 
 @contextlib.asynccontextmanager
-async def streaming_replica(primary: PrivatePostgres) -> AsyncIterator[StreamingReplica]:
+async def streaming_replica(primary: PrivatePostgres) -> AsyncIterator[PrivatePostgres]:
     """A hot standby of `primary` (which must be running) on a port of its own."""
     root = primary.data_dir.parent / "replica"
     root.mkdir()
-    if primary._user is not None:
+    if primary._user is not None:  # pg_basebackup runs as the server's user
         entry = pwd.getpwnam(primary._user)
         os.chown(root, entry.pw_uid, entry.pw_gid)
-    server = StreamingReplica(root, primary)
-    try:
-        await asyncio.to_thread(server.init)
-        await server.start()
+    async with _running(StreamingReplica(root, primary)) as server:
         yield server
-    finally:
-        await server.stop()
-        shutil.rmtree(root, ignore_errors=True)
