@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,11 +58,16 @@ class Platform:
 
 @contextmanager
 def launched(
-    workdir: Path, grace_seconds: float, database_url: str | None = None
+    workdir: Path,
+    grace_seconds: float,
+    database_url: str | None = None,
+    replicas: int = 1,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[Platform]:
-    """`python -m services` on free ports; on `database_url`, else on an embedded database
-    in `workdir`. Stops everything when the block ends, however it ends."""
-    ports = {name: free_port() for name in SERVICE_NAMES}
+    """`python -m services` on free ports, `replicas` processes of each service; on
+    `database_url`, else on an embedded database in `workdir`; with `extra_env` added to
+    its environment. Stops everything when the block ends, however it ends."""
+    ports = {name: [free_port() for _ in range(replicas)] for name in SERVICE_NAMES}
     env = {
         k: v
         for k, v in os.environ.items()
@@ -76,9 +81,12 @@ def launched(
     env["LICENSING_DATA_DIR"] = str(workdir / "pgdata")
     if database_url:
         env["DATABASE_URL"] = database_url
-    for name, port in ports.items():
-        env[f"{name.upper()}_PORT"] = str(port)
+    env["LICENSING_REPLICAS"] = str(replicas)
+    for name, own in ports.items():
+        env[f"{name.upper()}_PORT"] = str(own[0])
+        env[f"{name.upper()}_PORTS"] = ",".join(map(str, own))
         env[f"{name.upper()}_LOG_LEVEL"] = "WARNING"
+    env.update(extra_env or {})
     log = workdir / "platform.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -91,9 +99,17 @@ def launched(
         )
     try:
         _wait_ready(process, log)
-        yield Platform({n: f"127.0.0.1:{p}" for n, p in ports.items()}, log, workdir / "pki")
+        yield Platform({n: _address(p) for n, p in ports.items()}, log, workdir / "pki")
     finally:
         _stop(process)
+
+
+def _address(ports: list[int]) -> str:
+    """A service's address for the command line: one replica's, or the list of all
+    (which the client package balances calls over)."""
+    if len(ports) == 1:
+        return f"127.0.0.1:{ports[0]}"
+    return "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in ports)
 
 
 def _wait_ready(process: subprocess.Popen[bytes], log: Path) -> None:

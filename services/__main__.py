@@ -10,6 +10,11 @@ output, and stops them
 all on Ctrl-C or SIGTERM (killing what has not stopped after `LICENSING_STOP_SECONDS`).
 When one service exits, it says which and how, and stops the others.
 
+`LICENSING_REPLICAS=N` starts N processes of each service (replica k on its port + 10 k,
+or on the ports `<SVC>_PORTS` lists); peers, and the `licensing` command through the
+printed `export` line, are given the list of a service's addresses (`ipv4:h:p1,h:p2`),
+over which the peer client balances its calls (round_robin).
+
 Mutual TLS is on by default: on first start a local CA, a certificate for each service
 (`spiffe://licensing/<service>`), the operator identity of the `licensing` command line
 and a token-signing key are created in `LICENSING_PKI_DIR` (default `.local/pki`), and
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import ipaddress
 import os
 import signal
 import sys
@@ -38,6 +44,8 @@ SERVICES: dict[str, int] = {
     "provisioning": 50054,
 }
 ROOT = Path(__file__).resolve().parent.parent
+# Replica k of a service listens on its port + REPLICA_PORT_STEP * k (LICENSING_REPLICAS).
+REPLICA_PORT_STEP = 10
 
 
 def available() -> list[str]:
@@ -59,8 +67,39 @@ def export_line(host: str, ports: dict[str, int]) -> str | None:
     reads `<SVC>_ADDRESS`) finds this platform; None when it runs on the defaults."""
     if host == "127.0.0.1" and all(port == SERVICES[name] for name, port in ports.items()):
         return None
-    addresses = " ".join(f"{name.upper()}_ADDRESS={host}:{port}" for name, port in ports.items())
-    return f"export {addresses}"
+    return exports({name: f"{host}:{port}" for name, port in ports.items()})
+
+
+def exports(addresses: dict[str, str]) -> str:
+    return "export " + " ".join(f"{name.upper()}_ADDRESS={a}" for name, a in addresses.items())
+
+
+def replica_ports(name: str, port: int, replicas: int) -> list[int]:
+    """The ports of a service's replicas: `<SVC>_PORTS` (comma-separated), else `port`,
+    `port` + 10, ..."""
+    given = os.environ.get(f"{name.upper()}_PORTS", "").strip()
+    if not given:
+        return [port + REPLICA_PORT_STEP * k for k in range(replicas)]
+    ports = [int(p) for p in given.split(",")]
+    if len(ports) != replicas:
+        raise SystemExit(f"{name.upper()}_PORTS lists {len(ports)} ports for {replicas} replicas")
+    return ports
+
+
+def service_address(host: str, ports: list[int]) -> str:
+    """How peers reach a service: `host:port`, or for several replicas the list of their
+    addresses (`ipv4:h:p1,h:p2`), which the peer client balances its calls over."""
+    if len(ports) == 1:
+        return f"{host}:{ports[0]}"
+    try:
+        version = ipaddress.ip_address(host).version
+    except ValueError:
+        raise SystemExit(
+            "LICENSING_REPLICAS > 1 needs LICENSING_HOST to be an IP address"
+        ) from None
+    if version == 4:
+        return "ipv4:" + ",".join(f"{host}:{p}" for p in ports)
+    return "ipv6:" + ",".join(f"[{host}]:{p}" for p in ports)
 
 
 def as_role(url: str, role: str) -> str:
@@ -150,16 +189,26 @@ async def run() -> int:
         await asyncio.to_thread(importlib.import_module(f"services.{name}.app").migrate, url)
     host = os.environ.get("LICENSING_HOST", "127.0.0.1")
     ports = {n: int(os.environ.get(f"{n.upper()}_PORT", SERVICES[n])) for n in names}
+    replicas = int(os.environ.get("LICENSING_REPLICAS", "1"))
+    if replicas < 1:
+        raise SystemExit("LICENSING_REPLICAS must be at least 1")
+    all_ports = {n: replica_ports(n, ports[n], replicas) for n in names}
     env = {**os.environ, "DATABASE_URL": url, **security_environment(names)}
     if not os.environ.get("DATABASE_URL"):
         # The embedded database: each service connects as its own role (created by its
         # migrations), which can use its own schema only.
         for name in names:
             env[f"{name.upper()}_DATABASE_URL"] = as_role(url, migrations.role_of(name))
+    addresses = {n: service_address(host, all_ports[n]) for n in names}
     for name in names:
-        env[f"{name.upper()}_ADDRESS"] = f"{host}:{ports[name]}"
-        env[f"{name.upper()}_PORT"] = str(ports[name])
+        env[f"{name.upper()}_ADDRESS"] = addresses[name]
         env[f"{name.upper()}_HOST"] = host
+    # Each process: its service and the port it listens on.
+    instances = {
+        (name if k == 0 else f"{name}-{k + 1}"): (name, port)
+        for name in names
+        for k, port in enumerate(all_ports[name])
+    }
     grace = float(os.environ.get("LICENSING_STOP_SECONDS", "15"))
 
     stop = asyncio.Event()
@@ -176,13 +225,13 @@ async def run() -> int:
             forwarders[name] = asyncio.create_task(forward_output(name, processes[name]))
 
     try:
-        for name in names:
-            processes[name] = await asyncio.create_subprocess_exec(
+        for instance, (name, port) in instances.items():
+            processes[instance] = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 f"services.{name}",
                 "serve",
-                env=env,
+                env={**env, f"{name.upper()}_PORT": str(port)},
                 stdout=asyncio.subprocess.PIPE,
             )
         for name, process in processes.items():
@@ -206,7 +255,7 @@ async def run() -> int:
             f"Ready. Services answer gRPC ({mode}) with reflection; Ctrl-C stops everything.",
             flush=True,
         )
-        hint = export_line(host, ports)
+        hint = export_line(host, ports) if replicas == 1 else exports(addresses)
         if hint:
             print("Not the default addresses: for `licensing` in another shell, run", flush=True)
             print(f"  {hint}", flush=True)

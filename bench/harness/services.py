@@ -87,9 +87,12 @@ def service_process(
     label: str,
     extra_env: Mapping[str, str] | None = None,
     tls: bool = False,
+    serve_url: str | None = None,
 ) -> Iterator[ServiceTarget]:
     """Migrates `database_url` and serves `module` on it until the block ends; with
-    `tls`, mutual TLS with a certificate of the run's CA (bench/harness/tls.py)."""
+    `tls`, mutual TLS with a certificate of the run's CA (bench/harness/tls.py). The
+    service may reach the database another way (`serve_url`, e.g. through PgBouncer);
+    migrations and checks use `database_url` itself."""
     port = free_port()
     files = None
     extra = dict(extra_env or {})
@@ -100,9 +103,10 @@ def service_process(
         bench_tls.register(f"127.0.0.1:{port}", files)
     env = service_environment(prefix, database_url, port, extra)
     migrate(ctx, module, env, label)
+    serve_env = {**env, f"{prefix}_DATABASE_URL": serve_url or database_url}
     try:
         with grpc_server(
-            python_module(module, "serve"), port, ctx.path(f"{label}.log"), env
+            python_module(module, "serve"), port, ctx.path(f"{label}.log"), serve_env
         ) as server:
             yield ServiceTarget(label, server.address, database_url, server.pid, files)
     finally:

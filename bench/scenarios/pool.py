@@ -32,6 +32,7 @@ from bench.loadgen.spec import Distribution
 from bench.scenarios.acquire_load import acquire_load, ceiling_rps, dry_notes, units_for
 from bench.scenarios.pool_seeding import Setup, Workload, hot_pool, spread_pools, zipf_shares
 from bench.scenarios.pool_service import PoolTarget, pool_service, unavailable_reason
+from libs.common import local_pgbouncer
 
 S3_POOLS = 64
 S3_ZIPF_S = 1.0
@@ -87,27 +88,59 @@ def s2(ctx: BenchContext) -> Outcome:
         return run_s2(target, hot_pool(units_for(ceiling_rps(ctx), timing)), ctx, timing)
 
 
+def run_s2_variant(
+    ctx: BenchContext, scenario_id: str, title: str, label: str, **service: bool
+) -> Outcome:
+    """S2 against a pool started with `service` (pool_service's options), beside S2
+    plaintext and direct in the same run: their ratio is what the variant costs."""
+    if reason := unavailable_reason() or (
+        local_pgbouncer.unavailable_reason() if service.get("pgbouncer") else None
+    ):
+        return skipped(scenario_id, title, reason)
+    timing = s2_timing(ctx)
+    with pool_service(ctx, scenario_id.lower().replace("-", "_"), **service) as target:
+        workload = hot_pool(units_for(ceiling_rps(ctx), timing))(target.address)
+        result, check = acquire_load(ctx, target, workload, scenario_id, timing)
+        notes = dry_notes(result)
+        if service.get("pgbouncer"):
+            notes = (f"PgBouncer {local_pgbouncer.version()}", *notes)
+        row = load_row(
+            label,
+            result,
+            timing,
+            comparisons=(
+                compare(result.rps, ctx.throughput("S2"), "S2", at_least=S2_VARIANTS[scenario_id]),
+            ),
+            notes=notes,
+            seeded_units=workload.units,
+        )
+        return finished(scenario_id, title, [row], [check])
+
+
+# What each S2 variant must keep of S2's throughput.
+S2_VARIANTS = {"S2-mTLS": 0.9, "S2-pgbouncer": 0.8}
+
+
 @scenario("S2-mTLS", "S2 with mutual TLS on (client certificates, policy checks)", requires=("S2",))
 def s2_mtls(ctx: BenchContext) -> Outcome:
     """S2 against a pool that requires client certificates and checks the caller's
-    permissions on every call, beside S2 plaintext in the same run: their ratio is what
-    mutual TLS costs (target >= 0.9x)."""
+    permissions on every call: the ratio is what mutual TLS costs (target >= 0.9x)."""
     title = "Acquire on one hot pool, mutual TLS"
-    if reason := unavailable_reason():
-        return skipped("S2-mTLS", title, reason)
-    timing = s2_timing(ctx)
-    with pool_service(ctx, "s2_mtls", tls=True) as target:
-        workload = hot_pool(units_for(ceiling_rps(ctx), timing))(target.address)
-        result, check = acquire_load(ctx, target, workload, "S2-mTLS", timing)
-        row = load_row(
-            "S2 hot pool, mTLS",
-            result,
-            timing,
-            comparisons=(compare(result.rps, ctx.throughput("S2"), "S2 plaintext", at_least=0.9),),
-            notes=dry_notes(result),
-            seeded_units=workload.units,
-        )
-        return finished("S2-mTLS", title, [row], [check])
+    return run_s2_variant(ctx, "S2-mTLS", title, "S2 hot pool, mTLS", tls=True)
+
+
+@scenario(
+    "S2-pgbouncer",
+    "S2 through PgBouncer (transaction pooling, statement cache off)",
+    requires=("S2",),
+)
+def s2_pgbouncer(ctx: BenchContext) -> Outcome:
+    """S2 with a PgBouncer in transaction pooling mode between the pool service and
+    PostgreSQL: the ratio is what PgBouncer costs (target >= 0.8x), mostly the statement
+    cache being off (every statement parsed on each use, a round trip more) as PgBouncer
+    before 1.21 needs. PgBouncer's own CPU is in neither CPU column."""
+    title = "Acquire on one hot pool, through PgBouncer"
+    return run_s2_variant(ctx, "S2-pgbouncer", title, "S2 hot pool, PgBouncer", pgbouncer=True)
 
 
 # ------------------------------------------------------------------ S3

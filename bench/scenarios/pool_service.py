@@ -8,13 +8,14 @@ Each pool scenario gets its own scratch database, migrated with
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from bench.harness.context import BenchContext
 from bench.harness.correctness import IssueLedger
 from bench.harness.database import scratch_database
 from bench.harness.services import module_unavailable, service_process
+from libs.common import local_pgbouncer
 from libs.common.tls import TlsFiles
 
 MODULE = "services.pool"
@@ -37,11 +38,23 @@ class PoolTarget:
 
 
 @contextmanager
-def pool_service(ctx: BenchContext, name: str, tls: bool = False) -> Iterator[PoolTarget]:
-    """A pool service on a fresh database (with mutual TLS when `tls`); stopped and the
-    database dropped afterwards."""
-    with (
-        scratch_database(ctx.admin_url, f"pool_{name}") as database_url,
-        service_process(ctx, MODULE, "POOL", database_url, f"pool-{name}", tls=tls) as service,
-    ):
+def pool_service(
+    ctx: BenchContext, name: str, tls: bool = False, pgbouncer: bool = False
+) -> Iterator[PoolTarget]:
+    """A pool service on a fresh database (with mutual TLS when `tls`; through a
+    PgBouncer in transaction pooling mode, the statement cache off, when `pgbouncer`);
+    stopped and the database dropped afterwards."""
+    with ExitStack() as stack:
+        database_url = stack.enter_context(scratch_database(ctx.admin_url, f"pool_{name}"))
+        serve_url = None
+        extra: dict[str, str] = {}
+        if pgbouncer:
+            bouncer = stack.enter_context(local_pgbouncer.running(ctx.admin_url))
+            serve_url = bouncer.url(database_url)
+            extra["POOL_DATABASE_STATEMENT_CACHE_SIZE"] = "0"
+        service = stack.enter_context(
+            service_process(
+                ctx, MODULE, "POOL", database_url, f"pool-{name}", extra, tls, serve_url
+            )
+        )
         yield PoolTarget(service.address, service.database_url, service.pid, tls=service.tls)

@@ -9,6 +9,8 @@ import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from libs.common.settings import ServiceSettings
+
 
 def plain_url(url: str) -> str:
     """The URL as libpq/asyncpg spell it (no SQLAlchemy driver suffix)."""
@@ -36,9 +38,16 @@ async def create_pool(
     size: int,
     connect_timeout: float = 5.0,
     application_name: str | None = None,
+    statement_cache_size: int = 100,
     **kwargs: Any,
 ) -> asyncpg.Pool:
     """An asyncpg pool; statements are prepared and cached per connection.
+
+    Behind a PgBouncer in transaction pooling mode, one client connection is served by
+    many server connections in turn: a statement prepared on one is unknown on the
+    next. PgBouncer 1.21+ with `max_prepared_statements` maps them itself; before,
+    `statement_cache_size=0` makes asyncpg parse each statement again where it runs
+    (unnamed statements, in the same exchange as its execution).
 
     Connections are made on demand, and a lost one is replaced on its next use, so the
     pool recovers from a database restart by itself. It keeps no floor of idle
@@ -61,6 +70,7 @@ async def create_pool(
         timeout=connect_timeout,
         init=_init_connection,
         reset=_keep_session,
+        statement_cache_size=statement_cache_size,
         **kwargs,
     )
     assert pool is not None
@@ -70,6 +80,31 @@ async def create_pool(
         await pool.close()
         raise
     return pool
+
+
+async def service_pools(
+    settings: ServiceSettings, application_name: str | None = None
+) -> tuple[asyncpg.Pool, asyncpg.Pool | None]:
+    """A service's pools: on its database, and on its read replica when it has one
+    (`read_database_url`; None when unset), with the same size and statement cache."""
+
+    async def pool(url: str) -> asyncpg.Pool:
+        return await create_pool(
+            url,
+            settings.db_pool_size,
+            settings.database_connect_timeout_seconds,
+            application_name=application_name,
+            statement_cache_size=settings.database_statement_cache_size,
+        )
+
+    db = await pool(settings.database_url)
+    if not settings.read_database_url:
+        return db, None
+    try:
+        return db, await pool(settings.read_database_url)
+    except BaseException:
+        await db.close()
+        raise
 
 
 def create_engine(url: str, size: int) -> AsyncEngine:

@@ -93,6 +93,9 @@ class DatabaseWatch:
         self._url = plain_url(settings.database_url)
         self._interval = settings.database_probe_interval_seconds
         self._timeout = settings.database_probe_timeout_seconds
+        # As the service's own pool: behind PgBouncer a cached statement may meet another
+        # client's on the next server connection.
+        self._statement_cache_size = settings.database_statement_cache_size
         self._down_since: float | None = None
         self._changed = asyncio.Event()
         self._connection: asyncpg.Connection | None = None
@@ -147,7 +150,11 @@ class DatabaseWatch:
         try:
             if self._connection is None or self._connection.is_closed():
                 self._connection = None
-                self._connection = await asyncpg.connect(self._url, timeout=self._timeout)
+                self._connection = await asyncpg.connect(
+                    self._url,
+                    timeout=self._timeout,
+                    statement_cache_size=self._statement_cache_size,
+                )
             await self._connection.fetchval("SELECT 1", timeout=self._timeout)
             return None
         except Exception as error:  # whatever it is, the service cannot work

@@ -37,6 +37,18 @@ class ServiceSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=0, ge=0, le=65535, description="Port; 0 picks a free one.")
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    read_database_url: str = Field(
+        default="",
+        description="A read replica of the database (postgresql://...), for the lists and "
+        "history that may be a little behind (docs/operations.md); unset: the primary.",
+    )
+    database_statement_cache_size: int = Field(
+        default=100,
+        ge=0,
+        description="Prepared statements kept per database connection; 0 behind a "
+        "transaction-pooling PgBouncer that does not track them (before 1.21, or "
+        "max_prepared_statements = 0): each statement is then parsed on every use.",
+    )
     database_connect_timeout_seconds: float = Field(
         default=5.0, gt=0, description="How long making a database connection may take."
     )

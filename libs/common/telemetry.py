@@ -116,6 +116,7 @@ class JsonLinesSpanExporter(SpanExporter):
                     {
                         "name": span.name,
                         "service": span.resource.attributes.get("service.name"),
+                        "instance": span.resource.attributes.get("service.instance.id"),
                         "trace_id": f"{context.trace_id:032x}" if context else None,
                         "span_id": f"{context.span_id:016x}" if context else None,
                         "parent_id": f"{parent.span_id:016x}" if parent else None,

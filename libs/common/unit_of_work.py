@@ -30,6 +30,13 @@ class UnitOfWork(Protocol[Tx_co]):
         """Reads that need no transaction (each statement sees committed data)."""
         ...
 
+    def stale_reading(self) -> AbstractAsyncContextManager[Tx_co]:
+        """Reads that may be a little behind: on the read replica when the service has
+        one (`<SVC>_READ_DATABASE_URL`), else as `reading`. Only for lists, searches and
+        history that a caller shows, never for a read that decides or that must see the
+        caller's own last write."""
+        ...
+
 
 class SnapshotUnitOfWork(UnitOfWork[Tx_co], Protocol):
     """Transactions, plain reads, and reads of one instant."""
@@ -42,17 +49,20 @@ class SnapshotUnitOfWork(UnitOfWork[Tx_co], Protocol):
 class PostgresUnitOfWork(Generic[Tx]):
     """Transactions on an asyncpg pool; `bind` builds the repositories of one connection,
     `before_commit` (if any) runs last in every transaction whose block succeeded (the
-    outbox writes the transaction's events there, `libs.common.outbox`)."""
+    outbox writes the transaction's events there, `libs.common.outbox`). `replica`, a pool
+    on a read replica, serves `stale_reading` (None: the primary does)."""
 
     def __init__(
         self,
         db: asyncpg.Pool,
         bind: Callable[[asyncpg.Connection], Tx],
         before_commit: Callable[[Tx], Awaitable[None]] | None = None,
+        replica: asyncpg.Pool | None = None,
     ) -> None:
         self._db = db
         self._bind = bind
         self._before_commit = before_commit
+        self._replica = replica or db
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
@@ -65,6 +75,11 @@ class PostgresUnitOfWork(Generic[Tx]):
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Tx]:
         async with self._db.acquire() as conn:
+            yield self._bind(conn)
+
+    @asynccontextmanager
+    async def stale_reading(self) -> AsyncIterator[Tx]:
+        async with self._replica.acquire() as conn:
             yield self._bind(conn)
 
     @asynccontextmanager

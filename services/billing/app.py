@@ -14,7 +14,7 @@ import asyncpg
 
 from libs.common import migrations, tls
 from libs.common.clock import Clock, DatabaseClock
-from libs.common.database import create_pool
+from libs.common.database import service_pools
 from libs.common.database_outage import DatabaseWatch, is_database_unreachable
 from libs.common.event_stream import EventStream
 from libs.common.peer import PeerSettings
@@ -99,6 +99,7 @@ class BillingApp:
     events: EventStream
     event_purger: asyncio.Task[None]
     credits: CreditsGateway | None = None
+    replica: asyncpg.Pool | None = None  # the read replica's (<SVC>_READ_DATABASE_URL)
 
     @property
     def port(self) -> int:
@@ -115,20 +116,17 @@ class BillingApp:
                 with contextlib.suppress(Exception):
                     await peer.close()
         await self.db.close()
+        if self.replica is not None:
+            await self.replica.close()
 
 
 async def start(
     settings: BillingSettings, clock: Clock | None = None, recovery: bool = True
 ) -> BillingApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
-    db = await create_pool(
-        settings.database_url,
-        settings.db_pool_size,
-        settings.database_connect_timeout_seconds,
-        # Per process: a replica's sessions are told apart (and, after a crash, seen end).
-        application_name=session_name(),
-    )
-    uow = PostgresBillingUnitOfWork(db, clock or DatabaseClock())
+    # Per process: a replica's sessions are told apart (and, after a crash, seen end).
+    db, replica = await service_pools(settings, application_name=session_name())
+    uow = PostgresBillingUnitOfWork(db, clock or DatabaseClock(), replica)
     pool = PoolGateway(
         settings.pool_address,
         PeerSettings(
@@ -157,7 +155,7 @@ async def start(
     # Leases are renewed with or without the recovery task: drives need them either way.
     heartbeat = asyncio.create_task(leases.run())
     purger = asyncio.create_task(stream.keep_purging())
-    return BillingApp(server, saga, pool, db, task, heartbeat, stream, purger, credits)
+    return BillingApp(server, saga, pool, db, task, heartbeat, stream, purger, credits, replica)
 
 
 def _credits_gateway(settings: BillingSettings) -> CreditsGateway | None:

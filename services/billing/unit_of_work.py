@@ -42,7 +42,7 @@ BillingUnitOfWork = UnitOfWork[Tx]
 class PostgresBillingUnitOfWork(PostgresUnitOfWork[Tx]):
     """The billing unit of work on an asyncpg pool."""
 
-    def __init__(self, db: asyncpg.Pool, clock: Clock) -> None:
+    def __init__(self, db: asyncpg.Pool, clock: Clock, replica: asyncpg.Pool | None = None) -> None:
         store = IdempotencyStore(SCHEMA)
 
         def bind(conn: asyncpg.Connection) -> Tx:
@@ -57,4 +57,4 @@ class PostgresBillingUnitOfWork(PostgresUnitOfWork[Tx]):
                 events=PostgresOutbox(conn, SCHEMA),
             )
 
-        super().__init__(db, bind, flush_events)
+        super().__init__(db, bind, flush_events, replica)

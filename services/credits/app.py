@@ -13,7 +13,7 @@ import asyncpg
 
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
-from libs.common.database import create_pool
+from libs.common.database import service_pools
 from libs.common.database_outage import DatabaseWatch
 from libs.common.event_stream import EventStream
 from libs.common.server import Registration, RunningServer, start_server
@@ -44,6 +44,7 @@ class CreditsApp:
     purger: asyncio.Task[None]
     events: EventStream
     event_purger: asyncio.Task[None]
+    replica: asyncpg.Pool | None = None  # the read replica's (<SVC>_READ_DATABASE_URL)
 
     @property
     def port(self) -> int:
@@ -58,14 +59,14 @@ class CreditsApp:
         with contextlib.suppress(Exception):
             await self.recorder.close()
         await self.db.close()
+        if self.replica is not None:
+            await self.replica.close()
 
 
 async def start(settings: CreditsSettings, clock: Clock | None = None) -> CreditsApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
-    db = await create_pool(
-        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
-    )
-    uow = PostgresCreditsUnitOfWork(db, clock or DatabaseClock())
+    db, replica = await service_pools(settings)
+    uow = PostgresCreditsUnitOfWork(db, clock or DatabaseClock(), replica)
     currencies = OfficeCurrencies()
     recorder = UsageRecorder(
         uow,
@@ -91,5 +92,5 @@ async def start(settings: CreditsSettings, clock: Clock | None = None) -> Credit
         )
     )
     return CreditsApp(
-        server, recorder, db, purger, stream, asyncio.create_task(stream.keep_purging())
+        server, recorder, db, purger, stream, asyncio.create_task(stream.keep_purging()), replica
     )

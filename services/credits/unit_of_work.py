@@ -42,7 +42,7 @@ CreditsUnitOfWork = SnapshotUnitOfWork[Tx]
 class PostgresCreditsUnitOfWork(PostgresUnitOfWork[Tx]):
     """The credits unit of work on an asyncpg pool."""
 
-    def __init__(self, db: asyncpg.Pool, clock: Clock) -> None:
+    def __init__(self, db: asyncpg.Pool, clock: Clock, replica: asyncpg.Pool | None = None) -> None:
         store = IdempotencyStore(SCHEMA)
 
         def bind(conn: asyncpg.Connection) -> Tx:
@@ -56,7 +56,7 @@ class PostgresCreditsUnitOfWork(PostgresUnitOfWork[Tx]):
                 limits=LimitsRepository(conn),
             )
 
-        super().__init__(db, bind, flush_events)
+        super().__init__(db, bind, flush_events, replica)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

@@ -14,7 +14,7 @@ import asyncpg
 
 from libs.common import migrations
 from libs.common.clock import Clock, DatabaseClock
-from libs.common.database import create_pool
+from libs.common.database import service_pools
 from libs.common.database_outage import DatabaseWatch, is_database_unreachable
 from libs.common.event_stream import EventStream
 from libs.common.server import Registration, RunningServer, start_server
@@ -49,6 +49,7 @@ class PoolApp:
     expiry: HoldExpiry
     events: EventStream
     tasks: tuple[asyncio.Task[None], ...]
+    replica: asyncpg.Pool | None = None  # the read replica's (<SVC>_READ_DATABASE_URL)
 
     @property
     def port(self) -> int:
@@ -64,6 +65,8 @@ class PoolApp:
         with contextlib.suppress(Exception):
             await self.allocator.close()
         await self.db.close()
+        if self.replica is not None:
+            await self.replica.close()
 
 
 def terms(settings: PoolSettings) -> Terms:
@@ -89,10 +92,8 @@ async def periodically(seconds: float, work: Callable[[], Awaitable[object]], wh
 
 async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
     """Starts the service on `settings.host:settings.port` (0: a free port)."""
-    db = await create_pool(
-        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
-    )
-    uow = unit_of_work(db, clock or DatabaseClock())
+    db, replica = await service_pools(settings)
+    uow = unit_of_work(db, clock or DatabaseClock(), replica)
     directory = OfficeDirectory(uow)
     allocator = Allocator(
         uow,
@@ -127,4 +128,4 @@ async def start(settings: PoolSettings, clock: Clock | None = None) -> PoolApp:
         ),
         asyncio.create_task(stream.keep_purging()),
     )
-    return PoolApp(server, db, allocator, expiry, stream, tasks)
+    return PoolApp(server, db, allocator, expiry, stream, tasks, replica)

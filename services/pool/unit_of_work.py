@@ -64,8 +64,9 @@ class PostgresPoolUnitOfWork(PostgresUnitOfWork[Tx]):
         bind: Callable[[asyncpg.Connection], Tx],
         clock: Clock,
         before_commit: Callable[[Tx], Awaitable[None]] | None = None,
+        replica: asyncpg.Pool | None = None,
     ) -> None:
-        super().__init__(db, bind, before_commit)
+        super().__init__(db, bind, before_commit, replica)
         self._clock = clock
 
     @asynccontextmanager
@@ -91,7 +92,9 @@ class PostgresPoolUnitOfWork(PostgresUnitOfWork[Tx]):
                 raise
 
 
-def unit_of_work(db: asyncpg.Pool, clock: Clock) -> PostgresPoolUnitOfWork:
+def unit_of_work(
+    db: asyncpg.Pool, clock: Clock, replica: asyncpg.Pool | None = None
+) -> PostgresPoolUnitOfWork:
     """The pool's unit of work on `db`; `clock` gives every transaction its instant."""
     requests = IdempotencyStore(SCHEMA)
 
@@ -110,4 +113,4 @@ def unit_of_work(db: asyncpg.Pool, clock: Clock) -> PostgresPoolUnitOfWork:
             events=PostgresOutbox(conn, SCHEMA),
         )
 
-    return PostgresPoolUnitOfWork(db, bind, clock, flush_events)
+    return PostgresPoolUnitOfWork(db, bind, clock, flush_events, replica)

@@ -14,7 +14,7 @@ import asyncpg
 
 from libs.common import migrations, tls
 from libs.common.clock import Clock, DatabaseClock
-from libs.common.database import create_pool
+from libs.common.database import service_pools
 from libs.common.database_outage import DatabaseWatch
 from libs.common.peer import PeerSettings
 from libs.common.server import Registration, RunningServer, start_server
@@ -60,6 +60,7 @@ class ProvisioningApp:
     db: asyncpg.Pool
     resumer: asyncio.Task[None]
     recovery: asyncio.Task[None]
+    replica: asyncpg.Pool | None = None  # the read replica's (<SVC>_READ_DATABASE_URL)
 
     @property
     def port(self) -> int:
@@ -76,6 +77,8 @@ class ProvisioningApp:
         if self.billing is not None:
             await self.billing.close()
         await self.db.close()
+        if self.replica is not None:
+            await self.replica.close()
 
 
 async def start(
@@ -89,10 +92,8 @@ async def start(
     Purchases go to `billing` when given, else to the billing service at
     `settings.billing_address`; with neither, nothing can be bought. `after_step` is told
     every step of an operation that takes pool units (tests inject failures with it)."""
-    db = await create_pool(
-        settings.database_url, settings.db_pool_size, settings.database_connect_timeout_seconds
-    )
-    uow = unit_of_work(db, clock or DatabaseClock())
+    db, replica = await service_pools(settings)
+    uow = unit_of_work(db, clock or DatabaseClock(), replica)
     pool = GrpcPool(
         settings.pool_address,
         PeerSettings(
@@ -120,7 +121,7 @@ async def start(
     resumer = asyncio.create_task(imports.resume_all())
     recovery = asyncio.create_task(operations.run_recovery(settings.recovery_interval_seconds))
     service = UseCases(uow, pool, operations, imports)
-    return ProvisioningApp(server, service, client, db, resumer, recovery)
+    return ProvisioningApp(server, service, client, db, resumer, recovery, replica)
 
 
 def crash_after(step: str) -> StepObserver | None:

@@ -91,7 +91,9 @@ class PostgresProvisioningUnitOfWork(PostgresUnitOfWork[Tx]):
         return isinstance(error, (*DATABASE_DOWN, asyncpg.PostgresError))
 
 
-def unit_of_work(db: asyncpg.Pool, clock: Clock) -> PostgresProvisioningUnitOfWork:
+def unit_of_work(
+    db: asyncpg.Pool, clock: Clock, replica: asyncpg.Pool | None = None
+) -> PostgresProvisioningUnitOfWork:
     """Provisioning's unit of work on `db`; `clock` gives every transaction its instant."""
     requests = IdempotencyStore(SCHEMA)
 
@@ -105,4 +107,4 @@ def unit_of_work(db: asyncpg.Pool, clock: Clock) -> PostgresProvisioningUnitOfWo
             requests=PostgresRequestLog(conn, requests),
         )
 
-    return PostgresProvisioningUnitOfWork(db, bind)
+    return PostgresProvisioningUnitOfWork(db, bind, replica)

@@ -152,3 +152,8 @@ class InMemoryUnitOfWork(Generic[S, Tx]):
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Tx]:
         yield self._bind(self.state)
+
+    @asynccontextmanager
+    async def stale_reading(self) -> AsyncIterator[Tx]:
+        """A replica that has caught up: the same state."""
+        yield self._bind(self.state)

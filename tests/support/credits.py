@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -242,3 +243,77 @@ class CreditsCompany:
             pb.CheckLedgerRequest(company_id=self.company_id)
         )
         return response
+
+
+async def record_all(
+    company: CreditsCompany,
+    replicas: list[credits_pb2_grpc.CreditsServiceStub],
+    requests: list[pb.RecordUsageRequest],
+) -> list[pb.UsageRecord | grpc.aio.AioRpcError]:
+    """Every request at once, spread over `replicas`: each one's record, or its error."""
+
+    async def one(
+        index: int, request: pb.RecordUsageRequest
+    ) -> pb.UsageRecord | grpc.aio.AioRpcError:
+        try:
+            response = await replicas[index % len(replicas)].RecordUsage(request, timeout=60)
+        except grpc.aio.AioRpcError as error:
+            return error
+        usage: pb.UsageRecord = response.usage
+        return usage
+
+    return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+
+
+async def assert_books_balance(company: CreditsCompany, total: int) -> None:
+    """The ledger is consistent, and totals, splits and balances add up to `total`."""
+    check = await company.check()
+    assert check.consistent, check.violations
+    totals = await company.stub.GetUsageTotals(
+        pb.GetUsageTotalsRequest(company_id=company.company_id)
+    )
+    assert [t.amount_minor for t in totals.company_totals] == [total]
+    assert sum(t.amount_minor for t in totals.office_totals) == total
+    for part in ("allowance_minor", "company_pool_minor", "overage_minor"):
+        assert sum(getattr(t.split, part) for t in totals.office_totals) == getattr(
+            totals.company_totals[0].split, part
+        )
+    balances = await company.balances("USD")
+    assert all(o.allowance_remaining_minor >= 0 for o in balances.offices)
+    assert balances.company_pools[0].balance_minor >= 0
+    assert sum(o.consumed_minor for o in balances.offices) == total
+
+
+# Offices of the concurrency races.
+RACE_OFFICES = ("a", "b", "c")
+
+
+async def assert_exactly_the_affordable_usages_recorded(
+    company: CreditsCompany, replicas: list[credits_pb2_grpc.CreditsServiceStub]
+) -> None:
+    """300 usages of 10 from 3 offices at once, over `replicas`, against 3 x 50 of
+    allowance and 1000 in the company pool: exactly the 115 affordable ones are recorded."""
+    for name in RACE_OFFICES:
+        await company.office(name, allowance=50, policy=pb.OVERAGE_POLICY_REJECT)
+    await company.pooling("USD")
+    await company.grant(pb.GRANT_TARGET_COMPANY_POOL, 1000, currency="USD")
+    requests = [company.usage_request(RACE_OFFICES[i % 3], 10) for i in range(300)]
+    results = await record_all(company, replicas, requests)
+
+    recorded = [r for r in results if isinstance(r, pb.UsageRecord)]
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert {reason_of(e) for e in refused} == {"INSUFFICIENT_CREDITS"}, [
+        (e.code(), reason_of(e), e.details())
+        for e in refused
+        if reason_of(e) != "INSUFFICIENT_CREDITS"
+    ][:5]
+    # 3 x 50 of allowance and 1000 of pool: 115 usages of 10 are affordable, no more.
+    assert len(recorded) == 115
+    assert sum(r.split.company_pool_minor for r in recorded) == 1000
+    assert sum(r.split.allowance_minor for r in recorded) == 150
+    assert all(r.split.overage_minor == 0 for r in recorded)
+    for name in RACE_OFFICES:
+        office_id = company.offices[name]
+        assert sum(r.split.allowance_minor for r in recorded if r.office_id == office_id) == 50
+    assert await company.pool_balance() == 0
+    await assert_books_balance(company, 1150)

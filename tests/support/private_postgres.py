@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -141,13 +142,50 @@ class PrivatePostgres:
 
 
 @contextlib.asynccontextmanager
-async def private_postgres() -> AsyncIterator[PrivatePostgres]:
-    root = Path(tempfile.mkdtemp(prefix="licensing-crash-"))
-    server = PrivatePostgres(root)
+async def _running(server: PrivatePostgres) -> AsyncIterator[PrivatePostgres]:
+    """`server` made and started; stopped and its folder deleted when the block ends."""
     try:
         await asyncio.to_thread(server.init)
         await server.start()
         yield server
     finally:
         await server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(server.data_dir.parent, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def private_postgres() -> AsyncIterator[PrivatePostgres]:
+    async with _running(PrivatePostgres(Path(tempfile.mkdtemp(prefix="licensing-crash-")))) as s:
+        yield s
+
+
+class StreamingReplica(PrivatePostgres):
+    """A hot standby of `primary`, made with pg_basebackup, streaming its WAL."""
+
+    def __init__(self, root: Path, primary: PrivatePostgres) -> None:
+        super().__init__(root)
+        self._primary = primary
+
+    def init(self) -> None:
+        # -R: standby.signal and primary_conninfo, so the copy starts as a streaming standby.
+        subprocess.run(
+            [
+                *(POSTGRES_BIN_PATH / "pg_basebackup", "-D", self.data_dir, "-R", "-X", "stream"),
+                *("-h", "127.0.0.1", "-p", str(self._primary.port), "-U", "postgres"),
+            ],
+            check=True,
+            user=self._user,
+            stdout=subprocess.DEVNULL,
+        )
+
+
+@contextlib.asynccontextmanager
+async def streaming_replica(primary: PrivatePostgres) -> AsyncIterator[PrivatePostgres]:
+    """A hot standby of `primary` (which must be running) on a port of its own."""
+    root = primary.data_dir.parent / "replica"
+    root.mkdir()
+    if primary._user is not None:  # pg_basebackup runs as the server's user
+        entry = pwd.getpwnam(primary._user)
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+    async with _running(StreamingReplica(root, primary)) as server:
+        yield server

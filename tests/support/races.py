@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import asyncpg
@@ -12,7 +14,9 @@ import grpc
 
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
+from tests.support import tls
 from tests.support.pool import Company, reason_of, rid
+from tests.support.processes import spawned
 
 
 @dataclass
@@ -87,3 +91,26 @@ async def assert_database_matches(
     )
     assert free == total - len(assigned)
     assert len(rows) == total
+
+
+async def assert_two_replicas_never_hand_out_a_unit_twice(
+    env: Mapping[str, str], db: asyncpg.Pool
+) -> None:
+    """Two pool-service processes started with `env` (their database among it), 500
+    callers racing for 100 units over both: each unit is handed out once, the database
+    (read through `db`) agrees."""
+    async with AsyncExitStack() as stack:
+        replicas = [await stack.enter_async_context(spawned("pool", env)) for _ in range(2)]
+        channels = [tls.channel(r.address) for r in replicas]
+        for channel in channels:
+            stack.push_async_callback(channel.close)
+        stubs = [pool_pb2_grpc.PoolServiceStub(c) for c in channels]
+
+        company = await pool_with_claimable_units(stubs[0], units=100, offices=5)
+        outcome = await race_acquire(stubs, company, callers=500)
+
+        assert len(outcome.unit_ids) == len(set(outcome.unit_ids)) == 100
+        assert outcome.failures == {
+            (grpc.StatusCode.FAILED_PRECONDITION, "NO_LICENSE_AVAILABLE"): 400
+        }
+        await assert_database_matches(db, company, outcome, total=100)

@@ -10,6 +10,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from licensing import client
+from licensing.client import channels as client_channels
 from licensing.client import errors
 
 
@@ -77,3 +78,19 @@ def test_no_details_when_absent_or_not_matching_the_code() -> None:
     assert client.error_info(Failed(grpc.StatusCode.NOT_FOUND, status)) is None
     assert client.error_info(Failed(grpc.StatusCode.NOT_FOUND, None)) is None
     assert client.other_details(Failed(grpc.StatusCode.NOT_FOUND, None)) == ()
+
+
+@pytest.mark.parametrize(
+    ("target", "host"),
+    [
+        ("ipv4:127.0.0.1:50051,127.0.0.1:50061", "127.0.0.1"),
+        ("ipv4:///10.0.0.5:50051", "10.0.0.5"),
+        ("ipv6:[::1]:50051,[::1]:50061", "::1"),
+        ("pool:50051", None),
+        ("dns:///pool.licensing.svc:50051", None),
+    ],
+)
+def test_a_list_of_addresses_is_checked_against_its_first_host(
+    target: str, host: str | None
+) -> None:
+    assert client_channels.address_list_host(target) == host

@@ -142,5 +142,5 @@ async def get_invoice(
 async def list_invoices(
     company_id: uuid.UUID, before: str | None, limit: int, uow: BillingUnitOfWork
 ) -> list[Invoice]:
-    async with uow.reading() as tx:
+    async with uow.stale_reading() as tx:
         return await tx.invoices.page(company_id, before, limit)

@@ -756,7 +756,7 @@ async def get_purchase(
 
 
 async def list_purchases(page: PurchasePage, uow: BillingUnitOfWork) -> list[Purchase]:
-    async with uow.reading() as tx:
+    async with uow.stale_reading() as tx:
         return await tx.purchases.page(
             page.company_id, page.office_id, page.period, page.before, page.limit
         )

@@ -61,5 +61,5 @@ async def get_account(
 
 
 async def list_accounts(page: AccountsPage, uow: CreditsUnitOfWork) -> list[OfficeAccount]:
-    async with uow.reading() as tx:
+    async with uow.stale_reading() as tx:
         return await tx.offices.page(page.company_id, page.currency, page.after, page.size + 1)

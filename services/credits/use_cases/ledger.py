@@ -47,7 +47,7 @@ async def get_balances(
 
 
 async def list_entries(page: EntriesPage, uow: CreditsUnitOfWork) -> list[LedgerEntry]:
-    async with uow.reading() as tx:
+    async with uow.stale_reading() as tx:
         return await tx.ledger.entries(page.where, page.after, page.size + 1)
 
 

@@ -50,12 +50,12 @@ async def get_usage(
 
 
 async def list_usage(page: UsagePage, uow: CreditsUnitOfWork) -> list[UsageRecord]:
-    async with uow.reading() as tx:
+    async with uow.stale_reading() as tx:
         return await tx.usage.page(page.where, page.after, page.size + 1)
 
 
 async def usage_totals(where: UsageFilter, uow: CreditsUnitOfWork) -> UsageTotals:
-    async with uow.reading() as tx:
+    async with uow.stale_reading() as tx:
         offices, companies = await tx.usage.totals(where)
     return UsageTotals(offices, companies)
 

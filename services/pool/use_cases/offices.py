@@ -48,7 +48,7 @@ async def office_of(tx: Tx, company_id: uuid.UUID, office_id: uuid.UUID) -> Offi
 
 async def list_offices(uow: PoolUnitOfWork, query: ListOffices) -> list[Office]:
     """A page of offices by id, and the first of the next page if there is one."""
-    async with uow.reading() as tx:
+    async with uow.stale_reading() as tx:
         return await tx.offices.page(
             query.company_id, query.currency, query.after, query.page_size + 1
         )

@@ -109,7 +109,7 @@ async def get_license(
 
 async def search_licenses(uow: ProvisioningUnitOfWork, query: SearchLicenses) -> list[License]:
     code = rules.search_type(query.license_type, query.ext_prefix, query.number)
-    async with uow.reading() as tx:
+    async with uow.stale_reading() as tx:
         return await tx.licenses.search_licenses(
             query.company_id,
             query.office_id,

@@ -102,7 +102,7 @@ async def get_user(uow: ProvisioningUnitOfWork, company_id: uuid.UUID, user_id: 
 
 
 async def list_users(uow: ProvisioningUnitOfWork, query: ListUsers) -> list[User]:
-    async with uow.reading() as tx:
+    async with uow.stale_reading() as tx:
         return await tx.users.list_users(
             query.company_id, query.office_id, query.query, query.after, query.limit
         )

@@ -138,6 +138,25 @@ def channel_options(
     return options
 
 
+def address_list_host(target: str) -> str | None:
+    """For a list of addresses (`ipv4:a:p,b:p`, `ipv6:[a]:p,...`, one per replica of a
+    service), the first one's host: the name the replicas' certificates are checked
+    against (gRPC would check the whole list, which no certificate names). None for any
+    other target, whose own name is checked."""
+    scheme, _, rest = target.partition(":")
+    if scheme not in ("ipv4", "ipv6") or not rest:
+        return None
+    first = rest.lstrip("/").split(",")[0]
+    host = first.rsplit(":", 1)[0] if first.count(":") == 1 or "]" in first else first
+    return host.strip("[]") or None
+
+
+def _server_name(target: str, tls: Tls | None) -> str | None:
+    if tls is not None and tls.server_name:
+        return tls.server_name
+    return address_list_host(target)
+
+
 def _credentials(
     tls: Tls | None, credentials: grpc.ChannelCredentials | None
 ) -> grpc.ChannelCredentials | None:
@@ -156,12 +175,13 @@ def aio_channel(
     keepalive_seconds: float = KEEPALIVE_SECONDS,
     interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None,
 ) -> grpc.aio.Channel:
-    """An asyncio channel to `target` (host:port, dns:///name:port, ipv4:a:p,b:p)."""
+    """An asyncio channel to `target` (host:port, dns:///name:port, ipv4:a:p,b:p): calls
+    are balanced (round_robin) over every address the target names or resolves to."""
     options = channel_options(
         services,
         max_attempts=max_attempts,
         keepalive_seconds=keepalive_seconds,
-        server_name=tls.server_name if tls else None,
+        server_name=_server_name(target, tls),
     )
     secure = _credentials(tls, credentials)
     if secure is None:
@@ -183,7 +203,7 @@ def channel(
         services,
         max_attempts=max_attempts,
         keepalive_seconds=keepalive_seconds,
-        server_name=tls.server_name if tls else None,
+        server_name=_server_name(target, tls),
     )
     secure = _credentials(tls, credentials)
     if secure is None:
