@@ -208,9 +208,11 @@ class FakeUnits(_Table):
         )
         return found[:limit]
 
-    async def office_has_live_units(self, office_id: uuid.UUID) -> bool:
+    async def office_has_live_units(self, company_id: uuid.UUID, office_id: uuid.UUID) -> bool:
         return any(
-            u.office_id == office_id and u.state is not UnitState.TERMINATED
+            u.company_id == company_id
+            and u.office_id == office_id
+            and u.state is not UnitState.TERMINATED
             for u in self.state.units.values()
         )
 
@@ -427,11 +429,13 @@ class FakeAllocations(_Table):
             found.extend((u.unit_id, rule.source) for u in offered[:limit])
         return found[:limit]
 
-    async def hand_out(self, handouts: Sequence[Handout], now: datetime) -> dict[uuid.UUID, Unit]:
+    async def hand_out(
+        self, company_id: uuid.UUID, handouts: Sequence[Handout], now: datetime
+    ) -> dict[uuid.UUID, Unit]:
         taken: dict[uuid.UUID, Unit] = {}
         for h in handouts:
             unit = self.state.units.get(h.unit_id)
-            if unit is None or unit.state not in FREE:
+            if unit is None or unit.company_id != company_id or unit.state not in FREE:
                 continue
             if h.hold_id is None:
                 taken[h.unit_id] = self._set(
@@ -521,9 +525,13 @@ class FakeHolds(_Table):
             key=lambda u: u.unit_id,
         )
 
-    async def restore_units(self, hold_ids: Sequence[uuid.UUID], now: datetime) -> None:
+    async def restore_units(
+        self, company_id: uuid.UUID, hold_ids: Sequence[uuid.UUID], now: datetime
+    ) -> None:
         for hold_id in hold_ids:
             for unit in self._held(hold_id):
+                if unit.company_id != company_id:
+                    continue
                 self._set(unit, now, state=unit.held_from, held_from=None, hold_id=None)
 
     async def commit_assigned(

@@ -59,7 +59,8 @@ WITH a AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
         AS a(unit_id, office_id, hold_id, kind, ident)
 ), gone AS (
-    DELETE FROM pool.free_units f USING a WHERE f.unit_id = a.unit_id RETURNING f.unit_id
+    DELETE FROM pool.free_units f USING a WHERE f.company_id = $7 AND f.unit_id = a.unit_id
+    RETURNING f.unit_id
 )
 UPDATE pool.units u SET
     state = CASE WHEN a.hold_id IS NULL THEN 'ASSIGNED' ELSE 'HELD' END,
@@ -72,7 +73,7 @@ UPDATE pool.units u SET
     claimable_at = CASE WHEN a.hold_id IS NULL THEN NULL ELSE u.claimable_at END,
     updated_at = $6
 FROM a JOIN gone USING (unit_id)
-WHERE u.unit_id = a.unit_id AND u.state IN ('SPARE', 'POOLED')
+WHERE u.company_id = $7 AND u.unit_id = a.unit_id AND u.state IN ('SPARE', 'POOLED')
 RETURNING {UPDATED_UNIT_COLUMNS}
 """
 
@@ -154,8 +155,10 @@ class Allocations:
         )
         return [(r["unit_id"], ALLOCATION_ORDER[r["rank"] - 1]) for r in rows]
 
-    async def hand_out(self, handouts: Sequence[Handout], now: datetime) -> dict[uuid.UUID, Unit]:
-        """Takes the units of `handouts`; returns them as they are now, by id."""
+    async def hand_out(
+        self, company_id: uuid.UUID, handouts: Sequence[Handout], now: datetime
+    ) -> dict[uuid.UUID, Unit]:
+        """Takes the company's units of `handouts`; returns them as they are now, by id."""
         if not handouts:
             return {}
         rows = await self._conn.fetch(
@@ -166,6 +169,7 @@ class Allocations:
             [h.assignee.kind if h.assignee else None for h in handouts],
             [h.assignee.id if h.assignee else None for h in handouts],
             now,
+            company_id,
         )
         return {r["unit_id"]: to_unit(r) for r in rows}
 

@@ -36,8 +36,8 @@ SELECT {HOLD_COLUMNS} FROM resolved h
 # Puts held units back exactly as they were (pool units keep claimable_at).
 RESTORE_HELD = """
 WITH back AS (
-    UPDATE pool.units SET state = held_from, held_from = NULL, hold_id = NULL, updated_at = $2
-    WHERE hold_id = ANY($1::uuid[])
+    UPDATE pool.units SET state = held_from, held_from = NULL, hold_id = NULL, updated_at = $3
+    WHERE company_id = $1 AND hold_id = ANY($2::uuid[])
     RETURNING unit_id, company_id, currency, license_type, office_id, state, returned_at,
         claimable_at
 )
@@ -56,21 +56,21 @@ ORDER BY expires_at LIMIT $2
 COMMIT_ASSIGNED = f"""
 WITH held AS (
     SELECT unit_id, row_number() OVER (ORDER BY unit_id) AS n
-    FROM pool.units WHERE hold_id = $1
+    FROM pool.units WHERE company_id = $6 AND hold_id = $1
 )
 UPDATE pool.units u SET state = 'ASSIGNED', hold_id = NULL, held_from = NULL, office_id = $2,
     assignee_kind = a.kind, assignee_id = a.id, returned_at = NULL, claimable_at = NULL,
     updated_at = $3
 FROM held LEFT JOIN unnest($4::text[], $5::text[]) WITH ORDINALITY AS a(kind, id, n)
     ON a.n = held.n
-WHERE u.unit_id = held.unit_id
+WHERE u.company_id = $6 AND u.unit_id = held.unit_id
 RETURNING {UPDATED_UNIT_COLUMNS}
 """
 COMMIT_SPARE = f"""
 WITH moved AS (
     UPDATE pool.units SET state = 'SPARE', hold_id = NULL, held_from = NULL, office_id = $2,
         returned_at = NULL, claimable_at = NULL, updated_at = $3
-    WHERE hold_id = $1
+    WHERE company_id = $4 AND hold_id = $1
     RETURNING {UNIT_COLUMNS}
 ), free AS (
     INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled)
@@ -106,9 +106,11 @@ class Holds:
         rows = await self._conn.fetch(RESOLVE, company_id, list(hold_ids), state.value, now)
         return [to_hold(r) for r in rows]
 
-    async def restore_units(self, hold_ids: Sequence[uuid.UUID], now: datetime) -> None:
-        """The units of the holds go back to the state they were held from."""
-        await self._conn.execute(RESTORE_HELD, list(hold_ids), now)
+    async def restore_units(
+        self, company_id: uuid.UUID, hold_ids: Sequence[uuid.UUID], now: datetime
+    ) -> None:
+        """The units of the company's holds go back to the state they were held from."""
+        await self._conn.execute(RESTORE_HELD, company_id, list(hold_ids), now)
 
     async def commit_assigned(
         self, hold: Hold, assignees: Sequence[Assignee], now: datetime
@@ -122,12 +124,15 @@ class Holds:
             now,
             [a.kind for a in assignees],
             [a.id for a in assignees],
+            hold.company_id,
         )
         return to_units_by_id(rows)
 
     async def commit_spare(self, hold: Hold, now: datetime) -> list[Unit]:
         """The hold's units become SPARE of its office."""
-        rows = await self._conn.fetch(COMMIT_SPARE, hold.hold_id, hold.office_id, now)
+        rows = await self._conn.fetch(
+            COMMIT_SPARE, hold.hold_id, hold.office_id, now, hold.company_id
+        )
         return to_units_by_id(rows)
 
     async def due(self, now: datetime, limit: int) -> list[tuple[uuid.UUID, uuid.UUID, str]]:

@@ -56,7 +56,8 @@ WHERE company_id = $1 AND ($2::uuid IS NULL OR office_id = $2)
 ORDER BY created_at, unit_id LIMIT $8
 """
 HAS_LIVE = """
-SELECT EXISTS (SELECT 1 FROM pool.units WHERE office_id = $1 AND state <> 'TERMINATED')
+SELECT EXISTS (SELECT 1 FROM pool.units
+               WHERE company_id = $1 AND office_id = $2 AND state <> 'TERMINATED')
 """
 REASSIGN = """
 UPDATE pool.units u SET assignee_kind = a.kind, assignee_id = a.ident, updated_at = $5
@@ -75,7 +76,7 @@ WITH moved AS (
 INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled,
     returned_at, claimable_at)
 SELECT unit_id, company_id, currency, license_type, office_id, true, $3, $4 FROM moved
-ON CONFLICT (unit_id) DO UPDATE
+ON CONFLICT (company_id, unit_id) DO UPDATE
     SET pooled = true, returned_at = EXCLUDED.returned_at, claimable_at = EXCLUDED.claimable_at
 RETURNING unit_id
 """
@@ -100,11 +101,11 @@ WITH picked AS (
     SELECT count(*) >= $4 AS ok FROM picked
 ), gone AS (
     DELETE FROM pool.free_units f USING picked, enough
-    WHERE enough.ok AND f.unit_id = picked.unit_id
+    WHERE enough.ok AND f.company_id = $1 AND f.unit_id = picked.unit_id
     RETURNING f.unit_id
 )
 UPDATE pool.units u SET state = 'REMOVAL_SCHEDULED', updated_at = $5
-FROM gone WHERE u.unit_id = gone.unit_id AND u.state = 'SPARE'
+FROM gone WHERE u.company_id = $1 AND u.unit_id = gone.unit_id AND u.state = 'SPARE'
 RETURNING {UPDATED_UNIT_COLUMNS}
 """
 RESTORE_FROM_REMOVAL = f"""
@@ -115,7 +116,7 @@ WITH picked AS (
     ORDER BY unit_id LIMIT $4 FOR UPDATE
 ), moved AS (
     UPDATE pool.units u SET state = 'SPARE', updated_at = $5
-    FROM picked WHERE u.unit_id = picked.unit_id
+    FROM picked WHERE u.company_id = $1 AND u.unit_id = picked.unit_id
     RETURNING {UPDATED_UNIT_COLUMNS}
 ), free AS (
     INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled)
@@ -151,7 +152,7 @@ WITH moved AS (
       AND license_type = ANY($3::text[])
 )
 UPDATE pool.units u SET state = 'POOLED', returned_at = $4, claimable_at = $4, updated_at = $4
-FROM moved WHERE u.unit_id = moved.unit_id
+FROM moved WHERE u.company_id = $1 AND u.unit_id = moved.unit_id
 RETURNING {UPDATED_UNIT_COLUMNS}
 """
 COUNTS = """
@@ -216,8 +217,8 @@ class Units:
         )
         return [to_unit(r) for r in rows]
 
-    async def office_has_live_units(self, office_id: uuid.UUID) -> bool:
-        found: bool = await self._conn.fetchval(HAS_LIVE, office_id)
+    async def office_has_live_units(self, company_id: uuid.UUID, office_id: uuid.UUID) -> bool:
+        found: bool = await self._conn.fetchval(HAS_LIVE, company_id, office_id)
         return found
 
     async def reassign(

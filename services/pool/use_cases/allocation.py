@@ -198,7 +198,7 @@ async def _hand_out(
         for c, (units, _), (_, hold_id) in zip(commands, shares, ids, strict=True)
         for n, (unit_id, _) in enumerate(units)
     ]
-    taken = await tx.allocations.hand_out(handouts, now)
+    taken = await tx.allocations.hand_out(office.company_id, handouts, now)
     if len(taken) != len(handouts):
         raise errors.concurrent_change()
     explained: tuple[PassedOver, ...] | None = None

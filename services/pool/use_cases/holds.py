@@ -85,7 +85,7 @@ async def release(command: Release, tx: Tx) -> Hold:
     if resolution is None:
         return hold
     resolved = await _resolve(tx, hold, resolution, now)
-    await tx.holds.restore_units([hold.hold_id], now)
+    await tx.holds.restore_units(hold.company_id, [hold.hold_id], now)
     return resolved
 
 
@@ -108,7 +108,7 @@ class HoldExpiry:
             if not due:
                 return 0
             expired = await tx.holds.resolve(company_id, due, HoldState.EXPIRED, now)
-            await tx.holds.restore_units([h.hold_id for h in expired], now)
+            await tx.holds.restore_units(company_id, [h.hold_id for h in expired], now)
         metrics.holds_expired.add(len(expired))  # committed
         return len(expired)
 
