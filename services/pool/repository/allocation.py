@@ -53,14 +53,15 @@ LEFT JOIN (SELECT {OFFICE_COLUMNS} FROM pool.offices
 CANDIDATES = free_list.candidates(ALLOCATION_RULES)
 
 # Removes the units from the free-list (only one transaction can) and makes them
-# ASSIGNED to their new office, or HELD (remembering where they were).
+# ASSIGNED to their new office, or HELD (remembering where they were). The rows taken
+# carry their hand-out on, so each unit is joined once, by key.
 HAND_OUT = f"""
-WITH a AS (
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
+WITH gone AS (
+    DELETE FROM pool.free_units f
+    USING unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
         AS a(unit_id, office_id, hold_id, kind, ident)
-), gone AS (
-    DELETE FROM pool.free_units f USING a WHERE f.company_id = $7 AND f.unit_id = a.unit_id
-    RETURNING f.unit_id
+    WHERE f.company_id = $7 AND f.unit_id = a.unit_id
+    RETURNING a.*
 )
 UPDATE pool.units u SET
     state = CASE WHEN a.hold_id IS NULL THEN 'ASSIGNED' ELSE 'HELD' END,
@@ -72,7 +73,7 @@ UPDATE pool.units u SET
     returned_at = CASE WHEN a.hold_id IS NULL THEN NULL ELSE u.returned_at END,
     claimable_at = CASE WHEN a.hold_id IS NULL THEN NULL ELSE u.claimable_at END,
     updated_at = $6
-FROM a JOIN gone USING (unit_id)
+FROM gone a
 WHERE u.company_id = $7 AND u.unit_id = a.unit_id AND u.state IN ('SPARE', 'POOLED')
 RETURNING {UPDATED_UNIT_COLUMNS}
 """
