@@ -23,14 +23,15 @@ from sqlalchemy.engine import Connection
 from libs.common.database import create_engine, sqlalchemy_url
 
 
-def upgrade(database_url: str, migrations_dir: Path, schema: str) -> None:
-    """Applies every migration of one service (blocking; call it off the event loop)."""
+def upgrade(database_url: str, migrations_dir: Path, schema: str, revision: str = "head") -> None:
+    """Applies the migrations of one service up to `revision` (blocking; call it off the
+    event loop)."""
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
     # Passed as an attribute: URLs may hold '%' that the ini parser would interpolate.
     config.attributes["url"] = sqlalchemy_url(database_url)
     config.attributes["schema"] = schema
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 def role_of(schema: str) -> str:

@@ -24,6 +24,7 @@ import asyncpg
 
 from libs.common import metrics
 from services.billing.repository import BillingRepository
+from services.billing.repository.purchases import PurchaseKey
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class LeaseKeeper:
         self._db = db
         self._repo = repo
         self.seconds = seconds
-        self._held: dict[uuid.UUID, tuple[uuid.UUID, asyncio.Timeout]] = {}
+        self._held: dict[uuid.UUID, tuple[PurchaseKey, asyncio.Timeout]] = {}
         metrics.watch_purchases(self, lambda keeper: len(keeper._held))
 
     def new(self) -> Lease:
@@ -60,20 +61,20 @@ class LeaseKeeper:
         return Lease(uuid.uuid4(), asyncio.get_running_loop().time())
 
     @asynccontextmanager
-    async def held(self, purchase_id: uuid.UUID, lease: Lease) -> AsyncIterator[None]:
+    async def held(self, purchase: PurchaseKey, lease: Lease) -> AsyncIterator[None]:
         """Runs the body as the purchase's driver: renewed while it runs, stopped with
         LeaseLost once the lease could have ended."""
         scope = asyncio.timeout_at(lease.taken_at + self.seconds * USABLE_SHARE)
         try:
             async with scope:
-                self._held[lease.token] = (purchase_id, scope)
+                self._held[lease.token] = (purchase, scope)
                 try:
                     yield
                 finally:
                     del self._held[lease.token]
         except TimeoutError:
             if scope.expired():
-                log.warning("purchase %s: lease not renewed in time; drive stopped", purchase_id)
+                log.warning("purchase %s: lease not renewed in time; drive stopped", purchase[1])
                 raise LeaseLost() from None
             raise
 
@@ -86,7 +87,7 @@ class LeaseKeeper:
         async with self._db.acquire() as conn:
             renewed = await self._repo.renew_leases(
                 conn,
-                [(purchase_id, token) for token, (purchase_id, _) in held.items()],
+                [(purchase, token) for token, (purchase, _) in held.items()],
                 self.seconds,
             )
         for token in renewed:

@@ -233,9 +233,13 @@ class FakePurchases:
                 return stored.purchase, stored.fingerprint
         return None
 
-    async def of_quote(self, quote_id: uuid.UUID) -> Purchase | None:
+    async def of_quote(self, company_id: uuid.UUID, quote_id: uuid.UUID) -> Purchase | None:
         return next(
-            (s.purchase for s in self._t.purchases.values() if s.purchase.quote_id == quote_id),
+            (
+                s.purchase
+                for s in self._t.purchases.values()
+                if (s.purchase.company_id, s.purchase.quote_id) == (company_id, quote_id)
+            ),
             None,
         )
 
@@ -268,7 +272,9 @@ class FakePurchases:
             found = [p for p in found if (p.purchased_at, p.purchase_id) < before]
         return found[:limit]
 
-    async def take_lease(self, purchase_id: uuid.UUID, owner: uuid.UUID, seconds: float) -> bool:
+    async def take_lease(
+        self, company_id: uuid.UUID, purchase_id: uuid.UUID, owner: uuid.UUID, seconds: float
+    ) -> bool:
         stored = self._pending(purchase_id)
         if stored is None or stored.leased:
             return False
@@ -276,21 +282,23 @@ class FakePurchases:
         return True
 
     async def renew_leases(
-        self, leases: Sequence[tuple[uuid.UUID, uuid.UUID]], seconds: float
+        self, leases: Sequence[tuple[tuple[uuid.UUID, uuid.UUID], uuid.UUID]], seconds: float
     ) -> list[uuid.UUID]:
         return [
             owner
-            for purchase_id, owner in leases
+            for (_, purchase_id), owner in leases
             if (s := self._pending(purchase_id)) is not None and s.lease_owner == owner
         ]
 
-    async def drop_lease(self, purchase_id: uuid.UUID, owner: uuid.UUID) -> None:
+    async def drop_lease(
+        self, company_id: uuid.UUID, purchase_id: uuid.UUID, owner: uuid.UUID
+    ) -> None:
         stored = self._t.purchases.get(purchase_id)
         if stored is not None and stored.lease_owner == owner:
             stored.lease_owner, stored.leased = None, False
 
     async def restart_failed(
-        self, purchase_id: uuid.UUID, owner: uuid.UUID, seconds: float
+        self, company_id: uuid.UUID, purchase_id: uuid.UUID, owner: uuid.UUID, seconds: float
     ) -> Purchase | None:
         stored = self._t.purchases.get(purchase_id)
         if stored is None or stored.purchase.state is not PurchaseState.FAILED:
@@ -313,10 +321,12 @@ class FakePurchases:
         stored.lease_owner, stored.leased = owner, True
         return stored.purchase
 
-    async def set_step(self, purchase_id: uuid.UUID, step: Step) -> None:
+    async def set_step(self, company_id: uuid.UUID, purchase_id: uuid.UUID, step: Step) -> None:
         self._update(purchase_id, step=step)
 
-    async def begin_undo(self, purchase_id: uuid.UUID, step: Step, error: DomainError) -> None:
+    async def begin_undo(
+        self, company_id: uuid.UUID, purchase_id: uuid.UUID, step: Step, error: DomainError
+    ) -> None:
         self._update(
             purchase_id,
             step=step,
@@ -325,7 +335,7 @@ class FakePurchases:
             failure_message=error.message,
         )
 
-    async def past_pivot(self, purchase_id: uuid.UUID) -> None:
+    async def past_pivot(self, company_id: uuid.UUID, purchase_id: uuid.UUID) -> None:
         self._update(
             purchase_id,
             step=Step.COMMITTING,
@@ -335,7 +345,11 @@ class FakePurchases:
         )
 
     async def set_reserving(
-        self, purchase_id: uuid.UUID, quantity: int, restored: Sequence[uuid.UUID]
+        self,
+        company_id: uuid.UUID,
+        purchase_id: uuid.UUID,
+        quantity: int,
+        restored: Sequence[uuid.UUID],
     ) -> None:
         self._update(
             purchase_id,
@@ -347,6 +361,7 @@ class FakePurchases:
 
     async def set_split(
         self,
+        company_id: uuid.UUID,
         purchase_id: uuid.UUID,
         step: Step,
         split: Split,
@@ -363,12 +378,17 @@ class FakePurchases:
         )
 
     async def set_committed(
-        self, purchase_id: uuid.UUID, step: Step, unit_ids: Sequence[uuid.UUID]
+        self,
+        company_id: uuid.UUID,
+        purchase_id: uuid.UUID,
+        step: Step,
+        unit_ids: Sequence[uuid.UUID],
     ) -> None:
         self._update(purchase_id, step=step, unit_ids=tuple(unit_ids))
 
     async def complete(
         self,
+        company_id: uuid.UUID,
         purchase_id: uuid.UUID,
         split: Split,
         amount: int,
@@ -390,7 +410,7 @@ class FakePurchases:
         return done
 
     async def fail(
-        self, purchase_id: uuid.UUID, error: DomainError, now: datetime
+        self, company_id: uuid.UUID, purchase_id: uuid.UUID, error: DomainError, now: datetime
     ) -> Purchase | None:
         failed = self._update(
             purchase_id,
@@ -493,7 +513,9 @@ class FakeInvoices:
         )
         return found[:limit]
 
-    async def terminations_done(self, invoice_id: uuid.UUID, count: int) -> None:
+    async def terminations_done(
+        self, company_id: uuid.UUID, invoice_id: uuid.UUID, count: int
+    ) -> None:
         invoice, done = self._t.invoices[invoice_id]
         if not done:
             self._t.invoices[invoice_id] = (replace(invoice, terminated_units=count), True)

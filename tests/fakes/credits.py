@@ -169,7 +169,9 @@ class FakeOffices:
         )
         return found[:limit]
 
-    async def has_ledger(self, office_id: uuid.UUID) -> bool:
+    async def has_ledger(self, company_id: uuid.UUID, office_id: uuid.UUID) -> bool:
+        if (office := self._s.offices.get(office_id)) is None or office.company_id != company_id:
+            return False
         return (
             any(u.office_id == office_id for u in self._s.usage.values())
             or any(g.office_id == office_id for g in self._s.grants.values())

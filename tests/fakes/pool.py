@@ -270,9 +270,11 @@ class FakeUnits(_Table):
         )
         return found[:limit]
 
-    async def office_has_live_units(self, office_id: uuid.UUID) -> bool:
+    async def office_has_live_units(self, company_id: uuid.UUID, office_id: uuid.UUID) -> bool:
         return any(
-            u.office_id == office_id and u.state is not UnitState.TERMINATED
+            u.company_id == company_id
+            and u.office_id == office_id
+            and u.state is not UnitState.TERMINATED
             for u in self.state.units.values()
         )
 
@@ -501,7 +503,7 @@ class FakeAllocations(_Table):
         taken: dict[uuid.UUID, Unit] = {}
         for h in handouts:
             unit = self.state.units.get(h.unit_id)
-            if unit is None or unit.state not in FREE:
+            if unit is None or unit.company_id != h.company_id or unit.state not in FREE:
                 continue
             cause = Cause(h.request_id)
             if h.hold_id is None:

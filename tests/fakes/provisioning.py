@@ -208,9 +208,13 @@ class FakeLicenses:
     async def licenses_of_user(self, company_id: uuid.UUID, user_id: uuid.UUID) -> list[License]:
         return [h for h in self._mine(company_id) if h.user_id == user_id]
 
-    async def user_has_type(self, user_id: uuid.UUID, license_type: str) -> bool:
+    async def user_has_type(
+        self, company_id: uuid.UUID, user_id: uuid.UUID, license_type: str
+    ) -> bool:
         return any(
-            s.license.user_id == user_id and s.license.license_type == license_type
+            s.license.company_id == company_id
+            and s.license.user_id == user_id
+            and s.license.license_type == license_type
             for s in self._s.licenses.values()
         )
 
@@ -240,7 +244,7 @@ class FakeLicenses:
     async def insert_license(self, license: License) -> None:
         if license.user_id not in self._s.users:
             raise errors.user_not_found(license.user_id)
-        if await self.user_has_type(license.user_id, license.license_type):
+        if await self.user_has_type(license.company_id, license.user_id, license.license_type):
             raise errors.already_has_license(license.user_id, license.license_type)
         key = number_key(license.number) if license.number else None
         self._s.licenses[license.license_id] = StoredLicense(replace(license, addons=()), key)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from services.billing.domain.model import Purchase
-from services.billing.repository.purchases import Purchases
+from services.billing.repository.purchases import PurchaseKey, Purchases
 
 
 class BillingRepository:
@@ -28,19 +28,28 @@ class BillingRepository:
         return await Purchases(conn).insert(purchase, fingerprint, owner, lease_seconds)
 
     async def take_lease(
-        self, conn: asyncpg.Connection, purchase_id: uuid.UUID, owner: uuid.UUID, seconds: float
+        self,
+        conn: asyncpg.Connection,
+        company_id: uuid.UUID,
+        purchase_id: uuid.UUID,
+        owner: uuid.UUID,
+        seconds: float,
     ) -> bool:
-        return await Purchases(conn).take_lease(purchase_id, owner, seconds)
+        return await Purchases(conn).take_lease(company_id, purchase_id, owner, seconds)
 
     async def renew_leases(
         self,
         conn: asyncpg.Connection,
-        leases: Sequence[tuple[uuid.UUID, uuid.UUID]],
+        leases: Sequence[tuple[PurchaseKey, uuid.UUID]],
         seconds: float,
     ) -> list[uuid.UUID]:
         return await Purchases(conn).renew_leases(leases, seconds)
 
     async def drop_lease(
-        self, conn: asyncpg.Connection, purchase_id: uuid.UUID, owner: uuid.UUID
+        self,
+        conn: asyncpg.Connection,
+        company_id: uuid.UUID,
+        purchase_id: uuid.UUID,
+        owner: uuid.UUID,
     ) -> None:
-        await Purchases(conn).drop_lease(purchase_id, owner)
+        await Purchases(conn).drop_lease(company_id, purchase_id, owner)

@@ -75,10 +75,13 @@ class Invoices:
         )
         return [to_invoice(r)[0] for r in rows]
 
-    async def terminations_done(self, invoice_id: uuid.UUID, count: int) -> None:
+    async def terminations_done(
+        self, company_id: uuid.UUID, invoice_id: uuid.UUID, count: int
+    ) -> None:
         await self._conn.execute(
-            "UPDATE billing.invoices SET terminated_units = $2, terminations_done = true"
-            " WHERE invoice_id = $1 AND NOT terminations_done",
+            "UPDATE billing.invoices SET terminated_units = $3, terminations_done = true"
+            " WHERE company_id = $1 AND invoice_id = $2 AND NOT terminations_done",
+            company_id,
             invoice_id,
             count,
         )

@@ -16,6 +16,9 @@ from services.billing.domain.model import Purchase, PurchaseCharge, Split
 from services.billing.domain.purchase import Step
 from services.billing.repository.rows import PURCHASE_COLUMNS, to_purchase
 
+# A purchase is found by its company and its id.
+PurchaseKey = tuple[uuid.UUID, uuid.UUID]
+
 
 class Purchases:
     def __init__(self, conn: asyncpg.Connection) -> None:
@@ -70,9 +73,12 @@ class Purchases:
         )
         return (to_purchase(row), bytes(row["fingerprint"])) if row else None
 
-    async def of_quote(self, quote_id: uuid.UUID) -> Purchase | None:
+    async def of_quote(self, company_id: uuid.UUID, quote_id: uuid.UUID) -> Purchase | None:
         row = await self._conn.fetchrow(
-            f"SELECT {PURCHASE_COLUMNS} FROM billing.purchases WHERE quote_id = $1", quote_id
+            f"SELECT {PURCHASE_COLUMNS} FROM billing.purchases"
+            " WHERE company_id = $1 AND quote_id = $2",
+            company_id,
+            quote_id,
         )
         return to_purchase(row) if row else None
 
@@ -112,52 +118,59 @@ class Purchases:
 
     # --- the driver's lease ---------------------------------------------------------------
 
-    async def take_lease(self, purchase_id: uuid.UUID, owner: uuid.UUID, seconds: float) -> bool:
+    async def take_lease(
+        self, company_id: uuid.UUID, purchase_id: uuid.UUID, owner: uuid.UUID, seconds: float
+    ) -> bool:
         """Makes `owner` the purchase's only driver until the lease ends (or is renewed)."""
         row = await self._conn.fetchrow(
             """
             UPDATE billing.purchases SET lease_owner = $2,
                 lease_until = now() + make_interval(secs => $3)
-            WHERE purchase_id = $1 AND state = 'PENDING'
+            WHERE company_id = $4 AND purchase_id = $1 AND state = 'PENDING'
               AND (lease_until IS NULL OR lease_until < now())
             RETURNING purchase_id
             """,
             purchase_id,
             owner,
             seconds,
+            company_id,
         )
         return row is not None
 
     async def renew_leases(
-        self, leases: Sequence[tuple[uuid.UUID, uuid.UUID]], seconds: float
+        self, leases: Sequence[tuple[PurchaseKey, uuid.UUID]], seconds: float
     ) -> list[uuid.UUID]:
-        """Extends the leases (purchase_id, owner) still held by their owner; returns the
-        owners renewed."""
+        """Extends the leases ((company_id, purchase_id), owner) still held by their owner;
+        returns the owners renewed."""
         rows = await self._conn.fetch(
             """
-            UPDATE billing.purchases p SET lease_until = now() + make_interval(secs => $3)
-            FROM unnest($1::uuid[], $2::uuid[]) AS held(purchase_id, owner)
-            WHERE p.purchase_id = held.purchase_id AND p.lease_owner = held.owner
-              AND p.state = 'PENDING'
+            UPDATE billing.purchases p SET lease_until = now() + make_interval(secs => $4)
+            FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS held(company_id, purchase_id, owner)
+            WHERE p.company_id = held.company_id AND p.purchase_id = held.purchase_id
+              AND p.lease_owner = held.owner AND p.state = 'PENDING'
             RETURNING p.lease_owner
             """,
-            [purchase_id for purchase_id, _ in leases],
+            [company_id for (company_id, _), _ in leases],
+            [purchase_id for (_, purchase_id), _ in leases],
             [owner for _, owner in leases],
             seconds,
         )
         return [r["lease_owner"] for r in rows]
 
-    async def drop_lease(self, purchase_id: uuid.UUID, owner: uuid.UUID) -> None:
+    async def drop_lease(
+        self, company_id: uuid.UUID, purchase_id: uuid.UUID, owner: uuid.UUID
+    ) -> None:
         """Ends `owner`'s lease (a successor's is left alone)."""
         await self._conn.execute(
             "UPDATE billing.purchases SET lease_until = NULL, lease_owner = NULL"
-            " WHERE purchase_id = $1 AND lease_owner = $2",
+            " WHERE company_id = $3 AND purchase_id = $1 AND lease_owner = $2",
             purchase_id,
             owner,
+            company_id,
         )
 
     async def restart_failed(
-        self, purchase_id: uuid.UUID, owner: uuid.UUID, seconds: float
+        self, company_id: uuid.UUID, purchase_id: uuid.UUID, owner: uuid.UUID, seconds: float
     ) -> Purchase | None:
         """A purchase that failed for a passing reason runs again as a new attempt,
         leased to `owner` (None: it is not FAILED any more)."""
@@ -168,53 +181,64 @@ class Purchases:
                 hold_id = NULL, reserve_quantity = NULL, unit_ids = '{{}}', resolved_at = NULL,
                 failure_kind = NULL, failure_reason = NULL, failure_message = NULL,
                 lease_owner = $2, lease_until = now() + make_interval(secs => $3)
-            WHERE purchase_id = $1 AND state = 'FAILED'
+            WHERE company_id = $4 AND purchase_id = $1 AND state = 'FAILED'
             RETURNING {PURCHASE_COLUMNS}
             """,
             purchase_id,
             owner,
             seconds,
+            company_id,
         )
         return to_purchase(row) if row else None
 
     # --- the saga's steps -----------------------------------------------------------------
 
-    async def set_step(self, purchase_id: uuid.UUID, step: Step) -> None:
+    async def set_step(self, company_id: uuid.UUID, purchase_id: uuid.UUID, step: Step) -> None:
         await self._conn.execute(
-            "UPDATE billing.purchases SET step = $2 WHERE purchase_id = $1 AND state = 'PENDING'",
+            "UPDATE billing.purchases SET step = $2"
+            " WHERE company_id = $3 AND purchase_id = $1 AND state = 'PENDING'",
             purchase_id,
             str(step),
+            company_id,
         )
 
-    async def begin_undo(self, purchase_id: uuid.UUID, step: Step, error: DomainError) -> None:
+    async def begin_undo(
+        self, company_id: uuid.UUID, purchase_id: uuid.UUID, step: Step, error: DomainError
+    ) -> None:
         """Marks a purchase as being undone, and why (kept for its FAILED outcome)."""
         await self._conn.execute(
             """
             UPDATE billing.purchases SET step = $2, failure_kind = $3, failure_reason = $4,
                 failure_message = $5
-            WHERE purchase_id = $1 AND state = 'PENDING'
+            WHERE company_id = $6 AND purchase_id = $1 AND state = 'PENDING'
             """,
             purchase_id,
             str(step),
             error.kind.value,
             error.reason,
             error.message,
+            company_id,
         )
 
-    async def past_pivot(self, purchase_id: uuid.UUID) -> None:
+    async def past_pivot(self, company_id: uuid.UUID, purchase_id: uuid.UUID) -> None:
         """An undo found the hold committed: the purchase goes on from the commit."""
         await self._conn.execute(
             """
             UPDATE billing.purchases SET step = $2, failure_kind = NULL, failure_reason = NULL,
                 failure_message = NULL
-            WHERE purchase_id = $1 AND state = 'PENDING'
+            WHERE company_id = $3 AND purchase_id = $1 AND state = 'PENDING'
             """,
             purchase_id,
             str(Step.COMMITTING),
+            company_id,
         )
 
     async def set_reserving(
-        self, purchase_id: uuid.UUID, quantity: int, restored: Sequence[uuid.UUID]
+        self,
+        company_id: uuid.UUID,
+        purchase_id: uuid.UUID,
+        quantity: int,
+        restored: Sequence[uuid.UUID],
     ) -> None:
         """Step RESERVING, with the quantity asked (a replay must ask the same) and the
         units restored before it."""
@@ -222,17 +246,19 @@ class Purchases:
             """
             UPDATE billing.purchases SET step = $2, reserve_quantity = $3, restored = $4,
                 unit_ids = $5
-            WHERE purchase_id = $1 AND state = 'PENDING'
+            WHERE company_id = $6 AND purchase_id = $1 AND state = 'PENDING'
             """,
             purchase_id,
             str(Step.RESERVING),
             quantity,
             len(restored),
             list(restored),
+            company_id,
         )
 
     async def set_split(
         self,
+        company_id: uuid.UUID,
         purchase_id: uuid.UUID,
         step: Step,
         split: Split,
@@ -244,7 +270,7 @@ class Purchases:
             """
             UPDATE billing.purchases SET step = $2, restored = $3, from_pool = $4,
                 new_units = $5, hold_id = $6, unit_ids = $7
-            WHERE purchase_id = $1 AND state = 'PENDING'
+            WHERE company_id = $8 AND purchase_id = $1 AND state = 'PENDING'
             """,
             purchase_id,
             str(step),
@@ -253,22 +279,29 @@ class Purchases:
             split.new,
             hold_id,
             list(unit_ids),
+            company_id,
         )
 
     async def set_committed(
-        self, purchase_id: uuid.UUID, step: Step, unit_ids: Sequence[uuid.UUID]
+        self,
+        company_id: uuid.UUID,
+        purchase_id: uuid.UUID,
+        step: Step,
+        unit_ids: Sequence[uuid.UUID],
     ) -> None:
         """Past the pivot, with the units restored and committed from the pool."""
         await self._conn.execute(
             "UPDATE billing.purchases SET step = $2, unit_ids = $3"
-            " WHERE purchase_id = $1 AND state = 'PENDING'",
+            " WHERE company_id = $4 AND purchase_id = $1 AND state = 'PENDING'",
             purchase_id,
             str(step),
             list(unit_ids),
+            company_id,
         )
 
     async def complete(
         self,
+        company_id: uuid.UUID,
         purchase_id: uuid.UUID,
         split: Split,
         amount: int,
@@ -281,7 +314,7 @@ class Purchases:
             UPDATE billing.purchases SET state = 'COMPLETED', step = $5, amount = $2,
                 unit_ids = $3, resolved_at = $4, lease_until = NULL, restored = $6,
                 from_pool = $7, new_units = $8
-            WHERE purchase_id = $1 AND state = 'PENDING'
+            WHERE company_id = $9 AND purchase_id = $1 AND state = 'PENDING'
             RETURNING {PURCHASE_COLUMNS}
             """,
             purchase_id,
@@ -292,11 +325,12 @@ class Purchases:
             split.restored,
             split.from_pool,
             split.new,
+            company_id,
         )
         return to_purchase(row) if row else None
 
     async def fail(
-        self, purchase_id: uuid.UUID, error: DomainError, now: datetime
+        self, company_id: uuid.UUID, purchase_id: uuid.UUID, error: DomainError, now: datetime
     ) -> Purchase | None:
         """The purchase FAILED for `error`: nothing charged, no unit kept."""
         row = await self._conn.fetchrow(
@@ -304,7 +338,7 @@ class Purchases:
             UPDATE billing.purchases SET state = 'FAILED', step = $6, amount = 0,
                 unit_ids = '{{}}', resolved_at = $5, failure_kind = $2, failure_reason = $3,
                 failure_message = $4, lease_until = NULL
-            WHERE purchase_id = $1 AND state = 'PENDING'
+            WHERE company_id = $7 AND purchase_id = $1 AND state = 'PENDING'
             RETURNING {PURCHASE_COLUMNS}
             """,
             purchase_id,
@@ -313,6 +347,7 @@ class Purchases:
             error.message,
             now,
             str(Step.UNDONE),
+            company_id,
         )
         return to_purchase(row) if row else None
 

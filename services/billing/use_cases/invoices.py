@@ -57,7 +57,7 @@ async def close_cycle(
         return invoice
     count = await _terminate_ending(invoice, plans, pool)
     async with uow.reading() as tx:
-        await tx.invoices.terminations_done(invoice.invoice_id, count)
+        await tx.invoices.terminations_done(invoice.company_id, invoice.invoice_id, count)
         found = await tx.invoices.of_period(company_id, period)
     assert found is not None
     return found[0]

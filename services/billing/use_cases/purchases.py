@@ -202,7 +202,7 @@ class PurchaseSaga:
         """The quote a purchase names, if it may still be bought."""
         assert command.quote_id is not None
         quote = await tx.quotes.get(command.company_id, command.quote_id)
-        used = await tx.purchases.of_quote(command.quote_id)
+        used = await tx.purchases.of_quote(command.company_id, command.quote_id)
         now = await tx.instants.now()
         if quote is None:
             raise errors.quote_not_found(command.quote_id)
@@ -245,7 +245,7 @@ class PurchaseSaga:
                 lease = self._leases.new()
                 async with self._uow.reading() as tx:
                     restarted = await tx.purchases.restart_failed(
-                        purchase.purchase_id, lease.token, self._leases.seconds
+                        purchase.company_id, purchase.purchase_id, lease.token, self._leases.seconds
                     )
                     current = restarted or await tx.purchases.get(
                         purchase.company_id, purchase.purchase_id
@@ -271,7 +271,7 @@ class PurchaseSaga:
             lease = self._leases.new()
             async with self._uow.reading() as tx:
                 leased = await tx.purchases.take_lease(
-                    purchase.purchase_id, lease.token, self._leases.seconds
+                    purchase.company_id, purchase.purchase_id, lease.token, self._leases.seconds
                 )
                 current = await tx.purchases.get(purchase.company_id, purchase.purchase_id)
             assert current is not None
@@ -296,7 +296,7 @@ class PurchaseSaga:
         (an outage at or after the pivot) for a retry or the recovery to finish."""
         settled = False
         try:
-            async with self._leases.held(purchase.purchase_id, lease):
+            async with self._leases.held((purchase.company_id, purchase.purchase_id), lease):
                 purchase, failure = await self._run(purchase, by_caller, learned)
                 settled = True
         except LeaseLost:
@@ -304,7 +304,9 @@ class PurchaseSaga:
         finally:
             if not settled:
                 async with self._uow.reading() as tx:
-                    await tx.purchases.drop_lease(purchase.purchase_id, lease.token)
+                    await tx.purchases.drop_lease(
+                        purchase.company_id, purchase.purchase_id, lease.token
+                    )
         if purchase.state is PurchaseState.FAILED:
             raise failure or _failure(purchase)
         return purchase
@@ -374,7 +376,7 @@ class PurchaseSaga:
         """Persists a step that has nothing else to record."""
         saga.check(purchase.step, to)
         async with self._uow.reading() as tx:
-            await tx.purchases.set_step(purchase.purchase_id, to)
+            await tx.purchases.set_step(purchase.company_id, purchase.purchase_id, to)
         learned.record = replace(purchase, step=to)
         return learned.record
 
@@ -436,7 +438,9 @@ class PurchaseSaga:
         if wanted:
             saga.check(purchase.step, Step.RESERVING)
             async with self._uow.reading() as tx:
-                await tx.purchases.set_reserving(purchase.purchase_id, wanted, restored)
+                await tx.purchases.set_reserving(
+                    purchase.company_id, purchase.purchase_id, wanted, restored
+                )
             return replace(
                 purchase,
                 step=Step.RESERVING,
@@ -500,7 +504,9 @@ class PurchaseSaga:
         if step is Step.DONE:
             return await self._complete(purchase, None, restored)
         async with self._uow.reading() as tx:
-            await tx.purchases.set_split(purchase.purchase_id, step, split, hold_id, restored)
+            await tx.purchases.set_split(
+                purchase.company_id, purchase.purchase_id, step, split, hold_id, restored
+            )
         learned.record = replace(purchase, step=step, unit_ids=restored)
         return learned.record
 
@@ -522,7 +528,9 @@ class PurchaseSaga:
         if step is Step.DONE:
             return await self._complete(purchase, quote, (*restored, *committed))
         async with self._uow.reading() as tx:
-            await tx.purchases.set_committed(purchase.purchase_id, step, (*restored, *committed))
+            await tx.purchases.set_committed(
+                purchase.company_id, purchase.purchase_id, step, (*restored, *committed)
+            )
         return replace(purchase, step=step, unit_ids=(*restored, *committed))
 
     async def _adding(self, purchase: Purchase, quote: Quote | None, learned: Learned) -> Purchase:
@@ -570,7 +578,7 @@ class PurchaseSaga:
         async with self._uow.transaction() as tx:
             now = await tx.instants.now()
             done = await tx.purchases.complete(
-                purchase.purchase_id, purchase.split, amount, unit_ids, now
+                purchase.company_id, purchase.purchase_id, purchase.split, amount, unit_ids, now
             )
             if done is None:  # settled meanwhile by another driver: its outcome stands
                 done = await tx.purchases.get(purchase.company_id, purchase.purchase_id)
@@ -584,7 +592,7 @@ class PurchaseSaga:
     async def _begin_undo(self, purchase: Purchase, error: DomainError) -> Purchase:
         step = saga.check(purchase.step, saga.undo_of(purchase.step))
         async with self._uow.reading() as tx:
-            await tx.purchases.begin_undo(purchase.purchase_id, step, error)
+            await tx.purchases.begin_undo(purchase.company_id, purchase.purchase_id, step, error)
         return replace(
             purchase,
             step=step,
@@ -613,7 +621,7 @@ class PurchaseSaga:
                 if await self._release(purchase, quote, learned):
                     saga.check(purchase.step, Step.COMMITTING)
                     async with self._uow.reading() as tx:
-                        await tx.purchases.past_pivot(purchase.purchase_id)
+                        await tx.purchases.past_pivot(purchase.company_id, purchase.purchase_id)
                     return replace(purchase, step=Step.COMMITTING), None
             elif undo is UndoAction.SCHEDULE_AGAIN:
                 restored = await self._restored(purchase, quote, learned)
@@ -625,7 +633,7 @@ class PurchaseSaga:
         saga.check(purchase.step, Step.UNDONE)
         async with self._uow.transaction() as tx:
             now = await tx.instants.now()
-            failed = await tx.purchases.fail(purchase.purchase_id, error, now)
+            failed = await tx.purchases.fail(purchase.company_id, purchase.purchase_id, error, now)
             if failed is None:
                 failed = await tx.purchases.get(purchase.company_id, purchase.purchase_id)
             else:

@@ -59,8 +59,8 @@ ORDER BY e.n
 # zero, so a wrong computation fails the transaction instead of corrupting the ledger.
 UPDATE_BALANCES = """
 UPDATE credits.ledger_accounts a SET balance = a.balance + d.delta
-FROM unnest($1::bigint[], $2::bigint[]) AS d(account_id, delta)
-WHERE a.account_id = d.account_id
+FROM unnest($2::bigint[], $3::bigint[]) AS d(account_id, delta)
+WHERE a.company_id = $1 AND a.account_id = d.account_id
 """
 
 CHECK_ACCOUNTS = f"""
@@ -87,8 +87,10 @@ SELECT e.entry_id, e.kind AS entry_kind, e.currency AS entry_currency, e.amount,
     c.account_id AS c_account_id, c.currency AS c_currency, c.kind AS c_kind,
     c.office_id AS c_office_id, c.period_start AS c_period_start, c.balance AS c_balance
 FROM credits.entries e
-JOIN credits.ledger_accounts d ON d.account_id = e.debit_account_id
-JOIN credits.ledger_accounts c ON c.account_id = e.credit_account_id
+JOIN credits.ledger_accounts d
+    ON d.company_id = e.company_id AND d.account_id = e.debit_account_id
+JOIN credits.ledger_accounts c
+    ON c.company_id = e.company_id AND c.account_id = e.credit_account_id
 WHERE e.company_id = $1 AND ($2::uuid IS NULL OR d.office_id = $2 OR c.office_id = $2)
   AND ($3::text IS NULL OR e.currency = $3) AND ($4::uuid IS NULL OR e.usage_id = $4)
   AND ($5::bigint IS NULL OR e.entry_id > $5)
@@ -219,7 +221,7 @@ class LedgerRepository:
         )
         changed = sorted(deltas.items(), key=lambda item: ids[item[0]])
         result: str = await self._conn.execute(
-            UPDATE_BALANCES, [ids[k] for k, _ in changed], [d for _, d in changed]
+            UPDATE_BALANCES, company_id, [ids[k] for k, _ in changed], [d for _, d in changed]
         )
         assert int(result.split()[-1]) == len(changed), result
 

@@ -1,4 +1,10 @@
-"""Office credit accounts and the pooling switches."""
+"""Office credit accounts, which company each office id belongs to, and the pooling
+switches.
+
+An office id is its company's for good, across every company: `credits.office_owners`
+(global data, a reference table once the schema is distributed by company) records the
+first company that gave it an account.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from datetime import datetime
 import asyncpg
 
 from libs.common.rows import from_row
+from services.credits.domain import errors
 from services.credits.domain.model import (
     OfficeAccount,
     OveragePolicy,
@@ -69,7 +76,7 @@ class OfficeRepository:
     async def owner(self, office_id: uuid.UUID) -> uuid.UUID | None:
         """The company the office belongs to, whichever it is."""
         value: uuid.UUID | None = await self._conn.fetchval(
-            "SELECT company_id FROM credits.offices WHERE office_id = $1", office_id
+            "SELECT company_id FROM credits.office_owners WHERE office_id = $1", office_id
         )
         return value
 
@@ -128,7 +135,17 @@ class OfficeRepository:
 
     async def put(self, office: OfficeAccount, now: datetime) -> OfficeAccount:
         """Creates or replaces the office's account; a primary office takes the flag from
-        the company's previous one (one primary office per company: a unique index)."""
+        the company's previous one (one primary office per company: a unique index).
+        OFFICE_NOT_FOUND if another company took the office id meanwhile."""
+        # Waits for a concurrent claim of the same id; the owner is read afterwards.
+        await self._conn.execute(
+            "INSERT INTO credits.office_owners (office_id, company_id) VALUES ($1, $2)"
+            " ON CONFLICT (office_id) DO NOTHING",
+            office.office_id,
+            office.company_id,
+        )
+        if await self.owner(office.office_id) != office.company_id:
+            raise errors.office_not_found(office.office_id)
         if office.primary:
             await self._conn.execute(
                 "UPDATE credits.offices SET is_primary = false, updated_at = $3"
@@ -141,7 +158,7 @@ class OfficeRepository:
             f"""
             INSERT INTO credits.offices ({OFFICE_COLUMNS})
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
-            ON CONFLICT (office_id) DO UPDATE SET currency = EXCLUDED.currency,
+            ON CONFLICT (company_id, office_id) DO UPDATE SET currency = EXCLUDED.currency,
                 is_primary = EXCLUDED.is_primary, allowance = EXCLUDED.allowance,
                 period_anchor = EXCLUDED.period_anchor,
                 overage_policy = EXCLUDED.overage_policy, updated_at = EXCLUDED.updated_at
@@ -175,15 +192,18 @@ class OfficeRepository:
         )
         return [to_office(r) for r in rows]
 
-    async def has_ledger(self, office_id: uuid.UUID) -> bool:
-        """Whether anything was ever charged or granted to the office."""
+    async def has_ledger(self, company_id: uuid.UUID, office_id: uuid.UUID) -> bool:
+        """Whether anything was ever charged or granted to the company's office."""
         found: bool = await self._conn.fetchval(
             """
-            SELECT EXISTS (SELECT 1 FROM credits.usage_records WHERE office_id = $1)
-                OR EXISTS (SELECT 1 FROM credits.grants WHERE office_id = $1)
+            SELECT EXISTS (SELECT 1 FROM credits.usage_records
+                           WHERE company_id = $1 AND office_id = $2)
+                OR EXISTS (SELECT 1 FROM credits.grants
+                           WHERE company_id = $1 AND office_id = $2)
                 OR EXISTS (SELECT 1 FROM credits.ledger_accounts
-                           WHERE office_id = $1 AND balance <> 0)
+                           WHERE company_id = $1 AND office_id = $2 AND balance <> 0)
             """,
+            company_id,
             office_id,
         )
         return found

@@ -42,7 +42,7 @@ class PutAccount:
             now = await tx.ledger.lock(account.company_id, currency)
         assert now is not None
         has_ledger = accounts.changes_currency(current, account) and (
-            await tx.offices.has_ledger(account.office_id)
+            await tx.offices.has_ledger(account.company_id, account.office_id)
         )
         accounts.check_currency_change(current, account, has_ledger)
         saved = await tx.offices.put(account, now)

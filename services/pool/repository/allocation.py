@@ -41,6 +41,7 @@ class Handout:
     from which source, through which receipt, for which request (its history says)."""
 
     unit_id: uuid.UUID
+    company_id: uuid.UUID
     office_id: uuid.UUID
     hold_id: uuid.UUID | None
     assignee: Assignee | None
@@ -73,14 +74,17 @@ CANDIDATES = free_list.candidates(ALLOCATION_RULES)
 
 # Removes the units from the free-list (only one transaction can) and makes them
 # ASSIGNED to their new office, or HELD (remembering where they were); each one's event
-# says ACQUIRED or RESERVED, from which source, through which receipt.
+# says ACQUIRED or RESERVED, from which source, through which receipt. The rows taken
+# carry their hand-out on, so each unit is joined once, by its key (company, unit).
 HAND_OUT = f"""
-WITH a AS (
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
-                         $7::text[], $8::uuid[], $9::text[])
-        AS a(unit_id, office_id, hold_id, kind, ident, source, receipt_id, request_id)
-), gone AS (
-    DELETE FROM pool.free_units f USING a WHERE f.unit_id = a.unit_id RETURNING f.unit_id
+WITH gone AS (
+    DELETE FROM pool.free_units f
+    USING unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                 $7::text[], $8::uuid[], $9::text[], $10::uuid[])
+        AS a(unit_id, office_id, hold_id, kind, ident, source, receipt_id, request_id,
+             company_id)
+    WHERE f.company_id = a.company_id AND f.unit_id = a.unit_id
+    RETURNING a.*
 ), taken AS (
     UPDATE pool.units u SET
         state = CASE WHEN a.hold_id IS NULL THEN 'ASSIGNED' ELSE 'HELD' END,
@@ -92,8 +96,9 @@ WITH a AS (
         returned_at = CASE WHEN a.hold_id IS NULL THEN NULL ELSE u.returned_at END,
         claimable_at = CASE WHEN a.hold_id IS NULL THEN NULL ELSE u.claimable_at END,
         updated_at = $6
-    FROM a JOIN gone USING (unit_id)
-    WHERE u.unit_id = a.unit_id AND u.state IN ('SPARE', 'POOLED')
+    FROM gone a
+    WHERE u.company_id = a.company_id AND u.unit_id = a.unit_id
+      AND u.state IN ('SPARE', 'POOLED')
     RETURNING {UPDATED_UNIT_COLUMNS}, a.office_id AS for_office_id, a.source, a.receipt_id,
         a.request_id
 ), history AS (
@@ -204,7 +209,8 @@ class Allocations:
         return found
 
     async def hand_out(self, handouts: Sequence[Handout], now: datetime) -> dict[uuid.UUID, Unit]:
-        """Takes the units of `handouts`; returns them as they are now, by id."""
+        """Takes the units of `handouts` (each of its company); returns them as they are
+        now, by id."""
         if not handouts:
             return {}
         rows = await self._conn.fetch(
@@ -218,6 +224,7 @@ class Allocations:
             [h.source.value for h in handouts],
             [h.receipt_id for h in handouts],
             [h.request_id for h in handouts],
+            [h.company_id for h in handouts],
         )
         return {r["unit_id"]: to_unit(r) for r in rows}
 

@@ -52,14 +52,12 @@ def candidates(rules: tuple[SourceRule, ...]) -> str:
     now = f"${6 + count}"
     arms = []
     for rank, rule in enumerate(rules, start=1):
-        where = f"q.s{rank} AND company_id = q.company AND license_type = q.ltype AND " + offered(
-            rule, "q.office", "q.cur", now
-        )
+        where = offered(rule, "q.office", "q.cur", now)
         order = ", ".join(key.value for key in rule.order)
         arms.append(
             f"""SELECT * FROM (
         SELECT unit_id, {rank} AS rank, {_oldest(rule)} AS ord FROM pool.free_units
-        WHERE {where}
+        WHERE q.s{rank} AND company_id = q.company AND license_type = q.ltype AND {where}
         ORDER BY {order} LIMIT q.lim FOR UPDATE SKIP LOCKED) s{rank}"""
         )
     flags = ", ".join(f"${4 + rank}::bool[]" for rank in range(1, count + 1))

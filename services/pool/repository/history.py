@@ -36,14 +36,14 @@ def recorded(rows: str, now: str, kind: EventKind | str, **columns: str) -> str:
     columns above), at the instant `now`; `kind` is an EventKind or an SQL expression;
     `columns` give the other event columns (or replace unit ones) as SQL expressions."""
     kind_sql = f"'{kind.value}'" if isinstance(kind, EventKind) else kind
-    values = {name: name for name in _UNIT_FIELDS} | {
+    values = {name: name for name in _UNIT_FIELDS if name != "company_id"} | {
         "occurred_at": f"{now}::timestamptz",
         "kind": kind_sql,
     }
     values.update(columns)
     return (
-        f"INSERT INTO pool.unit_events ({', '.join(values)})\n"
-        f"    SELECT {', '.join(values.values())} FROM {rows}"
+        f"INSERT INTO pool.unit_events (company_id, {', '.join(values)})\n"
+        f"    SELECT company_id, {', '.join(values.values())} FROM {rows}"
     )
 
 

@@ -1,4 +1,9 @@
-"""Offices of the pool schema."""
+"""Offices of the pool schema, and which company each office id belongs to.
+
+An office id is its company's for good, across every company: `pool.office_owners` (global
+data, a reference table once the schema is distributed by company) records the first
+company that registered it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,12 @@ from services.pool.domain.model import Office, PlanKind
 from services.pool.repository.rows import OFFICE_COLUMNS, to_office
 
 GET = f"SELECT {OFFICE_COLUMNS} FROM pool.offices WHERE company_id = $1 AND office_id = $2"
-OWNER = "SELECT company_id FROM pool.offices WHERE office_id = $1"
+OWNER = "SELECT company_id FROM pool.office_owners WHERE office_id = $1"
+# Waits for a concurrent claim of the same id; the owner is read afterwards.
+CLAIM = """
+INSERT INTO pool.office_owners (office_id, company_id) VALUES ($1, $2)
+ON CONFLICT (office_id) DO NOTHING
+"""
 # One primary office per company (a unique index): the old primary steps down first.
 CLEAR_PRIMARY = """
 UPDATE pool.offices SET is_primary = false
@@ -20,10 +30,9 @@ WHERE company_id = $1 AND is_primary AND office_id <> $2
 PUT = f"""
 INSERT INTO pool.offices (company_id, office_id, currency, plan_kind, is_primary, display_name)
 VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (office_id) DO UPDATE SET currency = EXCLUDED.currency,
+ON CONFLICT (company_id, office_id) DO UPDATE SET currency = EXCLUDED.currency,
     plan_kind = EXCLUDED.plan_kind, is_primary = EXCLUDED.is_primary,
     display_name = coalesce(nullif(EXCLUDED.display_name, ''), pool.offices.display_name)
-    WHERE pool.offices.company_id = EXCLUDED.company_id  -- never another tenant's
 RETURNING {OFFICE_COLUMNS}
 """
 LIST = f"""
@@ -54,6 +63,9 @@ class Offices:
 
     async def put(self, office: Office) -> Office | None:
         """Creates or updates the office; None if its id belongs to another company."""
+        await self._conn.execute(CLAIM, office.office_id, office.company_id)
+        if await self.owner(office.office_id) != office.company_id:
+            return None
         if office.primary:
             await self._conn.execute(CLEAR_PRIMARY, office.company_id, office.office_id)
         row = await self._conn.fetchrow(

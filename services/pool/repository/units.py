@@ -61,7 +61,8 @@ WHERE company_id = $1 AND ($2::uuid IS NULL OR office_id = $2)
 ORDER BY created_at, unit_id LIMIT $8
 """
 HAS_LIVE = """
-SELECT EXISTS (SELECT 1 FROM pool.units WHERE office_id = $1 AND state <> 'TERMINATED')
+SELECT EXISTS (SELECT 1 FROM pool.units
+               WHERE company_id = $1 AND office_id = $2 AND state <> 'TERMINATED')
 """
 REASSIGN = f"""
 WITH moved AS (
@@ -87,7 +88,7 @@ WITH moved AS (
 INSERT INTO pool.free_units (unit_id, company_id, currency, license_type, office_id, pooled,
     returned_at, claimable_at)
 SELECT unit_id, company_id, currency, license_type, office_id, true, $3, $4 FROM moved
-ON CONFLICT (unit_id) DO UPDATE
+ON CONFLICT (company_id, unit_id) DO UPDATE
     SET pooled = true, returned_at = EXCLUDED.returned_at, claimable_at = EXCLUDED.claimable_at
 RETURNING unit_id
 """
@@ -114,7 +115,7 @@ WITH picked AS (
     SELECT count(*) >= $4 AS ok FROM picked
 ), gone AS (
     DELETE FROM pool.free_units f USING picked, enough
-    WHERE enough.ok AND f.unit_id = picked.unit_id
+    WHERE enough.ok AND f.company_id = $1 AND f.unit_id = picked.unit_id
     RETURNING f.unit_id
 ), marked AS (
     UPDATE pool.units u SET state = 'REMOVAL_SCHEDULED', updated_at = $5
@@ -256,8 +257,8 @@ class Units:
         )
         return [to_unit(r) for r in rows]
 
-    async def office_has_live_units(self, office_id: uuid.UUID) -> bool:
-        found: bool = await self._conn.fetchval(HAS_LIVE, office_id)
+    async def office_has_live_units(self, company_id: uuid.UUID, office_id: uuid.UUID) -> bool:
+        found: bool = await self._conn.fetchval(HAS_LIVE, company_id, office_id)
         return found
 
     async def reassign(

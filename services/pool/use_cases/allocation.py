@@ -252,6 +252,7 @@ class _HandingOut:
                     handouts.append(
                         Handout(
                             unit_id,
+                            office.company_id,
                             office.office_id,
                             hold_id,
                             assignee,

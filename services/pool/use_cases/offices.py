@@ -24,7 +24,7 @@ async def put_office(office: Office, tx: Tx) -> Office:
     await tx.locks.take(office.company_id, office.currency)
     current = await tx.offices.get(office.company_id, office.office_id)
     if offices.changes_currency(current, office):
-        has_units = await tx.units.office_has_live_units(office.office_id)
+        has_units = await tx.units.office_has_live_units(office.company_id, office.office_id)
         offices.check_currency_change(office, has_units)
     pools.check_plan(office, await tx.pools.get(office.company_id, office.currency))
     stored = await tx.offices.put(office)

@@ -39,7 +39,8 @@ class Imports:
             """
             SELECT l.license_id, l.user_id, l.ext_key, l.number,
                 coalesce((SELECT array_agg(a.license_type) FROM provisioning.addons a
-                          WHERE a.license_id = l.license_id), '{}') AS addons
+                          WHERE a.company_id = l.company_id AND a.license_id = l.license_id),
+                         '{}') AS addons
             FROM provisioning.licenses l
             WHERE l.company_id = $1 AND l.office_id = $2 AND l.license_type = $3
             """,

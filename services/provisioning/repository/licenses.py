@@ -62,10 +62,13 @@ class Licenses:
         )
         return [to_license(r) for r in rows]
 
-    async def user_has_type(self, user_id: uuid.UUID, license_type: str) -> bool:
+    async def user_has_type(
+        self, company_id: uuid.UUID, user_id: uuid.UUID, license_type: str
+    ) -> bool:
         found: bool = await self._conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM provisioning.licenses"
-            " WHERE user_id = $1 AND license_type = $2)",
+            " WHERE company_id = $1 AND user_id = $2 AND license_type = $3)",
+            company_id,
             user_id,
             license_type,
         )

@@ -39,7 +39,8 @@ LICENSE_COLUMNS = """l.license_id, l.company_id, l.office_id, l.license_type, l.
     l.ext_key, l.number, l.created_at, l.updated_at,
     coalesce((SELECT jsonb_agg(jsonb_build_object('id', a.addon_id, 'type', a.license_type,
                                                   'at', a.created_at) ORDER BY a.license_type)
-              FROM provisioning.addons a WHERE a.license_id = l.license_id),
+              FROM provisioning.addons a
+              WHERE a.company_id = l.company_id AND a.license_id = l.license_id),
              '[]'::jsonb) AS addons"""
 OPERATION_COLUMNS = """company_id, request_id, fingerprint, attempt, step, kind, office_id,
     plan, round, holds, response, lease_owner"""

@@ -131,7 +131,9 @@ async def assign_license(
     async def prepare() -> Plan:
         user = await get_user(uow, command.company_id, command.user_id)
         async with uow.reading() as tx:
-            if await tx.licenses.user_has_type(command.user_id, command.license_type):
+            if await tx.licenses.user_has_type(
+                command.company_id, command.user_id, command.license_type
+            ):
                 raise errors.already_has_license(command.user_id, command.license_type)
         return Plan(
             OperationKind.ASSIGN_LICENSE,
@@ -254,7 +256,7 @@ async def _moves(tx: Tx, command: ReassignLicense) -> bool:
     held = await license_of(tx, command.company_id, command.license_id)
     user = await user_of(tx, command.company_id, command.user_id)
     has_type = held.user_id != user.user_id and await tx.licenses.user_has_type(
-        user.user_id, held.license_type
+        user.company_id, user.user_id, held.license_type
     )
     return rules.moves(held, user, has_type)
 

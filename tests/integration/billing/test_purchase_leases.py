@@ -20,6 +20,7 @@ from services.billing.domain import cycles
 from services.billing.domain.model import Purchase, PurchaseState
 from services.billing.leases import LeaseKeeper, LeaseLost
 from services.billing.repository import BillingRepository
+from services.billing.repository.purchases import PurchaseKey
 from tests.support.billing import Shop
 from tests.support.pool import reason_of, rid
 
@@ -48,9 +49,9 @@ async def leased_purchase(
     request: bpb.PurchaseLicensesRequest,
     owner: uuid.UUID,
     lease_seconds: float,
-) -> uuid.UUID:
-    """The PENDING purchase `request` started, as its driver (`owner`) wrote it before
-    its first pool call."""
+) -> PurchaseKey:
+    """The (company, id) of the PENDING purchase `request` started, as its driver
+    (`owner`) wrote it before its first pool call."""
     company_id = uuid.UUID(shop.company_id)
     purchase = Purchase(
         purchase_id=uuid.uuid4(),
@@ -71,13 +72,13 @@ async def leased_purchase(
     key = key_for(f"/{SERVICE_NAME}/PurchaseLicenses", company_id, request)
     async with db.acquire() as conn:
         assert await REPO.insert_purchase(conn, purchase, key.fingerprint, owner, lease_seconds)
-    return purchase.purchase_id
+    return (company_id, purchase.purchase_id)
 
 
-async def taken_over(db: asyncpg.Pool, purchase_id: uuid.UUID) -> bool:
+async def taken_over(db: asyncpg.Pool, purchase: PurchaseKey) -> bool:
     """Whether another driver could take the purchase's lease now."""
     async with db.acquire() as conn:
-        return await REPO.take_lease(conn, purchase_id, uuid.uuid4(), 60)
+        return await REPO.take_lease(conn, *purchase, uuid.uuid4(), 60)
 
 
 async def test_a_heartbeat_keeps_a_long_drive_its_lease(
@@ -87,20 +88,20 @@ async def test_a_heartbeat_keeps_a_long_drive_its_lease(
     keeper = LeaseKeeper(db, REPO, seconds=1.5)
     heartbeat = asyncio.create_task(keeper.run())
     lease = keeper.new()
-    purchase_id = await leased_purchase(shop, db, clock, request, lease.token, keeper.seconds)
+    purchase = await leased_purchase(shop, db, clock, request, lease.token, keeper.seconds)
     takeovers = []
     try:
-        async with keeper.held(purchase_id, lease):
+        async with keeper.held(purchase, lease):
             for _ in range(30):  # three lease periods
-                takeovers.append(await taken_over(db, purchase_id))
+                takeovers.append(await taken_over(db, purchase))
                 await asyncio.sleep(0.15)
     finally:
         heartbeat.cancel()
     assert takeovers
     assert not any(takeovers)
     async with db.acquire() as conn:
-        await REPO.drop_lease(conn, purchase_id, lease.token)
-    assert await taken_over(db, purchase_id)
+        await REPO.drop_lease(conn, *purchase, lease.token)
+    assert await taken_over(db, purchase)
 
 
 async def test_a_drive_whose_renewals_stop_ends_before_its_lease(
@@ -109,13 +110,13 @@ async def test_a_drive_whose_renewals_stop_ends_before_its_lease(
     request = await purchase_request(shop)
     keeper = LeaseKeeper(db, REPO, seconds=2.0)  # its heartbeat never runs
     lease = keeper.new()
-    purchase_id = await leased_purchase(shop, db, clock, request, lease.token, keeper.seconds)
+    purchase = await leased_purchase(shop, db, clock, request, lease.token, keeper.seconds)
     takeovers = []
 
     async def drive() -> None:
-        async with keeper.held(purchase_id, lease):
+        async with keeper.held(purchase, lease):
             while True:
-                takeovers.append(await taken_over(db, purchase_id))
+                takeovers.append(await taken_over(db, purchase))
                 await asyncio.sleep(0.05)
 
     with pytest.raises(LeaseLost):
@@ -125,14 +126,14 @@ async def test_a_drive_whose_renewals_stop_ends_before_its_lease(
     assert not any(takeovers)
     # The lease then ends and another driver takes it; the first cannot drop it.
     for _ in range(100):
-        if await taken_over(db, purchase_id):
+        if await taken_over(db, purchase):
             break
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("the lease never ended")
     async with db.acquire() as conn:
-        await REPO.drop_lease(conn, purchase_id, lease.token)
-    assert not await taken_over(db, purchase_id)
+        await REPO.drop_lease(conn, *purchase, lease.token)
+    assert not await taken_over(db, purchase)
 
 
 async def test_a_retry_takes_over_once_the_other_driver_s_lease_ends(
@@ -155,15 +156,16 @@ async def test_a_retry_waits_for_a_live_driver_only_within_its_deadline(
 ) -> None:
     request = await purchase_request(shop)
     owner = uuid.uuid4()
-    purchase_id = await leased_purchase(shop, db, clock, request, owner, 60)
+    purchase = await leased_purchase(shop, db, clock, request, owner, 60)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await shop.billing.PurchaseLicenses(request, timeout=1.5)
     # Answered before the deadline, and the other driver's purchase left alone.
     assert caught.value.code() == grpc.StatusCode.ABORTED
     assert reason_of(caught.value) == "PURCHASE_IN_PROGRESS"
     row = await db.fetchrow(
-        "SELECT state, step, lease_owner FROM billing.purchases WHERE purchase_id = $1",
-        purchase_id,
+        "SELECT state, step, lease_owner FROM billing.purchases"
+        " WHERE company_id = $1 AND purchase_id = $2",
+        *purchase,
     )
     assert dict(row) == {"state": "PENDING", "step": "CREATED", "lease_owner": owner}
     assert await shop.states("a", "connect") == {}

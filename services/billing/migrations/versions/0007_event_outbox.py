@@ -1,15 +1,15 @@
 """Billing's event outbox: its domain events (purchases, invoices), written with their
 changes, that WatchEvents streams (libs/common/outbox.py).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from libs.common.migrations import execute_script
 from libs.common.outbox import ddl as outbox_ddl
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 
 
 def upgrade() -> None:

@@ -1,13 +1,13 @@
 """Plans have a display name, for people (the command line's tables).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from libs.common.migrations import execute_script
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 
 
 def upgrade() -> None:

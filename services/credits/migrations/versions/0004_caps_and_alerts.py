@@ -1,12 +1,12 @@
 """Office caps on the shared company balance, balance thresholds and their alerts.
 
-Revision ID: 0003
+Revision ID: 0004
 """
 
 from libs.common.migrations import execute_script
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 
 
 def upgrade() -> None:

@@ -1,14 +1,14 @@
 """An office whose plan billing deactivated has plan kind NONE: it takes no part in the
 legacy-plan rules.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 from libs.common.migrations import execute_script
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 
 
 def upgrade() -> None:

@@ -7,14 +7,14 @@ the instant. Units that exist when history starts get one RECORDED event with th
 state as it is, and their company a horizon: as-of snapshots reach back to it, no
 further (`pool.history_horizons`).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from libs.common.migrations import execute_script
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 
 KINDS = (
     "'RECORDED','CREATED','ACQUIRED','RESERVED','COMMITTED','RELEASED','EXPIRED',"

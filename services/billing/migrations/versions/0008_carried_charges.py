@@ -2,14 +2,14 @@
 invoice: the first one made for its period or a later one (a charge completed after its
 period's invoice is carried to the next). Charges already on an invoice are marked so.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 from libs.common.migrations import execute_script
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 
 
 def upgrade() -> None:
