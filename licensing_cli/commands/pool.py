@@ -54,37 +54,40 @@ def enable(
     currency: Currency,
     company: Company,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Only show what would move (validate_only).")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Change nothing: show which spare units would enter the pool and which"
+            " prices differ between plans (billing's PreviewEnablePool: both in one call).",
+        ),
     ] = False,
     given_request_id: RequestId = None,
     json_flag: Json = False,
 ) -> None:
     """Turn pooling on for one currency: one-way; every office of the currency takes part."""
     session = session_of(ctx)
+    if dry_run:
+        _preview(session.output(json_flag), session.clients, company, currency_code(currency))
+        return
     out = session.output(json_flag)
     pool = session.clients.pool
     code = currency_code(currency)
     response: pool_pb2.EnablePoolResponse = pool.call(
         pool.stub.EnablePool,
         pool_pb2.EnablePoolRequest(
-            request_id=request_id(given_request_id),
-            company_id=company,
-            currency=code,
-            validate_only=dry_run,
+            request_id=request_id(given_request_id), company_id=company, currency=code
         ),
     )
     mismatches = _mismatches(session.clients, company, code)
 
     def show() -> None:
-        verb = "would move" if dry_run else "moved"
-        title = f"Pool {code}: " + ("preview (nothing changed)" if dry_run else "enabled")
-        out.console.print(f"[bold]{title}[/bold]")
+        out.console.print(f"[bold]Pool {code}: enabled[/bold]")
         out.console.print(
             f"Offices taking part: {len(response.office_ids)}; "
-            f"spare units that {verb} into the pool: {response.moved_total}"
+            f"spare units that moved into the pool: {response.moved_total}"
         )
         out.table(
-            f"Units that {verb}",
+            "Units that moved",
             ["office", "type", "#quantity"],
             [(m.office_id, m.license_type, m.quantity) for m in response.moved],
         )
@@ -93,6 +96,38 @@ def enable(
     result = to_dict(response)
     result["price_mismatches"] = [to_dict(m) for m in mismatches]
     out.result(result, show)
+
+
+def _preview(out: Output, clients: Clients, company: str, code: str) -> None:
+    """What enabling would do, from billing, which asks the pool and checks the prices."""
+    billing = clients.billing
+    preview: billing_pb2.PreviewEnablePoolResponse = billing.call(
+        billing.stub.PreviewEnablePool,
+        billing_pb2.PreviewEnablePoolRequest(company_id=company, currency=code),
+    )
+
+    def show() -> None:
+        out.console.print(f"[bold]Pool {code}: preview (nothing changed)[/bold]")
+        if not preview.can_enable:
+            out.warn(
+                f"enabling would be refused: {preview.refusal_reason}: {preview.refusal_message}"
+            )
+        out.console.print(
+            f"Offices taking part: {len(preview.office_ids)}; "
+            f"spare units that would move into the pool: {preview.entering_units}"
+        )
+        out.table(
+            "Units that would move",
+            ["office", "type", "#quantity"],
+            [(e.office_id, e.license_type, e.quantity) for e in preview.entries],
+        )
+        _show_mismatches(out, list(preview.mismatches))
+        if preview.can_enable and preview.in_parity:
+            out.console.print(
+                "Prices agree across the currency's plans: purchases will go through."
+            )
+
+    out.result(to_dict(preview), show)
 
 
 def _mismatches(clients: Clients, company: str, currency: str) -> list[billing_pb2.PriceMismatch]:

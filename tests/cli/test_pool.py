@@ -60,8 +60,12 @@ async def test_enable_a_pool_then_list_its_units_as_json(cli: Cli) -> None:
     cli.ok("pool", "add-units", second, "agentic_ai", "1")  # never poolable: stays spare
 
     preview = cli.ok("pool", "enable", "USD", "--dry-run", "--json").json()
-    assert preview["moved_total"] == 3
-    assert preview["pool"]["enabled"] is False
+    assert preview["can_enable"] is True
+    assert preview["entering_units"] == 3
+    assert preview["entries"] == [{"license_type": "connect", "office_id": first, "quantity": 3}]
+    assert sorted(preview["office_ids"]) == sorted([first, second])
+    assert preview["in_parity"] is True
+    assert "would move" in cli.ok("pool", "enable", "USD", "--dry-run").stdout
 
     enabled = cli.ok("pool", "enable", "USD", "--json").json()
     assert enabled["pool"]["enabled"] is True

@@ -116,12 +116,13 @@ async def configured(db: asyncpg.Pool, company_id: str) -> list[tuple[object, ..
                                  AND pa.assignee_id = l.license_id::text)
                         FILTER (WHERE a.addon_id IS NOT NULL), true) AS addons_assigned
         FROM provisioning.licenses l
-        JOIN provisioning.users u USING (user_id)
-        JOIN pool.units pu ON pu.unit_id = l.license_id
-        LEFT JOIN provisioning.addons a ON a.license_id = l.license_id
-        LEFT JOIN pool.units pa ON pa.unit_id = a.addon_id
+        JOIN provisioning.users u USING (company_id, user_id)
+        JOIN pool.units pu ON pu.company_id = l.company_id AND pu.unit_id = l.license_id
+        LEFT JOIN provisioning.addons a
+            ON a.company_id = l.company_id AND a.license_id = l.license_id
+        LEFT JOIN pool.units pa ON pa.company_id = a.company_id AND pa.unit_id = a.addon_id
         WHERE l.company_id = $1
-        GROUP BY u.display_name, l.license_id
+        GROUP BY u.display_name, l.company_id, l.license_id
         ORDER BY u.display_name, l.license_type
         """,
         uuid.UUID(company_id),
