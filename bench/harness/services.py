@@ -88,11 +88,13 @@ def service_process(
     extra_env: Mapping[str, str] | None = None,
     tls: bool = False,
     serve_url: str | None = None,
+    serve_module: str | None = None,
 ) -> Iterator[ServiceTarget]:
     """Migrates `database_url` and serves `module` on it until the block ends; with
     `tls`, mutual TLS with a certificate of the run's CA (bench/harness/tls.py). The
     service may reach the database another way (`serve_url`, e.g. through PgBouncer);
-    migrations and checks use `database_url` itself."""
+    migrations and checks use `database_url` itself. `serve_module` serves instead of
+    `module` (the same service, changed for a measurement) after `module`'s migrations."""
     port = free_port()
     files = None
     extra = dict(extra_env or {})
@@ -106,7 +108,10 @@ def service_process(
     serve_env = {**env, f"{prefix}_DATABASE_URL": serve_url or database_url}
     try:
         with grpc_server(
-            python_module(module, "serve"), port, ctx.path(f"{label}.log"), serve_env
+            python_module(serve_module or module, "serve"),
+            port,
+            ctx.path(f"{label}.log"),
+            serve_env,
         ) as server:
             yield ServiceTarget(label, server.address, database_url, server.pid, files)
     finally:

@@ -92,7 +92,8 @@ def run_s2_variant(
     ctx: BenchContext, scenario_id: str, title: str, label: str, **service: bool
 ) -> Outcome:
     """S2 against a pool started with `service` (pool_service's options), beside S2
-    plaintext and direct in the same run: their ratio is what the variant costs."""
+    plaintext, direct and with history in the same run: their ratio is what the
+    variant costs (or, for a baseline variant, what S2 pays for it)."""
     if reason := unavailable_reason() or (
         local_pgbouncer.unavailable_reason() if service.get("pgbouncer") else None
     ):
@@ -108,9 +109,7 @@ def run_s2_variant(
             label,
             result,
             timing,
-            comparisons=(
-                compare(result.rps, ctx.throughput("S2"), "S2", at_least=S2_VARIANTS[scenario_id]),
-            ),
+            comparisons=(variant_comparison(scenario_id, result.rps, ctx.throughput("S2")),),
             notes=notes,
             seeded_units=workload.units,
         )
@@ -119,6 +118,16 @@ def run_s2_variant(
 
 # What each S2 variant must keep of S2's throughput.
 S2_VARIANTS = {"S2-mTLS": 0.9, "S2-pgbouncer": 0.8}
+# Variants that are a baseline of S2 instead: S2 must keep this much of theirs.
+S2_BASELINES = {"S2-nohistory": 0.9}
+
+
+def variant_comparison(scenario_id: str, rps: float | None, s2_rps: float | None) -> Comparison:
+    """The variant against S2, or S2 against the variant when the variant is S2 without
+    something S2 pays for."""
+    if scenario_id in S2_BASELINES:
+        return compare(s2_rps, rps, "S2 / this", at_least=S2_BASELINES[scenario_id])
+    return compare(rps, s2_rps, "S2", at_least=S2_VARIANTS[scenario_id])
 
 
 @scenario("S2-mTLS", "S2 with mutual TLS on (client certificates, policy checks)", requires=("S2",))
@@ -141,6 +150,19 @@ def s2_pgbouncer(ctx: BenchContext) -> Outcome:
     before 1.21 needs. PgBouncer's own CPU is in neither CPU column."""
     title = "Acquire on one hot pool, through PgBouncer"
     return run_s2_variant(ctx, "S2-pgbouncer", title, "S2 hot pool, PgBouncer", pgbouncer=True)
+
+
+@scenario(
+    "S2-nohistory",
+    "S2 against a pool writing no unit history (what history costs S2)",
+    requires=("S2",),
+)
+def s2_without_history(ctx: BenchContext) -> Outcome:
+    """S2 against the same pool with its unit-history inserts taken out of the statements
+    (bench/baselines/pool_without_history.py): S2 must keep 0.9x of it, i.e. history
+    costs S2 at most 10 %."""
+    title = "Acquire on one hot pool, no unit history"
+    return run_s2_variant(ctx, "S2-nohistory", title, "S2 hot pool, no history", history=False)
 
 
 # ------------------------------------------------------------------ S3

@@ -19,6 +19,7 @@ from libs.common import local_pgbouncer
 from libs.common.tls import TlsFiles
 
 MODULE = "services.pool"
+WITHOUT_HISTORY = "bench.baselines.pool_without_history"
 
 
 def unavailable_reason() -> str | None:
@@ -39,10 +40,15 @@ class PoolTarget:
 
 @contextmanager
 def pool_service(
-    ctx: BenchContext, name: str, tls: bool = False, pgbouncer: bool = False
+    ctx: BenchContext,
+    name: str,
+    tls: bool = False,
+    pgbouncer: bool = False,
+    history: bool = True,
 ) -> Iterator[PoolTarget]:
     """A pool service on a fresh database (with mutual TLS when `tls`; through a
-    PgBouncer in transaction pooling mode, the statement cache off, when `pgbouncer`);
+    PgBouncer in transaction pooling mode, the statement cache off, when `pgbouncer`;
+    writing no unit history when not `history`: bench/baselines/pool_without_history.py);
     stopped and the database dropped afterwards."""
     with ExitStack() as stack:
         database_url = stack.enter_context(scratch_database(ctx.admin_url, f"pool_{name}"))
@@ -54,7 +60,15 @@ def pool_service(
             extra["POOL_DATABASE_STATEMENT_CACHE_SIZE"] = "0"
         service = stack.enter_context(
             service_process(
-                ctx, MODULE, "POOL", database_url, f"pool-{name}", extra, tls, serve_url
+                ctx,
+                MODULE,
+                "POOL",
+                database_url,
+                f"pool-{name}",
+                extra,
+                tls,
+                serve_url,
+                None if history else WITHOUT_HISTORY,
             )
         )
         yield PoolTarget(service.address, service.database_url, service.pid, tls=service.tls)
