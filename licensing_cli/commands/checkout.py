@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from licensing.billing.v1 import billing_pb2
+from licensing_cli.names import OfficeNames
 from licensing_cli.options import Company, Json, RequestId, request_id
 from licensing_cli.output import money_of, timestamp
 from licensing_cli.session import session_of
@@ -107,7 +108,7 @@ def purchase(
         out.fields(
             f"Purchase {p.purchase_id}",
             [
-                ("office", p.office_id),
+                ("office", OfficeNames.of(session.clients, company).label(p.office_id)),
                 ("license type", p.license_type),
                 ("quantity", p.quantity),
                 ("restored / from pool / new", f"{p.restored} / {p.from_pool} / {p.new_units}"),

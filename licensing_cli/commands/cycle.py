@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from licensing.billing.v1 import billing_pb2
+from licensing_cli.names import OfficeNames
 from licensing_cli.options import (
     AllPages,
     Company,
@@ -33,9 +34,9 @@ def last_month(now: datetime) -> str:
     return (first - timedelta(days=1)).strftime("%Y-%m")
 
 
-def show_invoice(out: Output, invoice: billing_pb2.Invoice) -> None:
-    """The invoice as tables: unit lines (unpriced ones flagged), purchase charges, credit
-    overage, totals, reconciliation."""
+def show_invoice(out: Output, invoice: billing_pb2.Invoice, names: OfficeNames) -> None:
+    """The invoice as tables (offices by name): unit lines (unpriced ones flagged),
+    purchase charges, credit overage, totals, reconciliation."""
     out.console.print(
         f"[bold]Invoice {invoice.invoice_id}[/bold] — period {invoice.period}, "
         f"snapshot {timestamp(invoice.snapshot_time)}"
@@ -57,7 +58,7 @@ def show_invoice(out: Output, invoice: billing_pb2.Invoice) -> None:
         ],
         [
             (
-                line.office_id,
+                names.label(line.office_id),
                 line.license_type,
                 enum_name(line.kind, billing_pb2.LineKind.Name, "LINE_KIND_")
                 .replace("_UNITS", "")
@@ -80,7 +81,7 @@ def show_invoice(out: Output, invoice: billing_pb2.Invoice) -> None:
         [
             (
                 c.purchase_id,
-                c.office_id,
+                names.label(c.office_id),
                 c.license_type,
                 c.new_units,
                 money_of(c.amount),
@@ -95,7 +96,7 @@ def show_invoice(out: Output, invoice: billing_pb2.Invoice) -> None:
             ["office", "plan", "credit period", "amount"],
             [
                 (
-                    o.office_id,
+                    names.label(o.office_id),
                     o.plan_id or "(none)",
                     f"{timestamp(o.period_start_time)} to {timestamp(o.period_end_time)}",
                     money_of(o.amount),
@@ -153,7 +154,10 @@ def close(
             request_id=request_id(given_request_id), company_id=company, period=chosen
         ),
     )
-    out.result(response, lambda: show_invoice(out, response.invoice))
+    out.result(
+        response,
+        lambda: show_invoice(out, response.invoice, OfficeNames.of(session.clients, company)),
+    )
 
 
 @app.command("invoice")
@@ -171,7 +175,10 @@ def invoice(
         billing.stub.GetInvoice,
         billing_pb2.GetInvoiceRequest(company_id=company, invoice_id=invoice_id),
     )
-    out.result(response, lambda: show_invoice(out, response.invoice))
+    out.result(
+        response,
+        lambda: show_invoice(out, response.invoice, OfficeNames.of(session.clients, company)),
+    )
 
 
 @app.command("invoices")

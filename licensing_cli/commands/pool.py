@@ -12,6 +12,7 @@ from licensing.billing.v1 import billing_pb2
 from licensing.pool.v1 import pool_pb2
 from licensing_cli.clients import Clients
 from licensing_cli.discovery import health_of
+from licensing_cli.names import OfficeNames
 from licensing_cli.options import (
     AllPages,
     Company,
@@ -81,6 +82,7 @@ def enable(
     mismatches = _mismatches(session.clients, company, code)
 
     def show() -> None:
+        names = OfficeNames.of(session.clients, company)
         out.console.print(f"[bold]Pool {code}: enabled[/bold]")
         out.console.print(
             f"Offices taking part: {len(response.office_ids)}; "
@@ -89,9 +91,9 @@ def enable(
         out.table(
             "Units that moved",
             ["office", "type", "#quantity"],
-            [(m.office_id, m.license_type, m.quantity) for m in response.moved],
+            [(names.label(m.office_id), m.license_type, m.quantity) for m in response.moved],
         )
-        _show_mismatches(out, mismatches)
+        _show_mismatches(out, mismatches, names)
 
     result = to_dict(response)
     result["price_mismatches"] = [to_dict(m) for m in mismatches]
@@ -107,6 +109,7 @@ def _preview(out: Output, clients: Clients, company: str, code: str) -> None:
     )
 
     def show() -> None:
+        names = OfficeNames.of(clients, company)
         out.console.print(f"[bold]Pool {code}: preview (nothing changed)[/bold]")
         if not preview.can_enable:
             out.warn(
@@ -119,9 +122,9 @@ def _preview(out: Output, clients: Clients, company: str, code: str) -> None:
         out.table(
             "Units that would move",
             ["office", "type", "#quantity"],
-            [(e.office_id, e.license_type, e.quantity) for e in preview.entries],
+            [(names.label(e.office_id), e.license_type, e.quantity) for e in preview.entries],
         )
-        _show_mismatches(out, list(preview.mismatches))
+        _show_mismatches(out, list(preview.mismatches), names)
         if preview.can_enable and preview.in_parity:
             out.console.print(
                 "Prices agree across the currency's plans: purchases will go through."
@@ -142,7 +145,9 @@ def _mismatches(clients: Clients, company: str, currency: str) -> list[billing_p
     return list(parity.mismatches)
 
 
-def _show_mismatches(out: Output, mismatches: list[billing_pb2.PriceMismatch]) -> None:
+def _show_mismatches(
+    out: Output, mismatches: list[billing_pb2.PriceMismatch], names: OfficeNames
+) -> None:
     if not mismatches:
         return
     out.warn("these prices differ between plans; purchases of these types are refused:")
@@ -150,7 +155,7 @@ def _show_mismatches(out: Output, mismatches: list[billing_pb2.PriceMismatch]) -
         "Price mismatches",
         ["type", "plan", "office", "unit price"],
         [
-            (m.license_type, p.plan_id, p.office_id, money_of(p.unit_price))
+            (m.license_type, p.plan_id, names.label(p.office_id), money_of(p.unit_price))
             for m in mismatches
             for p in m.plan_prices
         ],
@@ -254,13 +259,14 @@ def units(
         next_token = page.next_page_token
 
     def show() -> None:
+        names = OfficeNames.of(session.clients, company) if found else OfficeNames()
         out.table(
             "Units",
             ["unit", "office", "currency", "type", "state", "assignee", "claimable at"],
             [
                 (
                     u.unit_id,
-                    u.office_id,
+                    names.label(u.office_id),
                     u.currency,
                     u.license_type,
                     state_name(u.state),

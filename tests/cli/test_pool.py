@@ -54,7 +54,7 @@ async def test_office_create_without_billing_still_registers_in_pool(cli: Cli) -
 
 
 async def test_enable_a_pool_then_list_its_units_as_json(cli: Cli) -> None:
-    first = cli.office("USD")
+    first = cli.office("USD", "--name", "Lisbon")
     second = cli.office("USD")
     cli.ok("pool", "add-units", first, "connect", "3")
     cli.ok("pool", "add-units", second, "agentic_ai", "1")  # never poolable: stays spare
@@ -65,7 +65,9 @@ async def test_enable_a_pool_then_list_its_units_as_json(cli: Cli) -> None:
     assert preview["entries"] == [{"license_type": "connect", "office_id": first, "quantity": 3}]
     assert sorted(preview["office_ids"]) == sorted([first, second])
     assert preview["in_parity"] is True
-    assert "would move" in cli.ok("pool", "enable", "USD", "--dry-run").stdout
+    preview_table = cli.ok("pool", "enable", "USD", "--dry-run").stdout
+    assert "would move" in preview_table
+    assert f"Lisbon ({first[:8]})" in preview_table  # offices by name; unnamed by id
 
     enabled = cli.ok("pool", "enable", "USD", "--json").json()
     assert enabled["pool"]["enabled"] is True
@@ -119,6 +121,9 @@ async def test_enable_a_pool_then_list_its_units_as_json(cli: Cli) -> None:
 
     spare = cli.ok("pool", "units", "--office", second, "--type", "agentic_ai", "--json").json()
     assert [u["state"] for u in spare["units"]] == ["UNIT_STATE_SPARE"]
+    listed = cli.ok("pool", "units").stdout
+    assert f"Lisbon ({first[:8]})" in listed
+    assert second in listed
 
     # The second office claims the pooled units: own spare first, then the pool.
     taken = cli.ok("pool", "acquire", second, "connect", "-n", "2", "--json").json()
