@@ -36,7 +36,8 @@ def last_month(now: datetime) -> str:
 
 def show_invoice(out: Output, invoice: billing_pb2.Invoice, names: OfficeNames) -> None:
     """The invoice as tables (offices by name): unit lines (unpriced ones flagged),
-    purchase charges, credit overage, totals, reconciliation."""
+    purchase charges (those billed in advance flagged), credit overage, totals,
+    reconciliation."""
     out.console.print(
         f"[bold]Invoice {invoice.invoice_id}[/bold] — period {invoice.period}, "
         f"snapshot {timestamp(invoice.snapshot_time)}"
@@ -77,19 +78,28 @@ def show_invoice(out: Output, invoice: billing_pb2.Invoice, names: OfficeNames) 
     )
     out.table(
         "Purchases this period (prorated)",
-        ["purchase", "office", "type", "#new", "amount", "when"],
+        ["purchase", "office", "type", "period", "#new", "billed", "adjustment", "amount", "when"],
         [
             (
                 c.purchase_id,
                 names.label(c.office_id),
                 c.license_type,
+                c.period,
                 c.new_units,
+                "IN ADVANCE" if c.billed_in_advance else "",
+                money_of(c.adjustment) if c.billed_in_advance else "",
                 money_of(c.amount),
                 timestamp(c.purchase_time),
             )
             for c in invoice.purchase_charges
         ],
     )
+    if any(c.billed_in_advance for c in invoice.purchase_charges):
+        out.note(
+            "IN ADVANCE: bought in the office's next cycle before this close. The lines bill"
+            " its new units that whole cycle; the adjustment credits the part before the"
+            " purchase (line + charge = the prorated amount), and no later invoice bills it."
+        )
     if invoice.credit_overage_included:
         out.table(
             "Credit overage",

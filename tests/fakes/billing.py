@@ -23,7 +23,7 @@ from libs.common.errors import DomainError
 from libs.common.license_catalog import catalog
 from libs.common.reasons import Reason
 from services.billing.adapters.credits import plan_allowance
-from services.billing.domain import errors
+from services.billing.domain import cycles, errors
 from services.billing.domain.model import (
     Availability,
     Held,
@@ -435,18 +435,26 @@ class FakePurchases:
         ][:limit]
 
     async def claim_charges(
-        self, company_id: uuid.UUID, period: str, invoice_id: uuid.UUID
+        self, company_id: uuid.UUID, period: str, invoice_id: uuid.UUID, live_at: datetime
     ) -> list[PurchaseCharge]:
+        following = cycles.next_period(period)
         claimed = sorted(
             (
                 s
                 for s in self._t.purchases.values()
                 if s.purchase.company_id == company_id
-                and _period(s.purchase) <= period
                 and s.purchase.state is PurchaseState.COMPLETED
                 and s.purchase.split is not None
                 and s.purchase.split.new > 0
                 and s.invoice_id is None
+                and (
+                    _period(s.purchase) <= period
+                    or (
+                        _period(s.purchase) == following
+                        and s.purchase.resolved_at is not None
+                        and s.purchase.resolved_at <= live_at
+                    )
+                )
             ),
             key=lambda s: (s.purchase.purchased_at, s.purchase.purchase_id),
         )
@@ -463,9 +471,25 @@ class FakePurchases:
                 p.amount,
                 p.purchased_at,
                 _period(p),
+                p.unit_price,
             )
             for p in (s.purchase for s in claimed)
         ]
+
+    async def adding_unclaimed(self, company_id: uuid.UUID, period: str) -> int:
+        return sum(
+            1
+            for s in self._t.purchases.values()
+            if s.purchase.company_id == company_id
+            and _period(s.purchase) == period
+            and s.purchase.split is not None
+            and s.purchase.split.new > 0
+            and s.invoice_id is None
+            and (
+                s.purchase.state is PurchaseState.COMPLETED
+                or (s.purchase.state is PurchaseState.PENDING and s.purchase.step is Step.ADDING)
+            )
+        )
 
     async def pending_in_period(self, company_id: uuid.UUID, period: str) -> int:
         return sum(

@@ -184,6 +184,8 @@ def _charge_pb(charge: PurchaseCharge) -> pb.PurchaseCharge:
         amount=money(charge.amount, charge.currency),
         purchase_time=timestamp(charge.purchased_at),
         period=charge.period,
+        billed_in_advance=charge.billed_in_advance,
+        adjustment=money(charge.adjustment, charge.currency) if charge.billed_in_advance else None,
     )
 
 

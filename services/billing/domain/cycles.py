@@ -74,6 +74,13 @@ def cycle_in_period(start: datetime, period: str) -> Cycle | None:
     return cycle(start, k)
 
 
+def next_period(period: str) -> str:
+    """The period after `period`: for every plan, its cycle that follows the one starting
+    in `period` starts in it."""
+    year, month = parse_period(period)
+    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+
+
 def period_month(period: str) -> tuple[datetime, datetime]:
     """The calendar month (UTC) a period names: [its first instant, the next month's)."""
     year, month = parse_period(period)

@@ -8,6 +8,9 @@ exactly once.
 - The prorated purchase charges of the period are added, and each office's credit
   overage of its credit period that starts in the period's month, at face value on the
   office's plan.
+- A charge of the next period whose new units were live at the snapshot is billed in
+  advance: the lines bill those units the full cycle they were bought in, so the charge
+  comes with a credit for the part of that cycle before the purchase (`in_advance`).
 - A line no price applies to (the paying plan has none for the type, or there is no
   paying plan) is billed at 0 and flagged unpriced; the reconciliation counts its units.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 
 from services.billing.domain.model import (
     CreditOverage,
@@ -129,6 +133,23 @@ def overages(found: Sequence[PeriodOverage], plans: Sequence[Plan]) -> list[Cred
             )
         )
     return result
+
+
+def in_advance(charge: PurchaseCharge) -> PurchaseCharge:
+    """A charge whose new units the invoice's lines bill already, for the whole cycle the
+    charge prorates: the customer owes the prorated amount only, so the charge credits
+    the full cycle of its units (at the purchase's price; a pooled currency's prices are
+    at parity) and line plus charge equal the prorated amount."""
+    credit = -charge.new_units * charge.unit_price
+    return replace(
+        charge, amount=charge.prorated + credit, adjustment=credit, billed_in_advance=True
+    )
+
+
+def carried(period: str, claimed: Sequence[PurchaseCharge]) -> list[PurchaseCharge]:
+    """The claimed charges as the invoice of `period` carries them: those of a later
+    period (the next one, whose units the snapshot holds) billed in advance."""
+    return [in_advance(c) if c.period > period else c for c in claimed]
 
 
 def totals(

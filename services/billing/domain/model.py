@@ -263,6 +263,18 @@ class PurchaseCharge:
     # The period of the plan cycle it was bought in: earlier than the invoice's when the
     # charge completed after its own period's invoice was made (carried to the next).
     period: str
+    unit_price: int = 0  # the purchase's price per unit and cycle
+    # Billed in advance: a charge of the period after the invoice's, whose new units are
+    # on the invoice's lines already (each billed a full cycle, the one they were bought
+    # in). `adjustment` (<= 0) credits that cycle's part before the purchase, so that line
+    # and charge together are the prorated amount; `amount` includes it.
+    billed_in_advance: bool = False
+    adjustment: int = 0
+
+    @property
+    def prorated(self) -> int:
+        """The purchase's prorated charge, before any adjustment."""
+        return self.amount - self.adjustment
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from datetime import datetime
 import asyncpg
 
 from libs.common.errors import DomainError
+from services.billing.domain import cycles
 from services.billing.domain.model import Purchase, PurchaseCharge, Split
 from services.billing.domain.purchase import Step
 from services.billing.repository.rows import PURCHASE_COLUMNS, to_purchase
@@ -366,21 +367,26 @@ class Purchases:
     # --- what invoices read ---------------------------------------------------------------
 
     async def claim_charges(
-        self, company_id: uuid.UUID, period: str, invoice_id: uuid.UUID
+        self, company_id: uuid.UUID, period: str, invoice_id: uuid.UUID, live_at: datetime
     ) -> list[PurchaseCharge]:
-        """The completed charges of the period or an earlier one that no invoice carries
-        yet, now carried by `invoice_id` (a row lock makes two invoices' claims exclusive)."""
+        """The completed charges that no invoice carries yet, now carried by `invoice_id`
+        (a row lock makes two invoices' claims exclusive): those of the period or an
+        earlier one, and those of the next period completed by `live_at` (an instant read
+        before the invoice's snapshot: their new units are in it)."""
         rows = await self._conn.fetch(
             """
             UPDATE billing.purchases SET invoice_id = $3
-            WHERE company_id = $1 AND period <= $2 AND state = 'COMPLETED' AND new_units > 0
+            WHERE company_id = $1 AND state = 'COMPLETED' AND new_units > 0
               AND invoice_id IS NULL
+              AND (period <= $2 OR (period = $4 AND resolved_at <= $5))
             RETURNING purchase_id, office_id, plan_id, license_type, currency, new_units,
-                amount, purchased_at, period
+                amount, purchased_at, period, unit_price
             """,
             company_id,
             period,
             invoice_id,
+            cycles.next_period(period),
+            live_at,
         )
         charges = [
             PurchaseCharge(
@@ -393,10 +399,26 @@ class Purchases:
                 r["amount"],
                 r["purchased_at"],
                 r["period"],
+                r["unit_price"],
             )
             for r in rows
         ]
         return sorted(charges, key=lambda c: (c.purchased_at, c.purchase_id))
+
+    async def adding_unclaimed(self, company_id: uuid.UUID, period: str) -> int:
+        """Purchases of the period whose new units may be in a pool snapshot while no
+        invoice carries their charge: adding them (PENDING at ADDING), or completed and
+        unclaimed."""
+        count: int = await self._conn.fetchval(
+            """
+            SELECT count(*) FROM billing.purchases
+            WHERE company_id = $1 AND period = $2 AND new_units > 0 AND invoice_id IS NULL
+              AND (state = 'COMPLETED' OR (state = 'PENDING' AND step = 'ADDING'))
+            """,
+            company_id,
+            period,
+        )
+        return count
 
     async def pending_in_period(self, company_id: uuid.UUID, period: str) -> int:
         count: int = await self._conn.fetchval(

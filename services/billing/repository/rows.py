@@ -138,6 +138,9 @@ def charge_json(charge: PurchaseCharge) -> dict[str, Any]:
         "amount": charge.amount,
         "purchased_at": charge.purchased_at.isoformat(),
         "period": charge.period,
+        "unit_price": charge.unit_price,
+        "billed_in_advance": charge.billed_in_advance,
+        "adjustment": charge.adjustment,
     }
 
 
@@ -151,6 +154,10 @@ def _charge(data: dict[str, Any], invoice_period: str) -> PurchaseCharge:
         purchased_at=datetime.fromisoformat(data["purchased_at"]),
         # Invoices made before charges could be carried hold only their own period's.
         period=data.get("period", invoice_period),
+        # Charges stored before billing in advance: their own amount, no adjustment.
+        unit_price=data.get("unit_price", 0),
+        billed_in_advance=bool(data.get("billed_in_advance", False)),
+        adjustment=data.get("adjustment", 0),
     )
 
 

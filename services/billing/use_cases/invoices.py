@@ -74,13 +74,19 @@ async def _make_invoice(
 ) -> None:
     """Writes the period's invoice, unless another close wrote it first. The invoice
     carries, in its own transaction, every completed charge of the period or an earlier
-    one that no invoice carries yet: each charge is on exactly one invoice."""
-    snapshot = await pool.snapshot(company_id)
+    one that no invoice carries yet, and those of the next period completed by `now`
+    (read before the snapshot, so their new units are on the lines: billed in advance):
+    each charge is on exactly one invoice.
+
+    A purchase of the next period still adding its units, or completed after `now` and
+    unclaimed, may have units in the snapshot whose charge the invoice cannot tell apart:
+    the close is refused (`PURCHASES_IN_PROGRESS`, rolled back) and a retry claims it."""
     owed = (
         await credits.period_overage(company_id, *cycles.period_month(period))
         if credits is not None
         else []
     )
+    snapshot = await pool.snapshot(company_id)
     billed = invoicing.lines(snapshot, plans)
     overages = invoicing.overages(owed, plans)
     reconciliation = invoicing.reconcile(snapshot, billed)
@@ -96,7 +102,12 @@ async def _make_invoice(
     invoice_id = uuid.uuid4()
     try:
         async with uow.transaction() as tx:
-            charges = await tx.purchases.claim_charges(company_id, period, invoice_id)
+            claimed = await tx.purchases.claim_charges(company_id, period, invoice_id, now)
+            following = cycles.next_period(period)
+            unclear = await tx.purchases.adding_unclaimed(company_id, following)
+            if unclear:
+                raise errors.purchases_in_progress(following, unclear)
+            charges = invoicing.carried(period, claimed)
             invoice = Invoice(
                 invoice_id=invoice_id,
                 company_id=company_id,
