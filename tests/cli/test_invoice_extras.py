@@ -52,3 +52,28 @@ async def test_unpriced_units_and_credit_overage_are_on_the_invoice(cli: Cli) ->
     assert "$3.00" in table
     listed = cli.ok("cycle", "invoices").stdout
     assert "unpriced units" in listed
+
+
+async def test_a_purchase_of_the_next_cycle_before_the_close_shows_billed_in_advance(
+    cli: Cli,
+) -> None:
+    start, period = last_month()
+    office = cli.office("USD", "--price", "connect=1000", "--start", start)
+    # This month is the office's next cycle; last month's is over but not closed yet.
+    bought = cli.ok("checkout", "purchase", office, "connect", "2", "--json").json()
+    purchase = bought["purchase"]
+    assert purchase["period"] != period
+    prorated = int(purchase["amount"]["amount_minor"])
+
+    closed = cli.ok("cycle", "close", period, "--json").json()["invoice"]
+    (charge,) = closed["purchase_charges"]
+    assert charge["purchase_id"] == purchase["purchase_id"]
+    assert charge["billed_in_advance"] is True
+    assert charge["adjustment"]["amount_minor"] == "-2000"
+    assert int(charge["amount"]["amount_minor"]) == prorated - 2000
+    # The two units on the line ($20.00 for this month) and the charge: the prorated amount.
+    assert closed["totals"] == [{"amount_minor": str(prorated), "currency_code": "USD"}]
+
+    table = cli.ok("cycle", "invoice", closed["invoice_id"]).stdout
+    assert "IN ADVANCE" in table
+    assert "-$20.00" in table

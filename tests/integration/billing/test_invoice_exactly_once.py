@@ -6,7 +6,11 @@ plan; every live unit is on exactly one invoice line, pooled units on the oldest
 plan of their currency; exactly the removals of the period's cycles (or earlier ones) are
 terminated, each at or after its removal time, by the pool's own record of when it was
 scheduled; closing the period again returns the same invoice. After closing every period:
-every purchase charge is on exactly one invoice."""
+every purchase charge is on exactly one invoice, the first made after it completed for the
+period before its own or a later one; on the one before its own (an office with an
+earlier anchor bought in its next cycle before the company's close, so its new units are
+on that invoice's lines for the cycle the charge prorates) it is billed in advance, with a
+credit of that full cycle: per new unit the customer pays its prorated amount exactly."""
 
 from __future__ import annotations
 
@@ -70,6 +74,14 @@ EXPECTED_FAILURES = {"NO_LICENSE_AVAILABLE", "NOT_ENOUGH_SPARE", "POOL_ALREADY_E
 
 def period_end(period: str) -> datetime:
     return cycles.period_end(period, STARTS.values())
+
+
+def following(period: str) -> str:
+    return (datetime.strptime(period, "%Y-%m") + timedelta(days=31)).strftime("%Y-%m")
+
+
+def preceding(period: str) -> str:
+    return (datetime.strptime(period, "%Y-%m") - timedelta(days=1)).strftime("%Y-%m")
 
 
 @dataclass
@@ -228,16 +240,38 @@ async def scenario(shop: Shop, clock: FakeClock, ops: list[tuple[str, str, int, 
     carried_by: dict[str, list[tuple[bpb.Invoice, bpb.PurchaseCharge]]] = {}
     for _, invoice in run.made:
         for charge in invoice.purchase_charges:
-            assert charge.period <= invoice.period
+            assert charge.period <= following(invoice.period)  # the next one: in advance
+            assert charge.billed_in_advance == (charge.period > invoice.period)
             carried_by.setdefault(charge.purchase_id, []).append((invoice, charge))
     charged = {p.purchase_id: p for p in await shop.purchases() if p.new_units}
     assert set(carried_by) == set(charged)  # none missed
     for purchase_id, bought in charged.items():
         ((carrier, charge),) = carried_by[purchase_id]  # none twice
-        assert (charge.period, charge.amount) == (bought.period, bought.amount)
         after = run.completed_at[purchase_id]
-        first = next(i for seq, i in run.made if seq > after and i.period >= bought.period)
+        first = next(
+            i for seq, i in run.made if seq > after and i.period >= preceding(bought.period)
+        )
         assert carrier.invoice_id == first.invoice_id
+        assert charge.period == bought.period
+        currency = bought.unit_price.currency_code
+        price, prorated = bought.unit_price.amount_minor, bought.amount.amount_minor
+        if carrier.period < bought.period:  # its units are on the carrier's lines
+            assert charge.billed_in_advance
+            assert charge.adjustment == bpb.Money(
+                currency_code=currency, amount_minor=-bought.new_units * price
+            )
+            assert charge.amount.amount_minor == prorated - bought.new_units * price
+            # Line and charge together bill each new unit its prorated amount.
+            billed = [
+                line
+                for line in carrier.lines
+                if (line.currency, line.license_type) == (currency, bought.license_type)
+            ]
+            assert sum(line.units for line in billed) >= bought.new_units
+            assert {line.unit_price.amount_minor for line in billed} == {price}
+        else:
+            assert not charge.billed_in_advance and not charge.HasField("adjustment")
+            assert charge.amount == bought.amount
 
 
 async def test_every_charge_and_every_live_unit_is_billed_exactly_once(
@@ -254,6 +288,20 @@ async def test_every_charge_and_every_live_unit_is_billed_exactly_once(
         max_examples=25,
         deadline=None,
         suppress_health_check=list(HealthCheck),
+    )
+    @example(  # b (Jan 1) and c (Jan 2) buy in their February cycles before January's
+        # close (a's January cycle runs to Feb 28): billed in advance on January's invoice
+        ops=[
+            ("days", "a", 0, 20),  # Feb 4
+            ("buy", "b", 0, 2),
+            ("buy", "c", 0, 1),
+            ("buy", "a", 1, 1),  # a's January cycle: January's own charge
+            ("days", "a", 0, 25),  # Mar 1
+            ("close_next", "", 0, 0),  # 2025-12
+            ("close_next", "", 0, 0),  # 2026-01: carries b's and c's charges in advance
+            ("buy", "b", 0, 1),  # b's March cycle: February's invoice carries it in advance
+            ("close", "2026-02", 0, 0),  # refused: a's February cycle runs to Mar 30
+        ]
     )
     @example(  # removals in each office's own cycle; early, late and out-of-order closes
         ops=[
