@@ -270,7 +270,8 @@ async def scenario(shop: Shop, clock: FakeClock, ops: list[tuple[str, str, int, 
             assert sum(line.units for line in billed) >= bought.new_units
             assert {line.unit_price.amount_minor for line in billed} == {price}
         else:
-            assert not charge.billed_in_advance and not charge.HasField("adjustment")
+            assert not charge.billed_in_advance
+            assert not charge.HasField("adjustment")
             assert charge.amount == bought.amount
 
 

@@ -187,7 +187,10 @@ async def close(world: World, period: str) -> None:
             expected = "PERIOD_NOT_STARTED"
         elif now < period_end(period):
             expected = "PERIOD_NOT_ENDED"
-        elif world.pending_in(period) or world.adding_in(following(period)):
+        elif world.pending_in(period):
+            expected = "PURCHASES_IN_PROGRESS"
+        elif world.adding_in(following(period)):
+            event("a close waits for a next-period purchase adding its units")
             expected = "PURCHASES_IN_PROGRESS"
         else:
             expected = ""
@@ -374,6 +377,7 @@ async def scenario(ops: list[tuple[Any, ...]]) -> None:
 @example(  # a purchase of a's February cycle stopped while adding its units holds
     # January's close until it is recovered, then January carries it in advance
     ops=[
+        ("buy", "b", 3),  # the pool's two units: a's next purchase needs no hold
         ("wait", 500),
         ("buy_down", "a", 4, "after_pivot"),
         ("wait", 600),
