@@ -3,12 +3,20 @@ and PostgreSQL (docs/product.md, "Invoices"): the close's lines bill its units t
 cycle, so the close's invoice carries its charge billed in advance, with a credit for the
 cycle's part before the purchase; the next period's invoice does not bill it again."""
 
+import uuid
 from datetime import UTC, datetime
 
+import asyncpg
+import grpc
 import pytest
 
 from libs.common.clock import FakeClock
+from libs.common.error_status import error_info
 from licensing.billing.v1 import billing_pb2 as bpb
+from services.billing.domain import cycles
+from services.billing.domain.model import Purchase, PurchaseState, Split
+from services.billing.domain.purchase import Step
+from services.billing.repository.purchases import Purchases
 from tests.support.billing import Shop
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -70,3 +78,74 @@ async def test_a_purchase_in_the_next_cycle_before_the_close_is_billed_once_in_a
         bpb.GetInvoiceRequest(company_id=shop.company_id, invoice_id=january.invoice_id)
     )
     assert fetched.invoice == january  # stored as made, adjustment and flag included
+
+
+async def test_a_close_waits_for_a_next_cycle_purchase_it_cannot_place(
+    shop: Shop, clock: FakeClock, db: asyncpg.Pool
+) -> None:
+    """A purchase of the next cycle adding its units, or completed after the close's
+    instant, may or may not be in the snapshot: the close is refused, and made once the
+    purchase completed before a close's instant."""
+    early_start = datetime(2026, 1, 1, tzinfo=UTC)
+    await shop.plan("early", "USD", PRICES, early_start, primary=True)
+    await shop.plan("late", "USD", PRICES, datetime(2026, 1, 20, 9, 30, tzinfo=UTC))
+    bought_at = datetime(2026, 2, 10, tzinfo=UTC)
+    purchase = Purchase(  # as its driver writes it, stopped before AddUnits answered
+        purchase_id=uuid.uuid4(),
+        company_id=uuid.UUID(shop.company_id),
+        request_id=str(uuid.uuid4()),
+        office_id=uuid.UUID(shop.offices["early"]),
+        license_type="connect",
+        quantity=2,
+        state=PurchaseState.PENDING,
+        plan_id=uuid.UUID(shop.plans["early"]),
+        currency="USD",
+        unit_price=1000,
+        cycle=cycles.cycle_at(early_start, bought_at),
+        purchased_at=bought_at,
+        attempt=1,
+        step=Step.CREATED,
+    )
+    split = Split(restored=0, from_pool=0, new=2)
+    async with db.acquire() as conn:
+        purchases = Purchases(conn)
+        assert await purchases.insert(purchase, b"test", uuid.uuid4(), 600)
+        await purchases.set_split(
+            purchase.company_id, purchase.purchase_id, Step.ADDING, split, None, []
+        )
+
+    close_at = datetime(2026, 2, 20, 9, 30, tzinfo=UTC)
+    clock.set(close_at)
+
+    async def refused() -> None:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await shop.close("2026-01")
+        assert caught.value.code() == grpc.StatusCode.ABORTED
+        info = error_info(caught.value)
+        assert info is not None
+        assert (info.reason, dict(info.metadata)) == (
+            "PURCHASES_IN_PROGRESS",
+            {"period": "2026-02"},
+        )
+        listed = await shop.billing.ListInvoices(
+            bpb.ListInvoicesRequest(company_id=shop.company_id)
+        )
+        assert list(listed.invoices) == []  # nothing written, the claim rolled back
+
+    await refused()  # adding its units
+    async with db.acquire() as conn:  # completes after the close's instant
+        done = await Purchases(conn).complete(
+            purchase.company_id, purchase.purchase_id, split, 1357, [], close_at.replace(minute=31)
+        )
+    assert done is not None
+    await refused()
+
+    clock.set(close_at.replace(minute=31))
+    january = await shop.close("2026-01")
+    (charge,) = january.purchase_charges
+    assert (charge.purchase_id, charge.billed_in_advance, charge.adjustment) == (
+        str(purchase.purchase_id),
+        True,
+        usd(-2000),
+    )
+    assert charge.amount == usd(1357 - 2000)
