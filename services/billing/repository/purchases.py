@@ -378,7 +378,7 @@ class Purchases:
             UPDATE billing.purchases SET invoice_id = $3
             WHERE company_id = $1 AND state = 'COMPLETED' AND new_units > 0
               AND invoice_id IS NULL
-              AND (period <= $2 OR (period = $4 AND resolved_at <= $5))
+              AND period <= $4 AND (period <= $2 OR resolved_at <= $5)
             RETURNING purchase_id, office_id, plan_id, license_type, currency, new_units,
                 amount, purchased_at, period, unit_price
             """,
