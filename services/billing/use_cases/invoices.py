@@ -86,6 +86,7 @@ async def _make_invoice(
         if credits is not None
         else []
     )
+    # Last before the claim: the shorter the time from `now`, the fewer refusals.
     snapshot = await pool.snapshot(company_id)
     billed = invoicing.lines(snapshot, plans)
     overages = invoicing.overages(owed, plans)
