@@ -29,6 +29,7 @@ RequestId = Annotated[
         "same id and the same arguments has no second effect.",
     ),
 ]
+CurrencyFilter = Annotated[str, typer.Option("--currency", help="Only this currency.")]
 PageSize = Annotated[int, typer.Option("--page-size", min=1, max=1000, help="Items per page.")]
 PageToken = Annotated[
     str, typer.Option("--page-token", help="Continue from a previous page's next_page_token.")
@@ -46,6 +47,7 @@ class Paging:
 
 
 FIRST_PAGE = Paging()
+EVERY_PAGE = Paging(follow=True)
 
 
 def paged(command: Callable[..., None]) -> Callable[..., None]:

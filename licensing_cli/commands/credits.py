@@ -11,6 +11,7 @@ from licensing.credits.v1 import credits_pb2
 from licensing_cli.options import (
     FIRST_PAGE,
     Company,
+    CurrencyFilter,
     Json,
     Paging,
     RequestId,
@@ -220,7 +221,7 @@ def show_thresholds(
 def alerts(
     ctx: typer.Context,
     company: Company,
-    currency: Annotated[str, typer.Option("--currency", help="Only this currency.")] = "",
+    currency: CurrencyFilter = "",
     paging: Paging = FIRST_PAGE,
     json_flag: Json = False,
 ) -> None:

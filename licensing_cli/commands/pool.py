@@ -16,6 +16,7 @@ from licensing_cli.names import OfficeNames
 from licensing_cli.options import (
     FIRST_PAGE,
     Company,
+    CurrencyFilter,
     Json,
     Paging,
     RequestId,
@@ -219,7 +220,7 @@ def units(
     ctx: typer.Context,
     company: Company,
     office: Annotated[str, typer.Option("--office", help="Only this office's units.")] = "",
-    currency: Annotated[str, typer.Option("--currency", help="Only this currency.")] = "",
+    currency: CurrencyFilter = "",
     license_type: Annotated[str, typer.Option("--type", help="Only this license type.")] = "",
     state: Annotated[
         State | None, typer.Option("--state", case_sensitive=False, help="Only this state.")

@@ -12,6 +12,7 @@ from licensing_cli.commands.office import parse_time
 from licensing_cli.options import (
     FIRST_PAGE,
     Company,
+    CurrencyFilter,
     Json,
     Paging,
     RequestId,
@@ -114,7 +115,7 @@ def record(
 def balances(
     ctx: typer.Context,
     company: Company,
-    currency: Annotated[str, typer.Option("--currency", help="Only this currency.")] = "",
+    currency: CurrencyFilter = "",
     json_flag: Json = False,
 ) -> None:
     """Shared company balances and, per office, allowance left, balances, overage."""
@@ -173,7 +174,7 @@ def balances(
 def totals(
     ctx: typer.Context,
     company: Company,
-    currency: Annotated[str, typer.Option("--currency", help="Only this currency.")] = "",
+    currency: CurrencyFilter = "",
     kind: Annotated[Kind | None, typer.Option("--kind", case_sensitive=False)] = None,
     json_flag: Json = False,
 ) -> None:
