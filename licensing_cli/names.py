@@ -10,21 +10,23 @@ from dataclasses import dataclass, field
 
 from licensing.pool.v1 import pool_pb2
 from licensing_cli.clients import Clients
-from licensing_cli.pages import every_page
+from licensing_cli.options import EVERY_PAGE
+from licensing_cli.pages import Listed, listed
 
 
 def offices_of(clients: Clients, company: str, currency: str = "") -> list[pool_pb2.Office]:
     """Every office of the company (of the currency, when given), oldest first."""
     pool = clients.pool
-    found: list[pool_pb2.Office] = []
-    for page in every_page(
-        lambda token: pool.call(
-            pool.stub.ListOffices,
-            pool_pb2.ListOfficesRequest(company_id=company, currency=currency, page_token=token),
-        )
-    ):
-        found.extend(page.offices)
-    return sorted(found, key=lambda o: (o.create_time.seconds, o.create_time.nanos, o.office_id))
+    found: Listed[pool_pb2.Office] = listed(
+        pool,
+        pool.stub.ListOffices,
+        pool_pb2.ListOfficesRequest(company_id=company, currency=currency),
+        "offices",
+        EVERY_PAGE,
+    )
+    return sorted(
+        found.items, key=lambda o: (o.create_time.seconds, o.create_time.nanos, o.office_id)
+    )
 
 
 @dataclass

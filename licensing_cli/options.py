@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
@@ -25,11 +29,48 @@ RequestId = Annotated[
         "same id and the same arguments has no second effect.",
     ),
 ]
+CurrencyFilter = Annotated[str, typer.Option("--currency", help="Only this currency.")]
 PageSize = Annotated[int, typer.Option("--page-size", min=1, max=1000, help="Items per page.")]
 PageToken = Annotated[
     str, typer.Option("--page-token", help="Continue from a previous page's next_page_token.")
 ]
 AllPages = Annotated[bool, typer.Option("--all", help="Follow next_page_token to the end.")]
+
+
+@dataclass(frozen=True)
+class Paging:
+    """What a list command's --page-size, --page-token and --all ask for."""
+
+    size: int = 100
+    token: str = ""
+    follow: bool = False
+
+
+FIRST_PAGE = Paging()
+EVERY_PAGE = Paging(follow=True)
+
+
+def paged(command: Callable[..., None]) -> Callable[..., None]:
+    """Gives a list command the paging options, in place of its `paging: Paging` parameter
+    (declared `= FIRST_PAGE`), and hands them to it as one `Paging`."""
+    signature = inspect.signature(command, eval_str=True)
+    kind = signature.parameters["paging"].kind
+    options = [
+        inspect.Parameter("page_size", kind, default=FIRST_PAGE.size, annotation=PageSize),
+        inspect.Parameter("page_token", kind, default=FIRST_PAGE.token, annotation=PageToken),
+        inspect.Parameter("follow", kind, default=FIRST_PAGE.follow, annotation=AllPages),
+    ]
+    parameters: list[inspect.Parameter] = []
+    for name, parameter in signature.parameters.items():
+        parameters.extend(options if name == "paging" else [parameter])
+
+    @functools.wraps(command)
+    def with_paging(page_size: int, page_token: str, follow: bool, **given: object) -> None:
+        command(paging=Paging(page_size, page_token, follow), **given)
+
+    with_paging.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return with_paging
+
 
 MAX_REQUEST_ID = 100  # the services accept 128; derived ids add a suffix
 

@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from libs.common.currency import is_supported, minor_unit_digits
+from licensing_cli.pages import Listed
 
 JsonValue = Any
 
@@ -82,6 +83,21 @@ class Output:
             print(json.dumps(payload, sort_keys=True, indent=2, ensure_ascii=False))
         else:
             show()
+
+    def listing(self, key: str, listed: Listed[Any], show: Callable[[], None]) -> None:
+        """Prints a list's items under `key` with its next_page_token, or calls `show`
+        and says how to continue when there are more pages."""
+
+        def show_with_more() -> None:
+            show()
+            if listed.next_page_token:
+                self.note(f"More: --page-token {listed.next_page_token}  (or --all)")
+
+        payload = {
+            key: [to_dict(item) for item in listed.items],
+            "next_page_token": listed.next_page_token,
+        }
+        self.result(payload, show_with_more)
 
     def note(self, text: str) -> None:
         """A line for people (stderr in JSON mode, so stdout stays parseable)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextvars
 import fnmatch
 import tomllib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -244,44 +244,33 @@ class Authorizer:
             except DomainError as error:
                 await refuse(error, context)
 
-        serializers = {
+        codecs = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
         }
-        if handler.unary_unary is not None:
-            unary = handler.unary_unary
 
-            async def checked_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        # A request or a request stream alike: the check needs only the context.
+        def answering(behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+            async def checked_call(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 await checked(context)
-                return await unary(request, context)
+                return await behaviour(request, context)
 
-            return grpc.unary_unary_rpc_method_handler(checked_unary, **serializers)
-        if handler.unary_stream is not None:
-            unary_stream = handler.unary_stream
+            return checked_call
 
-            async def checked_out(
+        def streaming(behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., Any]:
+            async def checked_stream(
                 request: Any, context: grpc.aio.ServicerContext
             ) -> AsyncIterator[Any]:
                 await checked(context)
-                async for item in unary_stream(request, context):
+                async for item in behaviour(request, context):
                     yield item
 
-            return grpc.unary_stream_rpc_method_handler(checked_out, **serializers)
+            return checked_stream
+
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(answering(handler.unary_unary), **codecs)
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **codecs)
         if handler.stream_unary is not None:
-            stream_unary = handler.stream_unary
-
-            async def checked_in(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                await checked(context)
-                return await stream_unary(requests, context)
-
-            return grpc.stream_unary_rpc_method_handler(checked_in, **serializers)
-        stream_stream = handler.stream_stream
-
-        async def checked_both(
-            requests: Any, context: grpc.aio.ServicerContext
-        ) -> AsyncIterator[Any]:
-            await checked(context)
-            async for item in stream_stream(requests, context):
-                yield item
-
-        return grpc.stream_stream_rpc_method_handler(checked_both, **serializers)
+            return grpc.stream_unary_rpc_method_handler(answering(handler.stream_unary), **codecs)
+        return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), **codecs)

@@ -40,7 +40,14 @@ from licensing import client
 from licensing.client import MAX_MESSAGE_BYTES, RETRYABLE_CODES, mutating_methods
 
 # Channels are the client package's (licensing.client), as any caller of ours gets them.
-__all__ = ["MAX_MESSAGE_BYTES", "RETRYABLE_CODES", "Peer", "PeerSettings", "mutating_methods"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "RETRYABLE_CODES",
+    "Gateway",
+    "Peer",
+    "PeerSettings",
+    "mutating_methods",
+]
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -170,3 +177,27 @@ class Peer(Generic[S]):
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+class Gateway(Generic[S]):
+    """The plumbing of a typed gateway to one peer: the peer, its stub, closing it. A
+    subclass names the peer's `stub_type`, `service` and the reason it is `unavailable`
+    with, and speaks its own service's domain objects."""
+
+    stub_type: Callable[[grpc.aio.Channel], S]
+    service: ServiceDescriptor
+    unavailable: Reason
+
+    def __init__(
+        self,
+        target: str,
+        settings: PeerSettings | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self._peer = Peer(
+            target, self.stub_type, self.service, self.unavailable, settings, credentials
+        )
+        self._stub = self._peer.stub
+
+    async def close(self) -> None:
+        await self._peer.close()

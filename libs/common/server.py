@@ -14,12 +14,14 @@ only grpc.health.v1, for probes that speak no TLS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
@@ -93,6 +95,31 @@ class RunningServer:
         await self.server.stop(max(grace - elapsed, 0))
         if self.health_server is not None:
             await self.health_server.stop(0)
+
+
+async def stop_service(
+    server: RunningServer,
+    grace: float,
+    tasks: Iterable[asyncio.Task[None]],
+    closing: Iterable[Callable[[], Awaitable[None]]],
+    pools: Iterable[asyncpg.Pool | None],
+) -> None:
+    """Stops a service in an order that loses nothing: the server (within `grace`), then
+    its background tasks, then what they used (peers, writers: `closing`, where a
+    failure to close is not worth more than the stop), and the database pools last."""
+    await server.stop(grace)
+    running = list(tasks)
+    for task in running:
+        task.cancel()
+    for task in running:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for close in closing:
+        with contextlib.suppress(Exception):
+            await close()
+    for pool in pools:
+        if pool is not None:
+            await pool.close()
 
 
 async def start_server(

@@ -11,9 +11,9 @@ from licensing.billing.v1 import billing_pb2
 from licensing.pool.v1 import pool_pb2
 from licensing_cli.discovery import health_of
 from licensing_cli.names import offices_of
-from licensing_cli.options import Company, Json
+from licensing_cli.options import EVERY_PAGE, Company, Json
 from licensing_cli.output import enum_name, money_of, timestamp, to_dict
-from licensing_cli.pages import every_page
+from licensing_cli.pages import listed
 from licensing_cli.session import session_of
 
 app = typer.Typer(help="Start a company and look at it as a whole.", no_args_is_help=True)
@@ -47,15 +47,13 @@ def show_company(ctx: typer.Context, company: Company, json_flag: Json = False) 
     billing_up = health_of(session.clients.channel("billing")) == "SERVING"
     if billing_up:
         billing = session.clients.billing
-        for page in every_page(
-            lambda token: billing.call(
-                billing.stub.ListPlans,
-                billing_pb2.ListPlansRequest(
-                    company_id=company, active_only=True, page_token=token
-                ),
-            )
-        ):
-            plans.extend(page.plans)
+        plans = listed(
+            billing,
+            billing.stub.ListPlans,
+            billing_pb2.ListPlansRequest(company_id=company, active_only=True),
+            "plans",
+            EVERY_PAGE,
+        ).items
     plan_of = {p.office_id: p for p in plans}
     result: dict[str, Any] = {
         "company_id": company,

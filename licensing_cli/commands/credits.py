@@ -3,23 +3,24 @@ it, and the alerts recorded when usage crosses them."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from licensing.credits.v1 import credits_pb2
 from licensing_cli.options import (
-    AllPages,
+    FIRST_PAGE,
     Company,
+    CurrencyFilter,
     Json,
-    PageSize,
-    PageToken,
+    Paging,
     RequestId,
     currency_code,
+    paged,
     request_id,
 )
-from licensing_cli.output import money, timestamp, to_dict
-from licensing_cli.pages import pages
+from licensing_cli.output import money, timestamp
+from licensing_cli.pages import Listed, listed
 from licensing_cli.session import session_of
 
 app = typer.Typer(
@@ -118,12 +119,11 @@ def clear_cap(
 
 
 @cap_app.command("list")
+@paged
 def list_caps(
     ctx: typer.Context,
     company: Company,
-    page_size: PageSize = 100,
-    page_token: PageToken = "",
-    follow: AllPages = False,
+    paging: Paging = FIRST_PAGE,
     json_flag: Json = False,
 ) -> None:
     """The offices with a cap, and what each drew in its current period."""
@@ -131,26 +131,20 @@ def list_caps(
     out = session.output(json_flag)
     credits = session.clients.credits
 
-    def fetch(token: str) -> Any:
-        return credits.call(
-            credits.stub.ListOfficeCreditCaps,
-            credits_pb2.ListOfficeCreditCapsRequest(
-                company_id=company, page_size=page_size, page_token=token
-            ),
-        )
-
-    found: list[credits_pb2.OfficeCreditCap] = []
-    next_token = ""
-    for page in pages(fetch, page_token, follow):
-        found.extend(page.caps)
-        next_token = page.next_page_token
-
-    def show() -> None:
-        out.table("Office caps on the shared balance", CAP_COLUMNS, [cap_row(c) for c in found])
-        if next_token:
-            out.note(f"More: --page-token {next_token}  (or --all)")
-
-    out.result({"caps": [to_dict(c) for c in found], "next_page_token": next_token}, show)
+    caps: Listed[credits_pb2.OfficeCreditCap] = listed(
+        credits,
+        credits.stub.ListOfficeCreditCaps,
+        credits_pb2.ListOfficeCreditCapsRequest(company_id=company),
+        "caps",
+        paging,
+    )
+    out.listing(
+        "caps",
+        caps,
+        lambda: out.table(
+            "Office caps on the shared balance", CAP_COLUMNS, [cap_row(c) for c in caps.items]
+        ),
+    )
 
 
 @threshold_app.command("set")
@@ -223,13 +217,12 @@ def show_thresholds(
 
 
 @app.command("alerts")
+@paged
 def alerts(
     ctx: typer.Context,
     company: Company,
-    currency: Annotated[str, typer.Option("--currency", help="Only this currency.")] = "",
-    page_size: PageSize = 100,
-    page_token: PageToken = "",
-    follow: AllPages = False,
+    currency: CurrencyFilter = "",
+    paging: Paging = FIRST_PAGE,
     json_flag: Json = False,
 ) -> None:
     """Thresholds crossed, oldest first: one alert per threshold per month."""
@@ -237,22 +230,13 @@ def alerts(
     out = session.output(json_flag)
     credits = session.clients.credits
 
-    def fetch(token: str) -> Any:
-        return credits.call(
-            credits.stub.ListCreditAlerts,
-            credits_pb2.ListCreditAlertsRequest(
-                company_id=company,
-                currency=currency_code(currency),
-                page_size=page_size,
-                page_token=token,
-            ),
-        )
-
-    found: list[credits_pb2.CreditAlert] = []
-    next_token = ""
-    for page in pages(fetch, page_token, follow):
-        found.extend(page.alerts)
-        next_token = page.next_page_token
+    found: Listed[credits_pb2.CreditAlert] = listed(
+        credits,
+        credits.stub.ListCreditAlerts,
+        credits_pb2.ListCreditAlertsRequest(company_id=company, currency=currency_code(currency)),
+        "alerts",
+        paging,
+    )
 
     def show() -> None:
         out.table(
@@ -267,10 +251,8 @@ def alerts(
                     money(a.balance_minor, a.currency),
                     a.office_id,
                 )
-                for a in found
+                for a in found.items
             ],
         )
-        if next_token:
-            out.note(f"More: --page-token {next_token}  (or --all)")
 
-    out.result({"alerts": [to_dict(a) for a in found], "next_page_token": next_token}, show)
+    out.listing("alerts", found, show)

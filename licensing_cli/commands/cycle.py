@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from licensing.billing.v1 import billing_pb2
 from licensing_cli.names import OfficeNames
 from licensing_cli.options import (
-    AllPages,
+    FIRST_PAGE,
     Company,
     Json,
-    PageSize,
-    PageToken,
+    Paging,
     RequestId,
+    paged,
     request_id,
 )
-from licensing_cli.output import Output, enum_name, money_of, timestamp, to_dict
-from licensing_cli.pages import pages
+from licensing_cli.output import Output, enum_name, money_of, timestamp
+from licensing_cli.pages import Listed, listed
 from licensing_cli.session import session_of
 
 app = typer.Typer(help="Close billing periods and read invoices.", no_args_is_help=True)
@@ -192,12 +192,11 @@ def invoice(
 
 
 @app.command("invoices")
+@paged
 def invoices(
     ctx: typer.Context,
     company: Company,
-    page_size: PageSize = 100,
-    page_token: PageToken = "",
-    follow: AllPages = False,
+    paging: Paging = FIRST_PAGE,
     json_flag: Json = False,
 ) -> None:
     """List invoices, newest period first."""
@@ -205,19 +204,15 @@ def invoices(
     out = session.output(json_flag)
     billing = session.clients.billing
 
-    def fetch(token: str) -> Any:
-        return billing.call(
-            billing.stub.ListInvoices,
-            billing_pb2.ListInvoicesRequest(
-                company_id=company, page_size=page_size, page_token=token
-            ),
-        )
-
-    found: list[billing_pb2.Invoice] = []
-    next_token = ""
-    for page in pages(fetch, page_token, follow):
-        found.extend(page.invoices)
-        next_token = page.next_page_token
+    found: Listed[billing_pb2.Invoice] = listed(
+        billing,
+        billing.stub.ListInvoices,
+        billing_pb2.ListInvoicesRequest(
+            company_id=company,
+        ),
+        "invoices",
+        paging,
+    )
 
     def show() -> None:
         out.table(
@@ -231,10 +226,8 @@ def invoices(
                     "yes" if i.reconciliation.balanced else "NO",
                     i.reconciliation.unpriced_units or "",
                 )
-                for i in found
+                for i in found.items
             ],
         )
-        if next_token:
-            out.note(f"More: --page-token {next_token}  (or --all)")
 
-    out.result({"invoices": [to_dict(i) for i in found], "next_page_token": next_token}, show)
+    out.listing("invoices", found, show)

@@ -10,16 +10,16 @@ import typer
 from licensing.provisioning.v1 import provisioning_pb2
 from licensing_cli.names import OfficeNames
 from licensing_cli.options import (
-    AllPages,
+    FIRST_PAGE,
     Company,
     Json,
-    PageSize,
-    PageToken,
+    Paging,
     RequestId,
+    paged,
     request_id,
 )
-from licensing_cli.output import Output, timestamp, to_dict
-from licensing_cli.pages import pages
+from licensing_cli.output import Output, timestamp
+from licensing_cli.pages import Listed, listed
 from licensing_cli.session import Session, session_of
 
 app = typer.Typer(
@@ -181,6 +181,7 @@ def show(
 
 
 @app.command("search")
+@paged
 def search(
     ctx: typer.Context,
     company: Company,
@@ -193,9 +194,7 @@ def search(
         str, typer.Option("--number", help="Only the license with this number.")
     ] = "",
     office: Annotated[str, typer.Option("--office", help="Only this office's (UUID).")] = "",
-    page_size: PageSize = 100,
-    page_token: PageToken = "",
-    follow: AllPages = False,
+    paging: Paging = FIRST_PAGE,
     json_flag: Json = False,
 ) -> None:
     """Search base licenses by type, user, extension or number, oldest first."""
@@ -203,30 +202,24 @@ def search(
     out = session.output(json_flag)
     provisioning = session.clients.provisioning
 
-    def fetch(token: str) -> Any:
-        return provisioning.call(
-            provisioning.stub.SearchLicenses,
-            provisioning_pb2.SearchLicensesRequest(
-                company_id=company,
-                office_id=office,
-                license_type=license_type,
-                user_id=user,
-                ext_key=extension,
-                number=number,
-                page_size=page_size,
-                page_token=token,
-            ),
-        )
-
-    found: list[provisioning_pb2.License] = []
-    next_token = ""
-    for page in pages(fetch, page_token, follow):
-        found.extend(page.licenses)
-        next_token = page.next_page_token
+    found: Listed[provisioning_pb2.License] = listed(
+        provisioning,
+        provisioning.stub.SearchLicenses,
+        provisioning_pb2.SearchLicensesRequest(
+            company_id=company,
+            office_id=office,
+            license_type=license_type,
+            user_id=user,
+            ext_key=extension,
+            number=number,
+        ),
+        "licenses",
+        paging,
+    )
 
     def show() -> None:
-        users = user_names(session, company, {h.user_id for h in found})
-        offices = OfficeNames.of(session.clients, company) if found else OfficeNames()
+        users = user_names(session, company, {h.user_id for h in found.items})
+        offices = OfficeNames.of(session.clients, company) if found.items else OfficeNames()
         out.table(
             "Licenses",
             ["type", "user", "office", "extension", "number", "add-ons", "subscription"],
@@ -240,13 +233,11 @@ def search(
                     addons_text(h),
                     h.license_id,
                 )
-                for h in found
+                for h in found.items
             ],
         )
-        if next_token:
-            out.note(f"More: --page-token {next_token}  (or --all)")
 
-    out.result({"licenses": [to_dict(h) for h in found], "next_page_token": next_token}, show)
+    out.listing("licenses", found, show)
 
 
 @app.command("terminate")

@@ -16,6 +16,7 @@ from licensing_cli.discovery import health_of
 from licensing_cli.names import offices_of
 from licensing_cli.options import (
     Company,
+    CurrencyFilter,
     Json,
     RequestId,
     currency_code,
@@ -254,7 +255,7 @@ def create(
 def list_offices(
     ctx: typer.Context,
     company: Company,
-    currency: Annotated[str, typer.Option("--currency", help="Only this currency.")] = "",
+    currency: CurrencyFilter = "",
     json_flag: Json = False,
 ) -> None:
     """List the company's offices (from the pool service), oldest first."""

@@ -10,9 +10,17 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from licensing.billing.v1 import billing_pb2
 from licensing_cli.commands.office import parse_prices
 from licensing_cli.names import OfficeNames
-from licensing_cli.options import Company, Json, RequestId, currency_code, request_id
+from licensing_cli.options import (
+    EVERY_PAGE,
+    Company,
+    CurrencyFilter,
+    Json,
+    RequestId,
+    currency_code,
+    request_id,
+)
 from licensing_cli.output import Output, enum_name, money_of, timestamp, to_dict
-from licensing_cli.pages import every_page
+from licensing_cli.pages import Listed, listed
 from licensing_cli.session import Session, session_of
 
 app = typer.Typer(help="Plans (billing): names, price books, cycles.", no_args_is_help=True)
@@ -29,21 +37,18 @@ def plans_of(
 ) -> list[billing_pb2.Plan]:
     """The company's plans, oldest first (billing orders them by start)."""
     billing = session.clients.billing
-    found: list[billing_pb2.Plan] = []
-    for page in every_page(
-        lambda token: billing.call(
-            billing.stub.ListPlans,
-            billing_pb2.ListPlansRequest(
-                company_id=company,
-                office_id=office,
-                currency=currency,
-                active_only=active_only,
-                page_token=token,
-            ),
-        )
-    ):
-        found.extend(page.plans)
-    return sorted(found, key=lambda p: (p.create_time.seconds, p.create_time.nanos, p.plan_id))
+    found: Listed[billing_pb2.Plan] = listed(
+        billing,
+        billing.stub.ListPlans,
+        billing_pb2.ListPlansRequest(
+            company_id=company, office_id=office, currency=currency, active_only=active_only
+        ),
+        "plans",
+        EVERY_PAGE,
+    )
+    return sorted(
+        found.items, key=lambda p: (p.create_time.seconds, p.create_time.nanos, p.plan_id)
+    )
 
 
 def active_plan(session: Session, company: str, office: str) -> billing_pb2.Plan:
@@ -80,7 +85,7 @@ def show_plan(out: Output, title: str, plan: billing_pb2.Plan, office: str) -> N
 def list_plans(
     ctx: typer.Context,
     company: Company,
-    currency: Annotated[str, typer.Option("--currency", help="Only this currency.")] = "",
+    currency: CurrencyFilter = "",
     active_only: Annotated[bool, typer.Option("--active", help="Only active plans.")] = False,
     json_flag: Json = False,
 ) -> None:

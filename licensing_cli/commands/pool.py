@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -14,17 +14,18 @@ from licensing_cli.clients import Clients
 from licensing_cli.discovery import health_of
 from licensing_cli.names import OfficeNames
 from licensing_cli.options import (
-    AllPages,
+    FIRST_PAGE,
     Company,
+    CurrencyFilter,
     Json,
-    PageSize,
-    PageToken,
+    Paging,
     RequestId,
     currency_code,
+    paged,
     request_id,
 )
 from licensing_cli.output import Output, enum_name, money_of, timestamp, to_dict
-from licensing_cli.pages import pages
+from licensing_cli.pages import Listed, listed
 from licensing_cli.session import session_of
 
 app = typer.Typer(help="Company pools and license units.", no_args_is_help=True)
@@ -214,18 +215,17 @@ def show_pool(
 
 
 @app.command("units")
+@paged
 def units(
     ctx: typer.Context,
     company: Company,
     office: Annotated[str, typer.Option("--office", help="Only this office's units.")] = "",
-    currency: Annotated[str, typer.Option("--currency", help="Only this currency.")] = "",
+    currency: CurrencyFilter = "",
     license_type: Annotated[str, typer.Option("--type", help="Only this license type.")] = "",
     state: Annotated[
         State | None, typer.Option("--state", case_sensitive=False, help="Only this state.")
     ] = None,
-    page_size: PageSize = 100,
-    page_token: PageToken = "",
-    follow: AllPages = False,
+    paging: Paging = FIRST_PAGE,
     json_flag: Json = False,
 ) -> None:
     """List license units, oldest first, with filters and pagination."""
@@ -238,28 +238,22 @@ def units(
         else pool_pb2.UNIT_STATE_UNSPECIFIED
     )
 
-    def fetch(token: str) -> Any:
-        return pool.call(
-            pool.stub.ListUnits,
-            pool_pb2.ListUnitsRequest(
-                company_id=company,
-                office_id=office,
-                currency=currency_code(currency),
-                license_type=license_type,
-                state=state_value,
-                page_size=page_size,
-                page_token=token,
-            ),
-        )
-
-    found: list[pool_pb2.Unit] = []
-    next_token = ""
-    for page in pages(fetch, page_token, follow):
-        found.extend(page.units)
-        next_token = page.next_page_token
+    found: Listed[pool_pb2.Unit] = listed(
+        pool,
+        pool.stub.ListUnits,
+        pool_pb2.ListUnitsRequest(
+            company_id=company,
+            office_id=office,
+            currency=currency_code(currency),
+            license_type=license_type,
+            state=state_value,
+        ),
+        "units",
+        paging,
+    )
 
     def show() -> None:
-        names = OfficeNames.of(session.clients, company) if found else OfficeNames()
+        names = OfficeNames.of(session.clients, company) if found.items else OfficeNames()
         out.table(
             "Units",
             ["unit", "office", "currency", "type", "state", "assignee", "claimable at"],
@@ -273,13 +267,11 @@ def units(
                     u.assignee.id if u.HasField("assignee") else "",
                     timestamp(u.claimable_at) if u.HasField("claimable_at") else "",
                 )
-                for u in found
+                for u in found.items
             ],
         )
-        if next_token:
-            out.note(f"More: --page-token {next_token}  (or --all)")
 
-    out.result({"units": [to_dict(u) for u in found], "next_page_token": next_token}, show)
+    out.listing("units", found, show)
 
 
 @app.command("add-units")

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from licensing.pool.v1 import pool_pb2
-from licensing_cli.options import Company, Json, uuid_text
+from licensing_cli.options import Company, Json, Paging, uuid_text
 from licensing_cli.output import enum_name, timestamp, to_dict
-from licensing_cli.pages import every_page
+from licensing_cli.pages import listed
 from licensing_cli.session import session_of
 
 app = typer.Typer(help="One license unit and its history.", no_args_is_help=True)
@@ -102,16 +102,13 @@ def history(ctx: typer.Context, unit: Unit, company: Company, json_flag: Json = 
     current: pool_pb2.GetUnitResponse = pool.call(
         pool.stub.GetUnit, pool_pb2.GetUnitRequest(company_id=company, unit_id=unit_id)
     )
-    events: list[pool_pb2.UnitEvent] = []
-    for page in every_page(
-        lambda token: pool.call(
-            pool.stub.ListUnitEvents,
-            pool_pb2.ListUnitEventsRequest(
-                company_id=company, unit_id=unit_id, page_size=1000, page_token=token
-            ),
-        )
-    ):
-        events.extend(page.events)
+    events: list[pool_pb2.UnitEvent] = listed(
+        pool,
+        pool.stub.ListUnitEvents,
+        pool_pb2.ListUnitEventsRequest(company_id=company, unit_id=unit_id),
+        "events",
+        Paging(size=1000, follow=True),
+    ).items
 
     def show() -> None:
         u = current.unit

@@ -10,17 +10,18 @@ import typer
 from licensing.credits.v1 import credits_pb2
 from licensing_cli.commands.office import parse_time
 from licensing_cli.options import (
-    AllPages,
+    FIRST_PAGE,
     Company,
+    CurrencyFilter,
     Json,
-    PageSize,
-    PageToken,
+    Paging,
     RequestId,
     currency_code,
+    paged,
     request_id,
 )
-from licensing_cli.output import enum_name, money, timestamp, to_dict
-from licensing_cli.pages import pages
+from licensing_cli.output import enum_name, money, timestamp
+from licensing_cli.pages import Listed, listed
 from licensing_cli.session import session_of
 
 app = typer.Typer(help="Usage credits (credits service).", no_args_is_help=True)
@@ -114,7 +115,7 @@ def record(
 def balances(
     ctx: typer.Context,
     company: Company,
-    currency: Annotated[str, typer.Option("--currency", help="Only this currency.")] = "",
+    currency: CurrencyFilter = "",
     json_flag: Json = False,
 ) -> None:
     """Shared company balances and, per office, allowance left, balances, overage."""
@@ -173,7 +174,7 @@ def balances(
 def totals(
     ctx: typer.Context,
     company: Company,
-    currency: Annotated[str, typer.Option("--currency", help="Only this currency.")] = "",
+    currency: CurrencyFilter = "",
     kind: Annotated[Kind | None, typer.Option("--kind", case_sensitive=False)] = None,
     json_flag: Json = False,
 ) -> None:
@@ -209,14 +210,13 @@ def totals(
 
 
 @app.command("list")
+@paged
 def list_usage(
     ctx: typer.Context,
     company: Company,
     office: Annotated[str, typer.Option("--office", help="Only this office.")] = "",
     kind: Annotated[Kind | None, typer.Option("--kind", case_sensitive=False)] = None,
-    page_size: PageSize = 100,
-    page_token: PageToken = "",
-    follow: AllPages = False,
+    paging: Paging = FIRST_PAGE,
     json_flag: Json = False,
 ) -> None:
     """Usage history, oldest first."""
@@ -224,23 +224,17 @@ def list_usage(
     out = session.output(json_flag)
     credits = session.clients.credits
 
-    def fetch(token: str) -> Any:
-        return credits.call(
-            credits.stub.ListUsage,
-            credits_pb2.ListUsageRequest(
-                company_id=company,
-                office_id=office,
-                kind=kind_value(kind),
-                page_size=page_size,
-                page_token=token,
-            ),
-        )
-
-    found: list[credits_pb2.UsageRecord] = []
-    next_token = ""
-    for page in pages(fetch, page_token, follow):
-        found.extend(page.usage)
-        next_token = page.next_page_token
+    found: Listed[credits_pb2.UsageRecord] = listed(
+        credits,
+        credits.stub.ListUsage,
+        credits_pb2.ListUsageRequest(
+            company_id=company,
+            office_id=office,
+            kind=kind_value(kind),
+        ),
+        "usage",
+        paging,
+    )
 
     def show() -> None:
         out.table(
@@ -254,13 +248,11 @@ def list_usage(
                     money(u.amount_minor, u.currency),
                     split_text(u.split, u.currency),
                 )
-                for u in found
+                for u in found.items
             ],
         )
-        if next_token:
-            out.note(f"More: --page-token {next_token}  (or --all)")
 
-    out.result({"usage": [to_dict(u) for u in found], "next_page_token": next_token}, show)
+    out.listing("usage", found, show)
 
 
 @app.command("pooling")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -12,16 +12,16 @@ from licensing.provisioning.v1 import provisioning_pb2
 from licensing_cli.clients import hinted
 from licensing_cli.names import OfficeNames
 from licensing_cli.options import (
-    AllPages,
+    FIRST_PAGE,
     Company,
     Json,
-    PageSize,
-    PageToken,
+    Paging,
     RequestId,
+    paged,
     request_id,
 )
-from licensing_cli.output import timestamp, to_dict
-from licensing_cli.pages import pages
+from licensing_cli.output import timestamp
+from licensing_cli.pages import Listed, listed
 from licensing_cli.session import Session, session_of
 
 app = typer.Typer(help="Users and their user licenses (provisioning).", no_args_is_help=True)
@@ -195,14 +195,13 @@ def change_license(
 
 
 @app.command("list")
+@paged
 def list_users(
     ctx: typer.Context,
     company: Company,
     office: Annotated[str, typer.Option("--office", help="Only this office's users.")] = "",
     query: Annotated[str, typer.Option("--query", help="Name or e-mail contains.")] = "",
-    page_size: PageSize = 100,
-    page_token: PageToken = "",
-    follow: AllPages = False,
+    paging: Paging = FIRST_PAGE,
     json_flag: Json = False,
 ) -> None:
     """List users, oldest first."""
@@ -210,35 +209,27 @@ def list_users(
     out = session.output(json_flag)
     provisioning = session.clients.provisioning
 
-    def fetch(token: str) -> Any:
-        return provisioning.call(
-            provisioning.stub.ListUsers,
-            provisioning_pb2.ListUsersRequest(
-                company_id=company,
-                office_id=office,
-                query=query,
-                page_size=page_size,
-                page_token=token,
-            ),
-        )
-
-    found: list[provisioning_pb2.User] = []
-    next_token = ""
-    for page in pages(fetch, page_token, follow):
-        found.extend(page.users)
-        next_token = page.next_page_token
+    found: Listed[provisioning_pb2.User] = listed(
+        provisioning,
+        provisioning.stub.ListUsers,
+        provisioning_pb2.ListUsersRequest(
+            company_id=company,
+            office_id=office,
+            query=query,
+        ),
+        "users",
+        paging,
+    )
 
     def show() -> None:
-        offices = OfficeNames.of(session.clients, company) if found else OfficeNames()
+        offices = OfficeNames.of(session.clients, company) if found.items else OfficeNames()
         out.table(
             "Users",
             ["name", "e-mail", "office", "license", "user"],
             [
                 (u.display_name, u.email, offices.label(u.office_id), u.license_type, u.user_id)
-                for u in found
+                for u in found.items
             ],
         )
-        if next_token:
-            out.note(f"More: --page-token {next_token}  (or --all)")
 
-    out.result({"users": [to_dict(u) for u in found], "next_page_token": next_token}, show)
+    out.listing("users", found, show)

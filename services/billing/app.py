@@ -4,7 +4,6 @@ purchase saga, gRPC server, recovery and the heartbeat of purchase leases."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from libs.common.database import service_pools
 from libs.common.database_outage import DatabaseWatch, is_database_unreachable
 from libs.common.event_stream import EventStream
 from libs.common.peer import PeerSettings
-from libs.common.server import Registration, RunningServer, start_server
+from libs.common.server import Registration, RunningServer, start_server, stop_service
 from licensing.billing.v1 import billing_pb2, billing_pb2_grpc
 from services.billing.adapters.credits import CreditsGateway
 from services.billing.adapters.pool import PoolGateway
@@ -106,18 +105,16 @@ class BillingApp:
         return self.server.port
 
     async def stop(self, grace: float = 0) -> None:
-        await self.server.stop(grace)
-        for task in (self.recovery, self.heartbeat, self.event_purger):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for peer in (self.pool, self.credits):
-            if peer is not None:
-                with contextlib.suppress(Exception):
-                    await peer.close()
-        await self.db.close()
-        if self.replica is not None:
-            await self.replica.close()
+        closing = [self.pool.close]
+        if self.credits is not None:
+            closing.append(self.credits.close)
+        await stop_service(
+            self.server,
+            grace,
+            (self.recovery, self.heartbeat, self.event_purger),
+            closing,
+            [self.db, self.replica],
+        )
 
 
 async def start(

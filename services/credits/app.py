@@ -4,7 +4,6 @@ housekeeping."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +15,7 @@ from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import service_pools
 from libs.common.database_outage import DatabaseWatch
 from libs.common.event_stream import EventStream
-from libs.common.server import Registration, RunningServer, start_server
+from libs.common.server import Registration, RunningServer, start_server, stop_service
 from licensing.credits.v1 import credits_pb2, credits_pb2_grpc
 from services.credits.api import convert
 from services.credits.api.servicer import CreditsServicer
@@ -51,16 +50,13 @@ class CreditsApp:
         return self.server.port
 
     async def stop(self, grace: float = 0) -> None:
-        await self.server.stop(grace)
-        for task in (self.purger, self.event_purger):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        with contextlib.suppress(Exception):
-            await self.recorder.close()
-        await self.db.close()
-        if self.replica is not None:
-            await self.replica.close()
+        await stop_service(
+            self.server,
+            grace,
+            (self.purger, self.event_purger),
+            [self.recorder.close],
+            [self.db, self.replica],
+        )
 
 
 async def start(settings: CreditsSettings, clock: Clock | None = None) -> CreditsApp:

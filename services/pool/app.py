@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import service_pools
 from libs.common.database_outage import DatabaseWatch, is_database_unreachable
 from libs.common.event_stream import EventStream
-from libs.common.server import Registration, RunningServer, start_server
+from libs.common.server import Registration, RunningServer, start_server, stop_service
 from licensing.pool.v1 import pool_pb2, pool_pb2_grpc
 from services.pool.api import convert
 from services.pool.api.servicer import SERVICE_NAME, PoolServicer
@@ -56,17 +55,9 @@ class PoolApp:
         return self.server.port
 
     async def stop(self, grace: float = 0) -> None:
-        await self.server.stop(grace)
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        with contextlib.suppress(Exception):
-            await self.allocator.close()
-        await self.db.close()
-        if self.replica is not None:
-            await self.replica.close()
+        await stop_service(
+            self.server, grace, self.tasks, [self.allocator.close], [self.db, self.replica]
+        )
 
 
 def terms(settings: PoolSettings) -> Terms:

@@ -4,7 +4,6 @@ gRPC server, and the background work (resumed imports, recovered pool operations
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from libs.common.clock import Clock, DatabaseClock
 from libs.common.database import service_pools
 from libs.common.database_outage import DatabaseWatch
 from libs.common.peer import PeerSettings
-from libs.common.server import Registration, RunningServer, start_server
+from libs.common.server import Registration, RunningServer, start_server, stop_service
 from licensing.provisioning.v1 import provisioning_pb2_grpc
 from services.provisioning.adapters.billing import (
     BillingClient,
@@ -67,18 +66,12 @@ class ProvisioningApp:
         return self.server.port
 
     async def stop(self, grace: float = 0) -> None:
-        await self.server.stop(grace)
-        for task in (self.resumer, self.recovery):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.service.imports.close()
-        await self.service.pool.close()
+        closing = [self.service.imports.close, self.service.pool.close]
         if self.billing is not None:
-            await self.billing.close()
-        await self.db.close()
-        if self.replica is not None:
-            await self.replica.close()
+            closing.append(self.billing.close)
+        await stop_service(
+            self.server, grace, (self.resumer, self.recovery), closing, [self.db, self.replica]
+        )
 
 
 async def start(

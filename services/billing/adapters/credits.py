@@ -11,10 +11,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Protocol
 
-import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from libs.common.peer import Peer, PeerSettings
+from libs.common.peer import Gateway
 from libs.common.reasons import Reason
 from libs.common.timestamps import timestamp
 from licensing.credits.v1 import credits_pb2 as pb
@@ -47,27 +46,12 @@ def plan_allowance(plan: Plan) -> int:
     return plan.credit_allowance if plan.active else 0
 
 
-class CreditsGateway:
+class CreditsGateway(Gateway[credits_pb2_grpc.CreditsServiceStub]):
     """`Credits` over gRPC: licensing.credits.v1.CreditsService."""
 
-    def __init__(
-        self,
-        address: str,
-        settings: PeerSettings | None = None,
-        credentials: grpc.ChannelCredentials | None = None,
-    ) -> None:
-        self._peer = Peer(
-            address,
-            credits_pb2_grpc.CreditsServiceStub,
-            SERVICE,
-            Reason.CREDITS_UNAVAILABLE,
-            settings,
-            credentials,
-        )
-        self._stub = self._peer.stub
-
-    async def close(self) -> None:
-        await self._peer.close()
+    stub_type = credits_pb2_grpc.CreditsServiceStub
+    service = SERVICE
+    unavailable = Reason.CREDITS_UNAVAILABLE
 
     async def put_account(self, request_id: str, plan: Plan) -> None:
         account = pb.Account(

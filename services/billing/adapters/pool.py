@@ -11,10 +11,8 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Protocol
 
-import grpc
-
 from libs.common.errors import DomainError
-from libs.common.peer import Peer, PeerSettings
+from libs.common.peer import Gateway
 from libs.common.reasons import Reason
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
@@ -131,27 +129,12 @@ class Pool(Protocol):
         ...
 
 
-class PoolGateway:
+class PoolGateway(Gateway[pool_pb2_grpc.PoolServiceStub]):
     """`Pool` over gRPC: licensing.pool.v1.PoolService."""
 
-    def __init__(
-        self,
-        address: str,
-        settings: PeerSettings | None = None,
-        credentials: grpc.ChannelCredentials | None = None,
-    ) -> None:
-        self._peer = Peer(
-            address,
-            pool_pb2_grpc.PoolServiceStub,
-            SERVICE,
-            Reason.POOL_UNAVAILABLE,
-            settings,
-            credentials,
-        )
-        self._stub = self._peer.stub
-
-    async def close(self) -> None:
-        await self._peer.close()
+    stub_type = pool_pb2_grpc.PoolServiceStub
+    service = SERVICE
+    unavailable = Reason.POOL_UNAVAILABLE
 
     async def put_office(self, request_id: str, plan: Plan) -> None:
         office = pb.Office(

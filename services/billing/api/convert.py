@@ -265,13 +265,6 @@ def period_field(value: str, field: str = "period") -> str:
     return value
 
 
-def page_token(token: str, size: int) -> list[object] | None:
-    found = paging.decode_token(token)
-    if found is not None and len(found) != size:
-        raise invalid("page_token", "is not a token this service issued")
-    return found
-
-
 # --- requests -> commands -----------------------------------------------------------------
 
 
@@ -468,8 +461,7 @@ def removal_response(removal: Removal) -> pb.ScheduleRemovalResponse:
 
 
 def invoices_before(request: pb.ListInvoicesRequest) -> str | None:
-    token = page_token(request.page_token, 1)
-    return period_field(str(token[0]), "page_token") if token else None
+    return paging.single_key(request.page_token, lambda key: period_field(str(key), "page_token"))
 
 
 def invoices_response(invoices: Sequence[Invoice], size: int) -> pb.ListInvoicesResponse:

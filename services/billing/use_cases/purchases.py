@@ -31,6 +31,7 @@ from services.billing.domain import checkout, errors, events, proration
 from services.billing.domain import purchase as saga
 from services.billing.domain.model import (
     Availability,
+    Held,
     HoldState,
     Purchase,
     PurchaseState,
@@ -476,14 +477,7 @@ class PurchaseSaga:
         attempt asked for: its hold, if it got one, is what the pool replays)."""
         restored = await self._restored(purchase, quote, learned)
         assert purchase.reserve_quantity
-        held = await self._pool.reserve(
-            self._rid(purchase, "reserve"),
-            purchase.company_id,
-            purchase.office_id,
-            purchase.license_type,
-            purchase.reserve_quantity,
-            self._hold_seconds,
-        )
+        held = await self._reserve(purchase, purchase.reserve_quantity)
         self._observe(purchase, Action.RESERVE)
         from_pool = len(held.unit_ids) if held else 0
         split = Split(len(restored), from_pool, purchase.quantity - len(restored) - from_pool)
@@ -643,6 +637,18 @@ class PurchaseSaga:
         assert failed is not None
         return failed, error
 
+    async def _reserve(self, purchase: Purchase, quantity: int) -> Held | None:
+        """The purchase's one reserve: a replay asks the pool what the first attempt asked
+        (same request_id, same quantity), so the pool answers with that attempt's hold."""
+        return await self._pool.reserve(
+            self._rid(purchase, "reserve"),
+            purchase.company_id,
+            purchase.office_id,
+            purchase.license_type,
+            quantity,
+            self._hold_seconds,
+        )
+
     async def _release(self, purchase: Purchase, quote: Quote | None, learned: Learned) -> bool:
         """Releases the purchase's hold, if it has one; True if it was committed (the
         purchase is past the pivot after all)."""
@@ -653,14 +659,7 @@ class PurchaseSaga:
             and purchase.reserve_quantity
         ):
             # The record does not say whether the reserve held anything: replay it.
-            held = await self._pool.reserve(
-                self._rid(purchase, "reserve"),
-                purchase.company_id,
-                purchase.office_id,
-                purchase.license_type,
-                purchase.reserve_quantity,
-                self._hold_seconds,
-            )
+            held = await self._reserve(purchase, purchase.reserve_quantity)
             hold_id = held.hold_id if held else None
         if hold_id is None:
             return False

@@ -4,7 +4,6 @@ failure names its field)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -151,27 +150,11 @@ def optional_usage_kind_field(field: str, value: int) -> UsageKind | None:
     return None if value == pb.USAGE_KIND_UNSPECIFIED else usage_kind_field(field, value)
 
 
-def _page_key(token: str, valid: Callable[[object], bool]) -> object | None:
-    """The one value a page token of this service holds (None: the first page)."""
-    key = paging.decode_token(token)
-    if key is None:
-        return None
-    if len(key) != 1 or not valid(key[0]):
-        raise invalid("page_token", "is not a token this service issued")
-    value: object = key[0]
+def _entry_id(value: object) -> int:
+    """A ledger entry id held in a page token."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(value)
     return value
-
-
-def _is_uuid(value: object) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
-
-
-def _is_entry_id(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # --- requests -> commands -----------------------------------------------------------------
@@ -236,11 +219,10 @@ def overage_query(request: pb.GetPeriodOverageRequest) -> OverageQuery:
 def accounts_page(request: pb.ListAccountsRequest) -> AccountsPage:
     company_id = uuid_field("company_id", request.company_id)
     size = paging.page_size(request.page_size)
-    after = _page_key(request.page_token, _is_uuid)
     return AccountsPage(
         company_id,
         optional_currency_field("currency", request.currency),
-        uuid.UUID(str(after)) if after is not None else None,
+        paging.single_key(request.page_token, paging.key_uuid),
         size,
     )
 
@@ -345,14 +327,14 @@ def totals_filter(request: pb.GetUsageTotalsRequest) -> UsageFilter:
 
 def entries_page(request: pb.ListLedgerEntriesRequest) -> EntriesPage:
     size = paging.page_size(request.page_size)
-    after = _page_key(request.page_token, _is_entry_id)
+    after = paging.single_key(request.page_token, _entry_id)
     where = EntryFilter(
         company_id=uuid_field("company_id", request.company_id),
         office_id=optional_uuid_field("office_id", request.office_id),
         currency=optional_currency_field("currency", request.currency),
         usage_id=optional_uuid_field("usage_id", request.usage_id),
     )
-    return EntriesPage(where, after if isinstance(after, int) else None, size)
+    return EntriesPage(where, after, size)
 
 
 def set_cap(request: pb.SetOfficeCreditCapRequest) -> SetCap:
@@ -372,8 +354,8 @@ def clear_cap(request: pb.ClearOfficeCreditCapRequest) -> ClearCap:
 def caps_page(request: pb.ListOfficeCreditCapsRequest) -> CapsPage:
     company_id = uuid_field("company_id", request.company_id)
     size = paging.page_size(request.page_size)
-    after = _page_key(request.page_token, _is_uuid)
-    return CapsPage(company_id, uuid.UUID(str(after)) if after is not None else None, size)
+    after = paging.single_key(request.page_token, paging.key_uuid)
+    return CapsPage(company_id, after, size)
 
 
 def threshold(field: str, message: pb.CreditThreshold) -> Threshold:

@@ -152,13 +152,6 @@ def _plan_kind(value: pb.PlanKind.ValueType) -> PlanKind:
     return kind
 
 
-def _token_uuid(value: object) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise invalid("page_token", "is not a token this service issued") from None
-
-
 # --- requests -> commands -----------------------------------------------------------------
 
 
@@ -297,16 +290,6 @@ def as_of(request: pb.GetSnapshotRequest) -> datetime | None:
     return _instant(request.as_of_time) if request.HasField("as_of_time") else None
 
 
-def _event_token_key(token: str) -> tuple[datetime, int] | None:
-    key = paging.decode_token(token)
-    if not key:
-        return None
-    try:
-        return datetime.fromisoformat(str(key[0])), int(key[1])
-    except (ValueError, IndexError, TypeError):
-        raise invalid("page_token", "is not a token this service issued") from None
-
-
 def list_unit_events(request: pb.ListUnitEventsRequest) -> EventQuery:
     company_id = company(request)
     start = _instant(request.start_time) if request.HasField("start_time") else None
@@ -319,7 +302,7 @@ def list_unit_events(request: pb.ListUnitEventsRequest) -> EventQuery:
         office_id=optional_uuid_field("office_id", request.office_id),
         start=start,
         end=end,
-        after=_event_token_key(request.page_token),
+        after=paging.time_and(request.page_token, int),
         page_size=paging.page_size(request.page_size),
     )
 
@@ -335,11 +318,10 @@ def availability_query(request: pb.GetAvailabilityRequest) -> GetAvailability:
 def list_offices(request: pb.ListOfficesRequest) -> ListOffices:
     company_id = company(request)
     size = paging.page_size(request.page_size)
-    token = paging.decode_token(request.page_token)
     return ListOffices(
         company_id,
         optional_currency_field("currency", request.currency),
-        _token_uuid(token[0]) if token else None,
+        paging.single_key(request.page_token, paging.key_uuid),
         size,
     )
 

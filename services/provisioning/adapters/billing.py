@@ -21,7 +21,7 @@ from typing import Protocol
 
 import grpc
 
-from libs.common.peer import Peer, PeerSettings
+from libs.common.peer import Gateway, PeerSettings
 from libs.common.reasons import Reason
 from licensing.billing.v1 import billing_pb2 as pb
 from licensing.billing.v1 import billing_pb2_grpc
@@ -68,9 +68,13 @@ class BillingNotConfigured:
         raise AssertionError("purchase() called on BillingNotConfigured")
 
 
-class BillingClient:
+class BillingClient(Gateway[billing_pb2_grpc.BillingServiceStub]):
     """`BillingGateway` over billing's contract: `timeout` per call (its retries
     included), at most `attempts` tries, at most `max_wait_seconds` between two."""
+
+    stub_type = billing_pb2_grpc.BillingServiceStub
+    service = pb.DESCRIPTOR.services_by_name["BillingService"]
+    unavailable = Reason.BILLING_UNAVAILABLE
 
     def __init__(
         self,
@@ -80,25 +84,14 @@ class BillingClient:
         max_wait_seconds: float = 1.0,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        self._peer = Peer(
-            address,
-            billing_pb2_grpc.BillingServiceStub,
-            pb.DESCRIPTOR.services_by_name["BillingService"],
-            Reason.BILLING_UNAVAILABLE,
-            PeerSettings(
-                deadline_seconds=timeout,
-                max_attempts=attempts,
-                max_backoff_seconds=max_wait_seconds,
-            ),
-            credentials,
+        retries = PeerSettings(
+            deadline_seconds=timeout, max_attempts=attempts, max_backoff_seconds=max_wait_seconds
         )
+        super().__init__(address, retries, credentials)
 
     @property
     def configured(self) -> bool:
         return True
-
-    async def close(self) -> None:
-        await self._peer.close()
 
     async def purchase(
         self,
@@ -118,7 +111,7 @@ class BillingClient:
             quantity=quantity,
         )
         response: pb.PurchaseLicensesResponse = await self._peer.call(
-            self._peer.stub.PurchaseLicenses, request
+            self._stub.PurchaseLicenses, request
         )
         bought = response.purchase
         log.info(

@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Protocol
 
-import grpc
-
-from libs.common.peer import Peer, PeerSettings
+from libs.common.peer import Gateway
 from libs.common.reasons import Reason
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
@@ -107,27 +105,12 @@ def _assignees(assignees: Assignees) -> list[pb.Assignee]:
     return [pb.Assignee(kind=int(kind), id=ident) for kind, ident in assignees]  # type: ignore[arg-type]
 
 
-class GrpcPool:
+class GrpcPool(Gateway[pool_pb2_grpc.PoolServiceStub]):
     """`PoolGateway` over the pool's contract."""
 
-    def __init__(
-        self,
-        target: str,
-        settings: PeerSettings | None = None,
-        credentials: grpc.ChannelCredentials | None = None,
-    ) -> None:
-        self._peer = Peer(
-            target,
-            pool_pb2_grpc.PoolServiceStub,
-            pb.DESCRIPTOR.services_by_name["PoolService"],
-            Reason.POOL_UNAVAILABLE,
-            settings,
-            credentials,
-        )
-        self._stub = self._peer.stub
-
-    async def close(self) -> None:
-        await self._peer.close()
+    stub_type = pool_pb2_grpc.PoolServiceStub
+    service = pb.DESCRIPTOR.services_by_name["PoolService"]
+    unavailable = Reason.POOL_UNAVAILABLE
 
     async def reserve(
         self,

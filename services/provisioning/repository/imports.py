@@ -24,6 +24,25 @@ from services.provisioning.repository.rows import (
 )
 
 
+def _import_values(job: ImportJob, fingerprint: bytes, chunk_size: int) -> tuple[object, ...]:
+    """$1 to $12 of the statements that store a new import (a first start or a restart):
+    the import's key, its request and what its rows come to."""
+    return (
+        job.company_id,
+        job.import_id,
+        job.office_id,
+        fingerprint,
+        job.state.value,
+        job.stage.value,
+        chunk_size,
+        job.row_count,
+        job.rows_reconfiguring,
+        issues_json(job.warnings),
+        quote_json(job.quote),
+        job.progress.units_total,
+    )
+
+
 class Imports:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
@@ -81,18 +100,7 @@ class Imports:
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
             ON CONFLICT DO NOTHING RETURNING 1
             """,
-            job.company_id,
-            job.import_id,
-            job.office_id,
-            fingerprint,
-            job.state.value,
-            job.stage.value,
-            chunk_size,
-            job.row_count,
-            job.rows_reconfiguring,
-            issues_json(job.warnings),
-            quote_json(job.quote),
-            job.progress.units_total,
+            *_import_values(job, fingerprint, chunk_size),
             job.created_at,
         )
         if not inserted:
@@ -120,18 +128,7 @@ class Imports:
             WHERE company_id = $1 AND import_id = $2 AND state = 'FAILED'
             RETURNING 1
             """,
-            job.company_id,
-            job.import_id,
-            job.office_id,
-            fingerprint,
-            job.state.value,
-            job.stage.value,
-            chunk_size,
-            job.row_count,
-            job.rows_reconfiguring,
-            issues_json(job.warnings),
-            quote_json(job.quote),
-            job.progress.units_total,
+            *_import_values(job, fingerprint, chunk_size),
             attempt,
             job.created_at,
         )
