@@ -20,13 +20,18 @@ ECHO_METHOD = Method(METHOD, EchoRequest, EchoResponse)
 
 
 @contextmanager
-def echo_server(ctx: BenchContext, response_bytes: int | None = None) -> Iterator[RunningServer]:
-    """Starts the echo server; responses as large as a one-unit AcquireResponse."""
+def echo_server(
+    ctx: BenchContext, response_bytes: int | None = None, refuse: bool = False
+) -> Iterator[RunningServer]:
+    """Starts the echo server; responses as large as a one-unit AcquireResponse (with
+    `refuse`, every call refused as a shedding service refuses it)."""
     size = response_bytes if response_bytes is not None else acquire_response_size(1)
     port = free_port()
     argv = python_module(
         "bench.baselines.echo_server", "--port", str(port), "--response-bytes", str(size)
     )
+    if refuse:
+        argv.append("--refuse")
     with grpc_server(argv, port, ctx.path("echo-server.log")) as server:
         yield server
 
@@ -38,6 +43,7 @@ def echo_load(
     *,
     concurrency: int = CONCURRENCY,
     rate: float | None = None,
+    deadline_ms: int = LoadSpec.deadline_ms,
 ) -> LoadResult:
     """Drives the echo server closed loop (`concurrency`) or open loop (`rate`)."""
     spec = LoadSpec(
@@ -49,6 +55,7 @@ def echo_load(
         mode="open" if rate else "closed",
         concurrency=concurrency,
         rate=rate,
+        deadline_ms=deadline_ms,
     )
     return run_load(spec, ctx.workdir, server_pid=server.pid, postgres_pid=ctx.postgres_pid)
 

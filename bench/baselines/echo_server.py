@@ -3,6 +3,10 @@
 Run as `python -m bench.baselines.echo_server --port P --response-bytes N`. It parses the request
 and answers with a response of N serialized bytes; nothing else. It also serves gRPC
 health checks so the harness knows when it is up.
+
+With `--refuse` it answers every call instead with the status a service sheds load with
+(RESOURCE_EXHAUSTED OVERLOADED, its ErrorInfo and RetryInfo, built once): the least a
+grpc.aio server can spend on a call it does not serve (S8's floor).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from bench.baselines.echo_messages import SERVICE, EchoRequest, EchoResponse
+from libs.common.error_status import status_of
+from libs.common.shedding import overloaded
 
 
 def make_response(request_id: str, size: int) -> Any:
@@ -39,9 +45,22 @@ class EchoServicer:
         return EchoResponse(request_id=request.request_id, payload=self._padding)
 
 
-async def serve(port: int, response_bytes: int) -> None:
+class RefusingServicer:
+    """Answers every Echo call RESOURCE_EXHAUSTED OVERLOADED, as a shedding service does."""
+
+    def __init__(self) -> None:
+        self._status = status_of(overloaded("too busy; retry later", 0.1), "bench.echo")
+
+    async def echo(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        context.set_code(self._status.code)
+        context.set_details(self._status.details)
+        context.set_trailing_metadata(self._status.trailing_metadata)
+        return EchoResponse()  # not sent: a call with an error status has no message
+
+
+async def serve(port: int, response_bytes: int, refuse: bool = False) -> None:
     server = grpc.aio.server()
-    servicer = EchoServicer(response_bytes)
+    servicer = RefusingServicer() if refuse else EchoServicer(response_bytes)
     handler = grpc.method_handlers_generic_handler(
         SERVICE,
         {
@@ -70,8 +89,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--response-bytes", type=int, required=True)
+    parser.add_argument("--refuse", action="store_true", help="refuse every call (OVERLOADED)")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.response_bytes))
+    asyncio.run(serve(args.port, args.response_bytes, args.refuse))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ started by hand. After every load the allocation check
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from bench.baselines.echo import echo_load, echo_server
 from bench.harness.batching import POOL_RECEIPTS, batching_since, database_now
@@ -335,12 +336,33 @@ def s8_check(result: LoadResult, workload: Workload) -> CheckResult:
     )
 
 
+@dataclass(frozen=True)
+class RefusalFloor:
+    """What refusing calls costs a grpc.aio server that does nothing else."""
+
+    us_per_call: float  # CPU of the server per call answered in the window
+    core_share: float  # of one core, over the window
+
+
+def refusal_floor(result: LoadResult) -> RefusalFloor | None:
+    window = result.call_cpu
+    answered = result.ok + result.failed
+    if window is None or window.service_s is None or not answered or window.window_s <= 0:
+        return None
+    return RefusalFloor(window.service_s / answered * 1e6, window.service_s / window.window_s)
+
+
 def run_s8(
     target: PoolTarget, setup: Setup, ctx: BenchContext, timing: Timing, s2_rps: float
 ) -> Outcome:
-    """S8: open loop at twice S2's maximum on a pool that drains during the run."""
+    """S8: open loop at twice S2's maximum on a pool that drains during the run; first
+    the floor: a grpc.aio server refusing every call at that rate."""
     workload = setup(target.address)
     rate = S8_OVERLOAD * s2_rps
+    with echo_server(ctx, refuse=True) as refusing:
+        floor = refusal_floor(
+            echo_load(ctx, refusing, timing, rate=rate, deadline_ms=S8_DEADLINE_MS)
+        )
     result, check = acquire_load(
         ctx, target, workload, "S8", timing, mode="open", rate=rate, deadline_ms=S8_DEADLINE_MS
     )
@@ -348,13 +370,20 @@ def run_s8(
     comparisons = (
         at_most(result.error_latency.p99, S8_DEADLINE_MS, "deadline", "error p99 <= deadline"),
     )
+    notes = [f"errors: {errors}"] if errors else []
+    if floor is not None:
+        notes.append(
+            f"floor: a grpc.aio server refusing every call at this rate spends "
+            f"{floor.us_per_call:,.0f} us per call, {floor.core_share:.0%} of a core"
+        )
     row = load_row(
         "S8 drain + 2x overload",
         result,
         timing,
         comparisons=comparisons,
-        notes=(f"errors: {errors}",) if errors else (),
+        notes=tuple(notes),
         seeded_units=workload.units,
+        refusal_floor=floor.__dict__ if floor is not None else None,
     )
     return finished("S8", "drain and overload", [row], [check, s8_check(result, workload)])
 
