@@ -4,8 +4,7 @@ of work that hands them out, the only place the pool opens connections and trans
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -16,6 +15,7 @@ from libs.common.clock import Clock
 from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestLog
 from libs.common.outbox import Outbox, PostgresOutbox, flush_events
 from libs.common.unit_of_work import PostgresUnitOfWork, SnapshotUnitOfWork
+from services.pool.domain.model import UnitCount
 from services.pool.repository.allocation import Allocations
 from services.pool.repository.history import History
 from services.pool.repository.locks import Housekeeping, Locks, SnapshotLocks
@@ -48,12 +48,12 @@ class PoolUnitOfWork(SnapshotUnitOfWork[Tx], Protocol):
     """The pool's transactions; snapshots read as of one instant besides, and live
     snapshots of units as of one instant of unit history."""
 
-    def settled(
-        self, company_id: uuid.UUID, currencies: Collection[str]
-    ) -> AbstractAsyncContextManager[tuple[Tx, datetime]]:
-        """A read-only view of the company's pools in `currencies` and its instant, with
-        no writer of those pools in flight when both were taken: every change stamped
-        at or before the instant is in the view, none after it."""
+    async def live_counts(
+        self, company_id: uuid.UUID, currency: str | None, currencies: Collection[str]
+    ) -> tuple[list[UnitCount], datetime]:
+        """The company's live units counted (of `currency`, or all), and the instant of
+        the count, with no writer of its pools in `currencies` in flight when both were
+        taken: every change stamped at or before the instant is counted, none after."""
         ...
 
 
@@ -69,27 +69,30 @@ class PostgresPoolUnitOfWork(PostgresUnitOfWork[Tx]):
         super().__init__(db, bind, before_commit, replica)
         self._clock = clock
 
-    @asynccontextmanager
-    async def settled(
-        self, company_id: uuid.UUID, currencies: Collection[str]
-    ) -> AsyncIterator[tuple[Tx, datetime]]:
+    async def live_counts(
+        self, company_id: uuid.UUID, currency: str | None, currencies: Collection[str]
+    ) -> tuple[list[UnitCount], datetime]:
         keys = list(currencies)
         async with self._db.acquire() as conn:
             locks = SnapshotLocks(conn, self._clock)
             released = False
             try:
-                await locks.hold(company_id, keys)
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    instant = await locks.instant()  # the view is taken with it
-                    await locks.release(company_id, keys)  # writers go on meanwhile
+                # Read committed: the cursor's view is taken when it is opened, under the
+                # locks, and read once they are let go, while writers go on.
+                async with conn.transaction(readonly=True):
+                    await locks.hold(company_id, keys)
+                    instant = await locks.instant()
+                    read = await Units(conn).counting(company_id, currency)
+                    await locks.release(company_id, keys)
                     released = True
-                    yield self._bind(conn), instant
+                    counts = await read()
             except BaseException:
                 if not released:
                     # Session locks must never outlive the snapshot on a pooled
                     # connection: ending the session ends them.
                     conn.terminate()
                 raise
+        return counts, instant
 
 
 def unit_of_work(

@@ -1,8 +1,8 @@
 """The services behind a real PgBouncer in transaction pooling mode (the Debian package,
 installed when missing and we are root), with asyncpg's statement cache off as PgBouncer
 before 1.21 needs: the races still hold, with fewer server connections than clients, and
-provisioning's import lock still excludes a second runner; the demo story, all four
-services through PgBouncer, adds up."""
+provisioning's import lock still excludes a second runner, live snapshots leave no lock
+behind; the demo story, all four services through PgBouncer, adds up."""
 
 from __future__ import annotations
 
@@ -19,16 +19,23 @@ from libs.common import local_pgbouncer
 from libs.common.clock import FakeClock
 from libs.common.database import create_pool
 from licensing.credits.v1 import credits_pb2_grpc
+from licensing.pool.v1 import pool_pb2, pool_pb2_grpc
 from licensing_cli.demo import Story
 from licensing_cli.demo_platform import SERVICE_NAMES, launched
 from services.provisioning.repository import locks
+from tests.support import tls
 from tests.support.credits import (
     CreditsCompany,
     assert_exactly_the_affordable_usages_recorded,
     running_credits,
 )
 from tests.support.demo_story import GRACE_SECONDS, assert_the_story_adds_up, play_on
-from tests.support.races import assert_two_replicas_never_hand_out_a_unit_twice
+from tests.support.processes import spawned
+from tests.support.races import (
+    assert_two_replicas_never_hand_out_a_unit_twice,
+    pool_with_claimable_units,
+    race_acquire,
+)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
@@ -73,6 +80,59 @@ async def test_pool_replicas_race_for_the_last_units_through_pgbouncer(
     }
     await assert_two_replicas_never_hand_out_a_unit_twice(env, db)
     await assert_went_through(pgbouncer, database_url, before)
+
+
+async def test_live_snapshots_during_allocation_leave_no_lock_behind(
+    bounced_url: str, database_url: str, db: asyncpg.Pool
+) -> None:
+    """A live snapshot waits for the writers of its pools and keeps new ones out while it
+    takes its view. Behind transaction pooling those locks must be transaction locks: a
+    session lock taken on one server connection and released on another stays behind,
+    and every later writer of that pool waits on it for good."""
+    units = 120
+    env = {
+        "POOL_DATABASE_URL": bounced_url,
+        "POOL_DATABASE_STATEMENT_CACHE_SIZE": "0",
+        "POOL_PORT": "0",
+        "POOL_LOG_LEVEL": "WARNING",
+    }
+    async with spawned("pool", env) as service, tls.channel(service.address) as channel:
+        stub = pool_pb2_grpc.PoolServiceStub(channel)
+        company = await pool_with_claimable_units(stub, units=units, offices=3)
+        request = pool_pb2.GetSnapshotRequest(company_id=company.company_id)
+
+        async def snapshots() -> list[int]:
+            lives = []
+            for _ in range(15):
+                answer = await stub.GetSnapshot(request, timeout=30)
+                lives.append(answer.live_units)
+            return lives
+
+        # More snapshots at once than PgBouncer has server connections, beside the writers.
+        *lives, outcome = await asyncio.gather(
+            *(snapshots() for _ in range(SERVER_CONNECTIONS * 2)),
+            race_acquire([stub], company, units, deadline_seconds=30),
+        )
+        for counted in lives:  # every unit counted once, whatever moved meanwhile
+            assert counted == [units] * len(counted)
+        assert not outcome.failures
+        assert len(set(outcome.unit_ids)) == units
+        # Writers still get through after the snapshots: nothing was left locked.
+        await stub.AddUnits(
+            pool_pb2.AddUnitsRequest(
+                request_id="after-snapshots",
+                company_id=company.company_id,
+                office_id=company.offices["o1"],
+                license_type="connect",
+                quantity=1,
+            ),
+            timeout=10,
+        )
+    left = await db.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    assert left == 0
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -788,10 +788,9 @@ class InMemoryPoolUnitOfWork(InMemoryUnitOfWork[PoolState, FakeTx]):
         async with self.reading() as tx:
             yield tx
 
-    @asynccontextmanager
-    async def settled(
-        self, company_id: uuid.UUID, currencies: Collection[str]
-    ) -> AsyncIterator[tuple[FakeTx, datetime]]:
+    async def live_counts(
+        self, company_id: uuid.UUID, currency: str | None, currencies: Collection[str]
+    ) -> tuple[list[UnitCount], datetime]:
         """One task at a time: no writer is ever in flight beside a read."""
         async with self.reading() as tx:
-            yield tx, self.clock.now()
+            return await tx.units.counts(company_id, currency), self.clock.now()

@@ -18,9 +18,12 @@ log = logging.getLogger(__name__)
 
 NOW = "SELECT coalesce($1::timestamptz, now())"
 # A live snapshot waits for the writers of its (company, currency) pools and keeps new
-# ones out while it takes its instant and its view (session-level: around its
-# transaction's start, not inside it).
-# One statement for all the currencies, in the order given (the writers' order).
+# ones out while it takes its instant and opens its view. The locks are session-level so
+# that they can be let go before the view is read; they are taken and let go inside the
+# snapshot's transaction, which PgBouncer's transaction pooling keeps on one server
+# connection (outside one, the unlock could reach another server connection and leave
+# the lock behind for good). One statement for all the currencies, in the order given
+# (the writers' order).
 _KEYS = "hashtextextended('pool/' || $1::text || '/' || cur, 0)"
 HOLD_SHARED = f"SELECT count(pg_advisory_lock_shared({_KEYS})) FROM unnest($2::text[]) AS k(cur)"
 RELEASE_SHARED = (
@@ -62,7 +65,8 @@ class Locks:
 class SnapshotLocks:
     """What lets a live snapshot be one instant of unit history: while it holds the
     shared side of the writers' locks, no writer of those pools is in flight, so every
-    change stamped before its instant is in its view and every later one is not."""
+    change stamped before its instant is in the view it opens then (a cursor: its
+    snapshot is taken when it is opened) and every later one is not."""
 
     def __init__(self, conn: asyncpg.Connection, clock: Clock) -> None:
         self._conn = conn
@@ -76,7 +80,8 @@ class SnapshotLocks:
         await self._conn.execute(RELEASE_SHARED, str(company_id), sorted(currencies))
 
     async def instant(self) -> datetime:
-        """The instant now (not the transaction's start: the snapshot's view is newer)."""
+        """The instant now (not the transaction's start: the snapshot's view is newer),
+        reading without parallel workers for the rest of the transaction."""
         value: datetime = await self._conn.fetchval(INSTANT, self._clock.sql_now())
         return value
 

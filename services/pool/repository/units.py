@@ -8,7 +8,7 @@ them from, so a unit that changed meanwhile is not moved (the caller compares co
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -194,6 +194,7 @@ WHERE company_id = $1 AND ($2::text IS NULL OR currency = $2) AND state <> 'TERM
 GROUP BY office_id, currency, license_type, state, held_from
 ORDER BY currency, office_id, license_type
 """
+COUNT_ROWS_PER_FETCH = 1000  # a company's lines: offices x types x states
 OFFERED = free_list.counts_by_source(ALLOCATION_RULES)
 REMOVAL_SCHEDULED = """
 SELECT license_type, count(*) AS scheduled FROM pool.units
@@ -369,6 +370,21 @@ class Units:
     async def counts(self, company_id: uuid.UUID, currency: str | None) -> list[UnitCount]:
         """Live units by office, type, state and held-from state."""
         return [to_unit_count(r) for r in await self._conn.fetch(COUNTS, company_id, currency)]
+
+    async def counting(
+        self, company_id: uuid.UUID, currency: str | None
+    ) -> Callable[[], Awaitable[list[UnitCount]]]:
+        """`counts` on a view taken now (a cursor, in the caller's transaction): the
+        reader it returns reads that view later, whatever committed meanwhile."""
+        cursor = await self._conn.cursor(COUNTS, company_id, currency)
+
+        async def read() -> list[UnitCount]:
+            counts: list[UnitCount] = []
+            while rows := await cursor.fetch(COUNT_ROWS_PER_FETCH):
+                counts.extend(to_unit_count(r) for r in rows)
+            return counts
+
+        return read
 
     async def availability(
         self, office: Office, license_types: Sequence[str], now: datetime

@@ -208,6 +208,5 @@ async def snapshot(uow: PoolUnitOfWork, company_id: uuid.UUID, currency: str | N
     instant (docs/product.md, "License units and their states"), the instant its unit
     history gives the same counts for (`history.snapshot_as_of`)."""
     currencies = [currency] if currency else sorted(SUPPORTED_CURRENCIES)
-    async with uow.settled(company_id, currencies) as (tx, taken_at):
-        counts = await tx.units.counts(company_id, currency)
+    counts, taken_at = await uow.live_counts(company_id, currency, currencies)
     return units.snapshot(taken_at, counts)
