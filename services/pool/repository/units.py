@@ -194,7 +194,9 @@ WHERE company_id = $1 AND ($2::text IS NULL OR currency = $2) AND state <> 'TERM
 GROUP BY office_id, currency, license_type, state, held_from
 ORDER BY currency, office_id, license_type
 """
-COUNT_ROWS_PER_FETCH = 1000  # a company's lines: offices x types x states
+# The counts on a view taken when the cursor is opened (closed with its transaction).
+DECLARE_COUNTING = f"DECLARE pool_counting NO SCROLL CURSOR FOR {COUNTS}"
+FETCH_COUNTING = "FETCH ALL FROM pool_counting"
 OFFERED = free_list.counts_by_source(ALLOCATION_RULES)
 REMOVAL_SCHEDULED = """
 SELECT license_type, count(*) AS scheduled FROM pool.units
@@ -375,14 +377,13 @@ class Units:
         self, company_id: uuid.UUID, currency: str | None
     ) -> Callable[[], Awaitable[list[UnitCount]]]:
         """`counts` on a view taken now (a cursor, in the caller's transaction): the
-        reader it returns reads that view later, whatever committed meanwhile."""
-        cursor = await self._conn.cursor(COUNTS, company_id, currency)
+        reader it returns reads that view later, whatever committed meanwhile. An SQL
+        cursor rather than asyncpg's, which needs a named prepared statement (PgBouncer
+        before 1.21 cannot keep those across transactions)."""
+        await self._conn.execute(DECLARE_COUNTING, company_id, currency)
 
         async def read() -> list[UnitCount]:
-            counts: list[UnitCount] = []
-            while rows := await cursor.fetch(COUNT_ROWS_PER_FETCH):
-                counts.extend(to_unit_count(r) for r in rows)
-            return counts
+            return [to_unit_count(r) for r in await self._conn.fetch(FETCH_COUNTING)]
 
         return read
 
