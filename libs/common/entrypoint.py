@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from libs.common import workers
 from libs.common.server import wait_for_signal
 from libs.common.settings import ServiceSettings
 from libs.common.telemetry import configure_logging, configure_telemetry
@@ -36,6 +37,8 @@ def main(
         migrate(settings.database_url)
         log.info("migrated")
         return
+    if settings.workers > 1 and not workers.is_worker():
+        raise SystemExit(workers.supervise(name, settings))
     telemetry = configure_telemetry(name, settings.traces)
     try:
         asyncio.run(_serve(name, settings, start))

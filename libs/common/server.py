@@ -27,7 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-from libs.common import tls
+from libs.common import tls, workers
 from libs.common.admission import Admission
 from libs.common.authz import Authorizer, Policy
 from libs.common.database_outage import DatabaseWatch
@@ -149,9 +149,12 @@ async def start_server(
         )
     else:
         log.warning("TLS is off: the port is plaintext and every caller is trusted")
+    # Off unless the port is shared by design: a second copy started by mistake must fail
+    # to bind, not take half the connections.
+    reuse_port = int(workers.shares_port(settings))
     server = grpc.aio.server(
         options=[
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", reuse_port),
             ("grpc.server.max_pending_requests", MAX_UNTAKEN_CALLS),
             ("grpc.server.max_pending_requests_hard_limit", MAX_UNTAKEN_CALLS),
             # CSV uploads and bulk responses (10,000 units) exceed gRPC's 4 MB default.
@@ -209,7 +212,7 @@ async def start_server(
         bound = server.add_secure_port(address, credentials.credentials)
     health_server, health_port = None, None
     if settings.health_port is not None:
-        health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_server = grpc.aio.server(options=[("grpc.so_reuseport", reuse_port)])
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
         health_port = health_server.add_insecure_port(f"{settings.host}:{settings.health_port}")
     await server.start()

@@ -73,6 +73,13 @@ class ServiceSettings(BaseSettings):
         description="How long calls on a closed connection (a long stream) may still run.",
     )
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Server processes sharing the port (SO_REUSEPORT), each a whole "
+        "service like a replica: more cores for one pod (libs/common/workers.py).",
+    )
     log_level: str = Field(default="INFO")
     # "none", "console", or a file path that receives one JSON span per line; besides
     # the OTEL_* variables (OTLP export, see libs/common/telemetry.py).
