@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Unpack
 
 from bench.baselines.echo import echo_load, echo_server
 from bench.harness.batching import POOL_RECEIPTS, batching_since, database_now
@@ -32,7 +33,12 @@ from bench.loadgen.row import load_row
 from bench.loadgen.spec import Distribution
 from bench.scenarios.acquire_load import acquire_load, ceiling_rps, dry_notes, units_for
 from bench.scenarios.pool_seeding import Setup, Workload, hot_pool, spread_pools, zipf_shares
-from bench.scenarios.pool_service import PoolTarget, pool_service, unavailable_reason
+from bench.scenarios.pool_service import (
+    PoolTarget,
+    ServiceOptions,
+    pool_service,
+    unavailable_reason,
+)
 from libs.common import local_pgbouncer
 
 S3_POOLS = 64
@@ -90,7 +96,7 @@ def s2(ctx: BenchContext) -> Outcome:
 
 
 def s2_again(
-    ctx: BenchContext, run_id: str, label: str, **service: bool
+    ctx: BenchContext, run_id: str, label: str, **service: Unpack[ServiceOptions]
 ) -> tuple[Row, CheckResult, LoadResult]:
     """One more S2 load against a pool started with `service` (pool_service's options):
     its row (no target), its check and its result."""
@@ -105,7 +111,7 @@ def s2_again(
 
 
 def run_s2_variant(
-    ctx: BenchContext, scenario_id: str, title: str, label: str, **service: bool
+    ctx: BenchContext, scenario_id: str, title: str, label: str, **service: Unpack[ServiceOptions]
 ) -> Outcome:
     """S2 against a pool started with `service`, beside S2 plaintext and direct in the
     same run: their ratio is what the variant costs."""
@@ -119,8 +125,10 @@ def run_s2_variant(
     return finished(scenario_id, title, [replace(row, comparisons=(compared,))], [check])
 
 
-# What each S2 variant must keep of S2's throughput.
-S2_VARIANTS = {"S2-mTLS": 0.9, "S2-pgbouncer": 0.8}
+# What each S2 variant must keep of S2's throughput (a second worker must add to it).
+S2_VARIANTS = {"S2-mTLS": 0.9, "S2-pgbouncer": 0.8, "S2-workers": 1.0}
+# The workers variants: server processes on the pool's port (libs/common/workers.py).
+WORKERS = 2
 # What S2 must keep of S2 against a pool writing no unit history.
 S2_HISTORY_SHARE = 0.9
 
@@ -145,6 +153,19 @@ def s2_pgbouncer(ctx: BenchContext) -> Outcome:
     before 1.21 needs. PgBouncer's own CPU is in neither CPU column."""
     title = "Acquire on one hot pool, through PgBouncer"
     return run_s2_variant(ctx, "S2-pgbouncer", title, "S2 hot pool, PgBouncer", pgbouncer=True)
+
+
+@scenario(
+    "S2-workers", f"S2 against a pool of {WORKERS} worker processes on one port", requires=("S2",)
+)
+def s2_workers(ctx: BenchContext) -> Outcome:
+    """S2 against a pool running two worker processes on its port, over 8 connections
+    each: whether a second process per pod adds throughput (target >= 1.0x S2). Both
+    workers batch the one hot key, taking its lock in turn."""
+    title = f"Acquire on one hot pool, {WORKERS} workers"
+    return run_s2_variant(
+        ctx, "S2-workers", title, f"S2 hot pool, {WORKERS} workers", workers=WORKERS
+    )
 
 
 @scenario(
@@ -357,18 +378,33 @@ def refusal_floor(result: LoadResult) -> RefusalFloor | None:
 
 
 def run_s8(
-    target: PoolTarget, setup: Setup, ctx: BenchContext, timing: Timing, s2_rps: float
+    target: PoolTarget,
+    setup: Setup,
+    ctx: BenchContext,
+    timing: Timing,
+    s2_rps: float,
+    scenario_id: str = "S8",
+    label: str = "S8 drain + 2x overload",
 ) -> Outcome:
     """S8: open loop at twice S2's maximum on a pool that drains during the run; first
-    the floor: a grpc.aio server refusing every call at that rate."""
+    (for S8 itself) the floor: a grpc.aio server refusing every call at that rate."""
     workload = setup(target.address)
     rate = S8_OVERLOAD * s2_rps
-    with echo_server(ctx, refuse=True) as refusing:
-        floor = refusal_floor(
-            echo_load(ctx, refusing, timing, rate=rate, deadline_ms=S8_DEADLINE_MS)
-        )
+    floor = None
+    if scenario_id == "S8":
+        with echo_server(ctx, refuse=True) as refusing:
+            floor = refusal_floor(
+                echo_load(ctx, refusing, timing, rate=rate, deadline_ms=S8_DEADLINE_MS)
+            )
     result, check = acquire_load(
-        ctx, target, workload, "S8", timing, mode="open", rate=rate, deadline_ms=S8_DEADLINE_MS
+        ctx,
+        target,
+        workload,
+        scenario_id,
+        timing,
+        mode="open",
+        rate=rate,
+        deadline_ms=S8_DEADLINE_MS,
     )
     errors = ", ".join(f"{key}: {e.count}" for key, e in result.errors.items())
     comparisons = (
@@ -381,7 +417,7 @@ def run_s8(
             f"{floor.us_per_call:,.0f} us per call, {floor.core_share:.0%} of a core"
         )
     row = load_row(
-        "S8 drain + 2x overload",
+        label,
         result,
         timing,
         comparisons=comparisons,
@@ -389,19 +425,37 @@ def run_s8(
         seeded_units=workload.units,
         refusal_floor=floor.__dict__ if floor is not None else None,
     )
-    return finished("S8", "drain and overload", [row], [check, s8_check(result, workload)])
+    title = "drain and overload"
+    return finished(scenario_id, title, [row], [check, s8_check(result, workload)])
+
+
+def s8_on(ctx: BenchContext, scenario_id: str, label: str, workers: int = 1) -> Outcome:
+    """S8 against a pool of `workers` processes, at twice S2's rate."""
+    title = "drain and overload"
+    if reason := unavailable_reason():
+        return skipped(scenario_id, title, reason)
+    s2_rps = ctx.throughput("S2")
+    if not s2_rps:
+        return skipped(scenario_id, title, "S2 produced no throughput to overload with")
+    # No warm-up: the drain itself is what is measured.
+    timing = Timing(warmup_s=0.0, duration_s=5.0 if ctx.quick else 10.0)
+    units = math.ceil(s2_rps * S8_SEED_SECONDS)
+    with pool_service(ctx, scenario_id.lower().replace("-", "_"), workers=workers) as target:
+        return run_s8(target, hot_pool(units), ctx, timing, s2_rps, scenario_id, label)
 
 
 @scenario("S8", "drain a pool under 2x S2's max (open loop)", requires=("S2",))
 def s8(ctx: BenchContext) -> Outcome:
-    title = "drain and overload"
-    if reason := unavailable_reason():
-        return skipped("S8", title, reason)
-    s2_rps = ctx.throughput("S2")
-    if not s2_rps:
-        return skipped("S8", title, "S2 produced no throughput to overload with")
-    # No warm-up: the drain itself is what is measured.
-    timing = Timing(warmup_s=0.0, duration_s=5.0 if ctx.quick else 10.0)
-    units = math.ceil(s2_rps * S8_SEED_SECONDS)
-    with pool_service(ctx, "s8") as target:
-        return run_s8(target, hot_pool(units), ctx, timing, s2_rps)
+    return s8_on(ctx, "S8", "S8 drain + 2x overload")
+
+
+@scenario(
+    "S8-workers",
+    f"S8 against a pool of {WORKERS} worker processes, at twice S2's (one process) rate",
+    requires=("S2",),
+)
+def s8_workers(ctx: BenchContext) -> Outcome:
+    """S8's drain and overload, the same rate, against a pool of two workers: the
+    refusals and the serving shared by two processes (the floor one process cannot
+    pass is on S8's row)."""
+    return s8_on(ctx, "S8-workers", f"S8 drain + 2x overload, {WORKERS} workers", WORKERS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from bench.harness.context import BenchContext
 from bench.harness.correctness import IssueLedger
@@ -36,6 +37,16 @@ class PoolTarget:
     pid: int
     ledger: IssueLedger = field(default_factory=IssueLedger)
     tls: TlsFiles | None = None  # mutual TLS: the client files (None: plaintext)
+    workers: int = 1  # server processes on the port (POOL_WORKERS)
+
+
+class ServiceOptions(TypedDict, total=False):
+    """How a scenario's pool service runs (pool_service's keyword arguments)."""
+
+    tls: bool
+    pgbouncer: bool
+    history: bool
+    workers: int
 
 
 @contextmanager
@@ -45,15 +56,17 @@ def pool_service(
     tls: bool = False,
     pgbouncer: bool = False,
     history: bool = True,
+    workers: int = 1,
 ) -> Iterator[PoolTarget]:
     """A pool service on a fresh database (with mutual TLS when `tls`; through a
     PgBouncer in transaction pooling mode, the statement cache off, when `pgbouncer`;
-    writing no unit history when not `history`: bench/baselines/pool_without_history.py);
-    stopped and the database dropped afterwards."""
+    writing no unit history when not `history`: bench/baselines/pool_without_history.py;
+    as `workers` processes on one port: libs/common/workers.py); stopped and the database
+    dropped afterwards."""
     with ExitStack() as stack:
         database_url = stack.enter_context(scratch_database(ctx.admin_url, f"pool_{name}"))
         serve_url = None
-        extra: dict[str, str] = {}
+        extra: dict[str, str] = {"POOL_WORKERS": str(workers)}
         if pgbouncer:
             bouncer = stack.enter_context(local_pgbouncer.running(ctx.admin_url))
             serve_url = bouncer.url(database_url)
@@ -71,4 +84,6 @@ def pool_service(
                 None if history else WITHOUT_HISTORY,
             )
         )
-        yield PoolTarget(service.address, service.database_url, service.pid, tls=service.tls)
+        yield PoolTarget(
+            service.address, service.database_url, service.pid, tls=service.tls, workers=workers
+        )
