@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from libs.common import call_context
-from libs.common.errors import InvalidArgument
+from libs.common.errors import InvalidArgument, required
 from libs.common.handlers import once
+from libs.common.unit_of_work import read_one
 from licensing.pool.v1 import pool_pb2 as pb
 from tests.fakes.unit_of_work import InMemoryRequestLog, InMemoryUnitOfWork, RequestTable
 
@@ -81,3 +82,22 @@ async def test_a_failed_request_leaves_no_effect_and_no_claim() -> None:
     assert uow.state.offices == []
     assert await once(uow, request, COMPANY, put("a"), encode)  # may be retried
     assert uow.state.offices == ["a"]
+
+
+async def test_read_one_answers_what_it_found_or_the_error_of_its_key() -> None:
+    uow = InMemoryUnitOfWork(State(offices=["a"]), Tx)
+
+    async def office(tx: Tx, name: str) -> str | None:
+        return name if name in tx.state.offices else None
+
+    def office_not_found(name: str) -> InvalidArgument:
+        return InvalidArgument("OFFICE_NOT_FOUND", f"office {name} not found")
+
+    assert await read_one(uow, lambda tx: office(tx, "a"), office_not_found, "a") == "a"
+    with pytest.raises(InvalidArgument) as missing:
+        await read_one(uow, lambda tx: office(tx, "b"), office_not_found, "b")
+    assert (missing.value.reason, missing.value.message) == (
+        "OFFICE_NOT_FOUND",
+        "office b not found",
+    )
+    assert required(0, office_not_found, "zero") == 0  # only None is missing
