@@ -6,6 +6,9 @@ command, run the use case, convert the result.
   stored with the effect, and a replay answered with the stored response, untouched. The
   handler returns the response's bytes: the server sends them as they are (no second
   encoding; see `error_status`).
+- `once_after`: the same for a mutation that calls a peer before its one transaction: a
+  request already done is answered from its stored response (`stored_response`) without
+  calling the peer again.
 - pages: page size and token of a list request, and the next token of a page.
 """
 
@@ -19,9 +22,11 @@ from typing import Protocol, TypeVar
 from google.protobuf.message import Message
 
 from libs.common import call_context
-from libs.common.idempotency import RequestLog, key_for
+from libs.common.errors import InvalidArgument
+from libs.common.idempotency import IdempotencyKey, RequestLog, key_for
 from libs.common.unit_of_work import UnitOfWork
 
+P = TypeVar("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
@@ -81,6 +86,40 @@ async def once_for(
 ) -> bytes:
     """`once` for a use case of (command, transaction), of the command's company."""
     return await once(uow, request, command.company_id, partial(use_case, command), encode)
+
+
+async def replayed(requests: RequestLog, key: IdempotencyKey) -> bytes | None:
+    """The stored response of an already completed request, if any (claims nothing);
+    REQUEST_ID_REUSED if the request_id was used for another request."""
+    found = (await requests.lookup([key])).get(key.ident)
+    if isinstance(found, InvalidArgument):
+        raise found
+    return found
+
+
+async def stored_response(uow: UnitOfWork[TxR], key: IdempotencyKey) -> bytes | None:
+    """`replayed`, read outside a transaction."""
+    async with uow.reading() as tx:
+        return await replayed(tx.requests, key)
+
+
+async def once_after(
+    uow: UnitOfWork[TxR],
+    request: Message,
+    company_id: uuid.UUID,
+    run: Callable[[], Awaitable[P]],
+    record: Callable[[P, TxR], Awaitable[R]],
+    encode: Callable[[R], Message],
+) -> bytes:
+    """A mutation that calls a peer (`run`, whose calls carry request_ids derived from
+    the caller's, so a retry replays them), then records its result (`record`) with the
+    request_id in one transaction: at most once per (company, request_id). A request
+    already done is answered from its stored response, without calling the peer."""
+    stored = await stored_response(uow, key_for(method_name(), company_id, request))
+    if stored is not None:
+        return stored
+    result = await run()
+    return await once(uow, request, company_id, partial(record, result), encode)
 
 
 def next_page_token(

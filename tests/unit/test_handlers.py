@@ -11,7 +11,7 @@ import pytest
 
 from libs.common import call_context
 from libs.common.errors import InvalidArgument, required
-from libs.common.handlers import once
+from libs.common.handlers import once, once_after
 from libs.common.unit_of_work import read_one
 from licensing.pool.v1 import pool_pb2 as pb
 from tests.fakes.unit_of_work import InMemoryRequestLog, InMemoryUnitOfWork, RequestTable
@@ -101,3 +101,28 @@ async def test_read_one_answers_what_it_found_or_the_error_of_its_key() -> None:
         "office b not found",
     )
     assert required(0, office_not_found, "zero") == 0  # only None is missing
+
+
+async def test_once_after_answers_a_replay_without_running_the_peer_call_again() -> None:
+    uow = InMemoryUnitOfWork(State(), Tx)
+    calls: list[str] = []
+
+    async def in_the_peer() -> str:
+        calls.append("peer")
+        return "a"
+
+    async def record(name: str, tx: Tx) -> str:
+        tx.state.offices.append(name)
+        return name
+
+    request = pb.PutOfficeRequest(request_id="r1", office=pb.Office(office_id="a"))
+    first = await once_after(uow, request, COMPANY, in_the_peer, record, encode)
+    again = await once_after(uow, request, COMPANY, in_the_peer, record, encode)
+    assert first == again == encode("a").SerializeToString()
+    assert calls == ["peer"]
+    assert uow.state.offices == ["a"]
+    other = pb.PutOfficeRequest(request_id="r1", office=pb.Office(office_id="b"))
+    with pytest.raises(InvalidArgument) as refused:
+        await once_after(uow, other, COMPANY, in_the_peer, record, encode)
+    assert refused.value.reason == "REQUEST_ID_REUSED"
+    assert calls == ["peer"]
