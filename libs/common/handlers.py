@@ -6,6 +6,8 @@ command, run the use case, convert the result.
   stored with the effect, and a replay answered with the stored response, untouched. The
   handler returns the response's bytes: the server sends them as they are (no second
   encoding; see `error_status`).
+- `mutation`: the whole handler of a one-transaction mutation, from its converter, its
+  use case and its encoder (a servicer's `SetX = mutation(convert.set_x, ...)`).
 - `once_after`: the same for a mutation that calls a peer before its one transaction: a
   request already done is answered from its stored response (`stored_response`) without
   calling the peer again.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from google.protobuf.message import Message
 
@@ -49,6 +51,15 @@ class OfCompany(Protocol):
 
 
 C = TypeVar("C", bound=OfCompany)
+Req = TypeVar("Req")  # a request message (or a protocol several requests satisfy)
+TxR_co = TypeVar("TxR_co", bound=HasRequests, covariant=True)
+
+
+class Serving(Protocol[TxR_co]):
+    """A servicer, as its handlers see it: the unit of work they run use cases on."""
+
+    @property
+    def _uow(self) -> UnitOfWork[TxR_co]: ...
 
 
 def method_name() -> str:
@@ -86,6 +97,21 @@ async def once_for(
 ) -> bytes:
     """`once` for a use case of (command, transaction), of the command's company."""
     return await once(uow, request, command.company_id, partial(use_case, command), encode)
+
+
+def mutation(
+    command: Callable[[Req], C],
+    use_case: Callable[[C, TxR], Awaitable[R]],
+    encode: Callable[[R], Message],
+) -> Callable[[Serving[TxR], Req, object], Awaitable[bytes]]:
+    """The handler of a one-transaction mutation: the request's command (`command`
+    checks its fields), `use_case` on it at most once (`once_for`), the result encoded."""
+
+    async def handle(servicer: Serving[TxR], request: Req, context: object) -> bytes:
+        message = cast(Message, request)  # what gRPC hands a handler is the message
+        return await once_for(servicer._uow, message, command(request), use_case, encode)
+
+    return handle
 
 
 async def replayed(requests: RequestLog, key: IdempotencyKey) -> bytes | None:

@@ -11,7 +11,7 @@ import pytest
 
 from libs.common import call_context
 from libs.common.errors import InvalidArgument, required
-from libs.common.handlers import once, once_after
+from libs.common.handlers import mutation, once, once_after
 from libs.common.unit_of_work import read_one
 from licensing.pool.v1 import pool_pb2 as pb
 from tests.fakes.unit_of_work import InMemoryRequestLog, InMemoryUnitOfWork, RequestTable
@@ -126,3 +126,33 @@ async def test_once_after_answers_a_replay_without_running_the_peer_call_again()
         await once_after(uow, other, COMPANY, in_the_peer, record, encode)
     assert refused.value.reason == "REQUEST_ID_REUSED"
     assert calls == ["peer"]
+
+
+async def test_a_mutation_handler_builds_the_command_and_runs_its_use_case_once() -> None:
+    @dataclass(frozen=True)
+    class Named:
+        company_id: uuid.UUID
+        name: str
+
+    async def put_named(command: Named, tx: Tx) -> str:
+        return await put(command.name)(tx)
+
+    def named(request: pb.PutOfficeRequest) -> Named:
+        if not request.office.office_id:
+            raise InvalidArgument("INVALID_FIELD", "office_id: is required")
+        return Named(COMPANY, request.office.office_id)
+
+    class Servicer:
+        PutOffice = mutation(named, put_named, encode)
+
+        def __init__(self) -> None:
+            self._uow = InMemoryUnitOfWork(State(), Tx)
+
+    servicer = Servicer()
+    request = pb.PutOfficeRequest(request_id="r1", office=pb.Office(office_id="a"))
+    first = await servicer.PutOffice(request, None)
+    assert await servicer.PutOffice(request, None) == first == encode("a").SerializeToString()
+    assert servicer._uow.state.offices == ["a"]
+    with pytest.raises(InvalidArgument):  # the converter's checks come first
+        await servicer.PutOffice(pb.PutOfficeRequest(request_id="r2"), None)
+    assert servicer._uow.state.offices == ["a"]

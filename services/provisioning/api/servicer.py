@@ -17,7 +17,7 @@ from typing import TypeAlias, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from libs.common.handlers import OfCompany, once, once_after
+from libs.common.handlers import OfCompany, mutation, once_after
 from libs.common.validation import uuid_field
 from licensing.provisioning.v1 import provisioning_pb2 as pb
 from services.provisioning.adapters.pool import PoolGateway
@@ -158,10 +158,7 @@ class ProvisioningServicer:
             convert.removed_addons,
         )
 
-    async def SetExtension(self, request: pb.SetExtensionRequest, context: Context) -> bytes:
-        command = convert.set_extension(request)
-        effect = partial(licenses.set_extension, command)
-        return await once(self._uow, request, command.company_id, effect, convert.extension_set)
+    SetExtension = mutation(convert.set_extension, licenses.set_extension, convert.extension_set)
 
     async def TerminateLicense(
         self, request: pb.TerminateLicenseRequest, context: Context
