@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Set
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from libs.common.unit_of_work import read_one
 from services.credits.domain import accounts, errors
 from services.credits.domain.model import OfficeAccount
 from services.credits.unit_of_work import CreditsUnitOfWork, Tx
-from services.credits.use_cases.routing import OfficeCurrencies
+
+if TYPE_CHECKING:  # routing reads offices with get_account, below
+    from services.credits.use_cases.routing import OfficeCurrencies
 
 
 @dataclass(frozen=True, slots=True)
