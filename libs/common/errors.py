@@ -8,11 +8,14 @@ INTERNAL with a generic message.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
     from libs.common.reasons import Reason
+
+T = TypeVar("T")
+K = TypeVar("K")
 
 
 class ErrorKind(enum.Enum):
@@ -141,3 +144,10 @@ def error_of(
 def invalid(field: str, message: str, reason: str = "INVALID_FIELD") -> InvalidArgument:
     """An INVALID_ARGUMENT naming the offending field."""
     return InvalidArgument(reason, f"{field}: {message}", {"field": field})
+
+
+def required(found: T | None, missing: Callable[[K], Exception], key: K) -> T:
+    """`found`, or the error `missing(key)` when nothing was found (`plan_not_found(plan_id)`)."""
+    if found is None:
+        raise missing(key)
+    return found

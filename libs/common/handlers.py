@@ -6,6 +6,11 @@ command, run the use case, convert the result.
   stored with the effect, and a replay answered with the stored response, untouched. The
   handler returns the response's bytes: the server sends them as they are (no second
   encoding; see `error_status`).
+- `mutation`: the whole handler of a one-transaction mutation, from its converter, its
+  use case and its encoder (a servicer's `SetX = mutation(convert.set_x, ...)`).
+- `once_after`: the same for a mutation that calls a peer before its one transaction: a
+  request already done is answered from its stored response (`stored_response`) without
+  calling the peer again.
 - pages: page size and token of a list request, and the next token of a page.
 """
 
@@ -14,14 +19,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from google.protobuf.message import Message
 
 from libs.common import call_context
-from libs.common.idempotency import RequestLog, key_for
+from libs.common.errors import InvalidArgument
+from libs.common.idempotency import IdempotencyKey, RequestLog, key_for
 from libs.common.unit_of_work import UnitOfWork
 
+P = TypeVar("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
@@ -44,6 +51,15 @@ class OfCompany(Protocol):
 
 
 C = TypeVar("C", bound=OfCompany)
+Req = TypeVar("Req")  # a request message (or a protocol several requests satisfy)
+TxR_co = TypeVar("TxR_co", bound=HasRequests, covariant=True)
+
+
+class Serving(Protocol[TxR_co]):
+    """A servicer, as its handlers see it: the unit of work they run use cases on."""
+
+    @property
+    def _uow(self) -> UnitOfWork[TxR_co]: ...
 
 
 def method_name() -> str:
@@ -81,6 +97,55 @@ async def once_for(
 ) -> bytes:
     """`once` for a use case of (command, transaction), of the command's company."""
     return await once(uow, request, command.company_id, partial(use_case, command), encode)
+
+
+def mutation(
+    command: Callable[[Req], C],
+    use_case: Callable[[C, TxR], Awaitable[R]],
+    encode: Callable[[R], Message],
+) -> Callable[[Serving[TxR], Req, object], Awaitable[bytes]]:
+    """The handler of a one-transaction mutation: the request's command (`command`
+    checks its fields), `use_case` on it at most once (`once_for`), the result encoded."""
+
+    async def handle(servicer: Serving[TxR], request: Req, context: object) -> bytes:
+        message = cast(Message, request)  # what gRPC hands a handler is the message
+        return await once_for(servicer._uow, message, command(request), use_case, encode)
+
+    return handle
+
+
+async def replayed(requests: RequestLog, key: IdempotencyKey) -> bytes | None:
+    """The stored response of an already completed request, if any (claims nothing);
+    REQUEST_ID_REUSED if the request_id was used for another request."""
+    found = (await requests.lookup([key])).get(key.ident)
+    if isinstance(found, InvalidArgument):
+        raise found
+    return found
+
+
+async def stored_response(uow: UnitOfWork[TxR], key: IdempotencyKey) -> bytes | None:
+    """`replayed`, read outside a transaction."""
+    async with uow.reading() as tx:
+        return await replayed(tx.requests, key)
+
+
+async def once_after(
+    uow: UnitOfWork[TxR],
+    request: Message,
+    company_id: uuid.UUID,
+    run: Callable[[], Awaitable[P]],
+    record: Callable[[P, TxR], Awaitable[R]],
+    encode: Callable[[R], Message],
+) -> bytes:
+    """A mutation that calls a peer (`run`, whose calls carry request_ids derived from
+    the caller's, so a retry replays them), then records its result (`record`) with the
+    request_id in one transaction: at most once per (company, request_id). A request
+    already done is answered from its stored response, without calling the peer."""
+    stored = await stored_response(uow, key_for(method_name(), company_id, request))
+    if stored is not None:
+        return stored
+    result = await run()
+    return await once(uow, request, company_id, partial(record, result), encode)
 
 
 def next_page_token(

@@ -15,6 +15,10 @@ from typing import Generic, Protocol, TypeVar
 
 import asyncpg
 
+from libs.common.errors import required
+
+T = TypeVar("T")
+K = TypeVar("K")
 Tx = TypeVar("Tx")
 Tx_co = TypeVar("Tx_co", covariant=True)
 
@@ -44,6 +48,19 @@ class SnapshotUnitOfWork(UnitOfWork[Tx_co], Protocol):
     def snapshot(self) -> AbstractAsyncContextManager[Tx_co]:
         """Reads that all see the database as of one instant (nothing can be written)."""
         ...
+
+
+async def read_one(
+    uow: UnitOfWork[Tx],
+    fetch: Callable[[Tx], Awaitable[T | None]],
+    missing: Callable[[K], Exception],
+    key: K,
+) -> T:
+    """What `fetch` reads (outside a transaction, `reading`), or the error `missing(key)`
+    when it finds nothing: every `get_<thing>` use case."""
+    async with uow.reading() as tx:
+        found = await fetch(tx)
+    return required(found, missing, key)
 
 
 class PostgresUnitOfWork(Generic[Tx]):

@@ -7,9 +7,9 @@ use cases need of it (tests give them an in-memory pool, `tests/fakes/billing.py
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from libs.common.errors import DomainError
 from libs.common.peer import Gateway
@@ -44,6 +44,35 @@ _HOLD_STATE = {
 PAGE_SIZE = 1000
 # The pool's refusals of EnablePool that a preview reports rather than raises.
 ENABLE_REFUSALS = frozenset({Reason.LEGACY_PLAN_IN_CURRENCY.name, Reason.POOL_ALREADY_ENABLED.name})
+
+
+M = TypeVar("M", pb.AddUnitsRequest, pb.MarkForRemovalRequest, pb.RestoreFromRemovalRequest)
+Q = TypeVar("Q")
+
+
+class _UnitsResponse(Protocol):
+    """A pool response that lists units (AddUnits, MarkForRemoval, Commit, ...)."""
+
+    @property
+    def units(self) -> Sequence[pb.Unit]: ...
+
+
+def _office_units(
+    request: type[M],
+    request_id: str,
+    company_id: uuid.UUID,
+    office_id: uuid.UUID,
+    license_type: str,
+    quantity: int,
+) -> M:
+    """A request for `quantity` units of a type of an office."""
+    return request(
+        request_id=request_id,
+        company_id=str(company_id),
+        office_id=str(office_id),
+        license_type=license_type,
+        quantity=quantity,
+    )
 
 
 def office_kind(plan: Plan) -> pb.PlanKind.ValueType:
@@ -230,13 +259,12 @@ class PoolGateway(Gateway[pool_pb2_grpc.PoolServiceStub]):
     async def commit(
         self, request_id: str, company_id: uuid.UUID, hold_id: uuid.UUID
     ) -> tuple[str, ...]:
-        response: pb.CommitResponse = await self._peer.call(
+        return await self._unit_ids(
             self._stub.Commit,
             pb.CommitRequest(
                 request_id=request_id, company_id=str(company_id), hold_id=str(hold_id)
             ),
         )
-        return tuple(u.unit_id for u in response.units)
 
     async def release(self, request_id: str, company_id: uuid.UUID, hold_id: uuid.UUID) -> None:
         await self._peer.call(
@@ -261,18 +289,11 @@ class PoolGateway(Gateway[pool_pb2_grpc.PoolServiceStub]):
         quantity: int,
         origin: str = "",
     ) -> tuple[str, ...]:
-        response: pb.AddUnitsResponse = await self._peer.call(
-            self._stub.AddUnits,
-            pb.AddUnitsRequest(
-                request_id=request_id,
-                company_id=str(company_id),
-                office_id=str(office_id),
-                license_type=license_type,
-                quantity=quantity,
-                origin=origin,
-            ),
+        request = _office_units(
+            pb.AddUnitsRequest, request_id, company_id, office_id, license_type, quantity
         )
-        return tuple(u.unit_id for u in response.units)
+        request.origin = origin
+        return await self._unit_ids(self._stub.AddUnits, request)
 
     async def mark_for_removal(
         self,
@@ -282,17 +303,10 @@ class PoolGateway(Gateway[pool_pb2_grpc.PoolServiceStub]):
         license_type: str,
         quantity: int,
     ) -> tuple[str, ...]:
-        response: pb.MarkForRemovalResponse = await self._peer.call(
-            self._stub.MarkForRemoval,
-            pb.MarkForRemovalRequest(
-                request_id=request_id,
-                company_id=str(company_id),
-                office_id=str(office_id),
-                license_type=license_type,
-                quantity=quantity,
-            ),
+        request = _office_units(
+            pb.MarkForRemovalRequest, request_id, company_id, office_id, license_type, quantity
         )
-        return tuple(u.unit_id for u in response.units)
+        return await self._unit_ids(self._stub.MarkForRemoval, request)
 
     async def restore_from_removal(
         self,
@@ -302,16 +316,16 @@ class PoolGateway(Gateway[pool_pb2_grpc.PoolServiceStub]):
         license_type: str,
         quantity: int,
     ) -> tuple[str, ...]:
-        response: pb.RestoreFromRemovalResponse = await self._peer.call(
-            self._stub.RestoreFromRemoval,
-            pb.RestoreFromRemovalRequest(
-                request_id=request_id,
-                company_id=str(company_id),
-                office_id=str(office_id),
-                license_type=license_type,
-                quantity=quantity,
-            ),
+        request = _office_units(
+            pb.RestoreFromRemovalRequest, request_id, company_id, office_id, license_type, quantity
         )
+        return await self._unit_ids(self._stub.RestoreFromRemoval, request)
+
+    async def _unit_ids(
+        self, method: Callable[[Q], Awaitable[_UnitsResponse]], request: Q
+    ) -> tuple[str, ...]:
+        """The ids of the units a pool call answers with."""
+        response = await self._peer.call(method, request)
         return tuple(u.unit_id for u in response.units)
 
     async def terminate_units(

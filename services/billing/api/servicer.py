@@ -6,22 +6,19 @@ generated servicer base class.
 Most of billing's mutations call the pool before they record anything: such a handler
 first answers a request_id already done with its stored response, then runs the use
 case (the pool calls carry request_ids derived from the caller's, so a retry replays
-them), and records the result with the request_id in one transaction (`once`). A
+them), and records the result with the request_id in one transaction (`handlers.once_after`). A
 purchase keeps its own durable record instead (`use_cases/purchases.py`)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import TypeAlias, TypeVar
 
 import grpc
-from google.protobuf.message import Message
 
 from libs.common import call_context, paging
-from libs.common.errors import InvalidArgument
 from libs.common.event_stream import EventStream
-from libs.common.handlers import method_name, once
+from libs.common.handlers import method_name, once_after
 from libs.common.idempotency import key_for
 from libs.common.validation import currency_field, uuid_field
 from licensing.billing.v1 import billing_pb2 as pb
@@ -35,8 +32,6 @@ from services.billing.use_cases import invoices, plans, purchases, quotes, remov
 from services.billing.use_cases.purchases import PurchaseSaga
 
 Context: TypeAlias = grpc.aio.ServicerContext
-P = TypeVar("P")
-R = TypeVar("R")
 T = TypeVar("T")
 
 
@@ -69,30 +64,12 @@ class BillingServicer:
         self._quote_hold_seconds = quote_hold_seconds
         self._credits = credits  # None: billing runs without the credits service
 
-    async def _once_after_pool(
-        self,
-        request: Message,
-        company_id: uuid.UUID,
-        run: Callable[[], Awaitable[P]],
-        record: Callable[[P, Tx], Awaitable[R]],
-        encode: Callable[[R], Message],
-    ) -> bytes:
-        """A mutation that calls the pool, then records: at most once per request_id."""
-        key = key_for(method_name(), company_id, request)
-        async with self._uow.reading() as tx:
-            stored = (await tx.requests.lookup([key])).get(key.ident)
-        if isinstance(stored, InvalidArgument):
-            raise stored
-        if stored is not None:
-            return stored
-        result = await run()
-        return await once(self._uow, request, company_id, lambda tx: record(result, tx), encode)
-
     # --- plans ----------------------------------------------------------------------------
 
     async def CreatePlan(self, request: pb.CreatePlanRequest, context: Context) -> bytes:
         command = convert.new_plan(request)
-        return await self._once_after_pool(
+        return await once_after(
+            self._uow,
             request,
             command.company_id,
             lambda: plans.new_plan(command, self._uow, self._pool, self._credits),
@@ -106,7 +83,8 @@ class BillingServicer:
             await plans.get_plan(company_id, plan_id, self._uow) if "prices" in paths else None
         )
         command = convert.plan_changes(request, paths, current)
-        return await self._once_after_pool(
+        return await once_after(
+            self._uow,
             request,
             company_id,
             lambda: plans.changed_plan(command, self._uow, self._pool, self._credits),
@@ -156,8 +134,13 @@ class BillingServicer:
         if command.hold_request_id is None:
             return convert.quote_response(await _pricing_details(run()))
         return await _pricing_details(
-            self._once_after_pool(
-                request, command.company_id, run, quotes.save_quote, convert.quote_response
+            once_after(
+                self._uow,
+                request,
+                command.company_id,
+                run,
+                quotes.save_quote,
+                convert.quote_response,
             )
         )
 
@@ -189,7 +172,8 @@ class BillingServicer:
 
     async def ScheduleRemoval(self, request: pb.ScheduleRemovalRequest, context: Context) -> bytes:
         command = convert.removal_command(request)
-        return await self._once_after_pool(
+        return await once_after(
+            self._uow,
             request,
             command.company_id,
             lambda: removals.schedule_removal(command, self._uow, self._pool),
@@ -200,7 +184,8 @@ class BillingServicer:
     async def CloseCycle(self, request: pb.CloseCycleRequest, context: Context) -> bytes:
         company_id = uuid_field("company_id", request.company_id)
         period = convert.period_field(request.period)
-        return await self._once_after_pool(
+        return await once_after(
+            self._uow,
             request,
             company_id,
             lambda: invoices.close_cycle(company_id, period, self._uow, self._pool, self._credits),

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
+from libs.common.unit_of_work import read_one
 from services.billing.adapters.credits import Credits
 from services.billing.adapters.pool import Pool
 from services.billing.domain import cycles, errors, events, invoicing, removals
@@ -144,11 +145,12 @@ async def _terminate_ending(invoice: Invoice, plans: Sequence[Plan], pool: Pool)
 async def get_invoice(
     company_id: uuid.UUID, invoice_id: uuid.UUID, uow: BillingUnitOfWork
 ) -> Invoice:
-    async with uow.reading() as tx:
-        found = await tx.invoices.get(company_id, invoice_id)
-    if found is None:
-        raise errors.invoice_not_found(invoice_id)
-    return found
+    return await read_one(
+        uow,
+        lambda tx: tx.invoices.get(company_id, invoice_id),
+        errors.invoice_not_found,
+        invoice_id,
+    )
 
 
 async def list_invoices(

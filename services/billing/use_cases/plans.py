@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from libs.common.errors import DomainError
+from libs.common.unit_of_work import read_one
 from services.billing.adapters.credits import Credits
 from services.billing.adapters.pool import Pool
 from services.billing.domain import errors, office_facts, parity
@@ -171,11 +172,9 @@ async def save_plan(plan: Plan, tx: Tx) -> Plan:
 
 
 async def get_plan(company_id: uuid.UUID, plan_id: uuid.UUID, uow: BillingUnitOfWork) -> Plan:
-    async with uow.reading() as tx:
-        plan = await tx.plans.get(company_id, plan_id)
-    if plan is None:
-        raise errors.plan_not_found(plan_id)
-    return plan
+    return await read_one(
+        uow, lambda tx: tx.plans.get(company_id, plan_id), errors.plan_not_found, plan_id
+    )
 
 
 async def list_plans(page: PlanPage, uow: BillingUnitOfWork) -> list[Plan]:

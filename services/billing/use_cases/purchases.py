@@ -26,6 +26,7 @@ from datetime import datetime
 
 from libs.common.errors import DomainError, ErrorKind, Unavailable
 from libs.common.reasons import Reason
+from libs.common.unit_of_work import read_one
 from services.billing.adapters.pool import Pool
 from services.billing.domain import checkout, errors, events, proration
 from services.billing.domain import purchase as saga
@@ -755,11 +756,12 @@ def _failure(purchase: Purchase) -> DomainError:
 async def get_purchase(
     company_id: uuid.UUID, purchase_id: uuid.UUID, uow: BillingUnitOfWork
 ) -> Purchase:
-    async with uow.reading() as tx:
-        found = await tx.purchases.get(company_id, purchase_id)
-    if found is None:
-        raise errors.purchase_not_found(purchase_id)
-    return found
+    return await read_one(
+        uow,
+        lambda tx: tx.purchases.get(company_id, purchase_id),
+        errors.purchase_not_found,
+        purchase_id,
+    )
 
 
 async def list_purchases(page: PurchasePage, uow: BillingUnitOfWork) -> list[Purchase]:

@@ -11,7 +11,7 @@ import grpc
 
 from libs.common import call_context
 from libs.common.event_stream import EventStream
-from libs.common.handlers import once_for
+from libs.common.handlers import mutation, once_for
 from libs.common.validation import currency_field, optional_currency_field, uuid_field
 from licensing.credits.v1 import credits_pb2 as pb
 from services.credits.api import convert
@@ -68,13 +68,7 @@ class CreditsServicer:
 
     # --- pooling and grants ---------------------------------------------------------------
 
-    async def SetCreditPooling(
-        self, request: pb.SetCreditPoolingRequest, context: grpc.aio.ServicerContext
-    ) -> bytes:
-        command = convert.set_pooling(request)
-        return await once_for(
-            self._uow, request, command, pooling.set_pooling, convert.pooling_response
-        )
+    SetCreditPooling = mutation(convert.set_pooling, pooling.set_pooling, convert.pooling_response)
 
     async def GetCreditPooling(
         self, request: pb.GetCreditPoolingRequest, context: grpc.aio.ServicerContext
@@ -84,13 +78,7 @@ class CreditsServicer:
         found = await pooling.get_pooling(company_id, currency, self._uow)
         return pb.GetCreditPoolingResponse(pooling=convert.pooling_pb(found))
 
-    async def GrantCredits(
-        self, request: pb.GrantCreditsRequest, context: grpc.aio.ServicerContext
-    ) -> bytes:
-        command = convert.grant(request)
-        return await once_for(
-            self._uow, request, command, grants.grant_credits, convert.granted_response
-        )
+    GrantCredits = mutation(convert.grant, grants.grant_credits, convert.granted_response)
 
     # --- usage ----------------------------------------------------------------------------
 
@@ -170,19 +158,9 @@ class CreditsServicer:
 
     # --- caps, thresholds and alerts ------------------------------------------------------
 
-    async def SetOfficeCreditCap(
-        self, request: pb.SetOfficeCreditCapRequest, context: grpc.aio.ServicerContext
-    ) -> bytes:
-        command = convert.set_cap(request)
-        return await once_for(self._uow, request, command, limits.set_cap, convert.set_cap_response)
+    SetOfficeCreditCap = mutation(convert.set_cap, limits.set_cap, convert.set_cap_response)
 
-    async def ClearOfficeCreditCap(
-        self, request: pb.ClearOfficeCreditCapRequest, context: grpc.aio.ServicerContext
-    ) -> bytes:
-        command = convert.clear_cap(request)
-        return await once_for(
-            self._uow, request, command, limits.clear_cap, convert.clear_cap_response
-        )
+    ClearOfficeCreditCap = mutation(convert.clear_cap, limits.clear_cap, convert.clear_cap_response)
 
     async def ListOfficeCreditCaps(
         self, request: pb.ListOfficeCreditCapsRequest, context: grpc.aio.ServicerContext
@@ -191,13 +169,9 @@ class CreditsServicer:
         found = await limits.list_caps(page, self._uow)
         return convert.caps_response(found, page.size)
 
-    async def SetCreditThresholds(
-        self, request: pb.SetCreditThresholdsRequest, context: grpc.aio.ServicerContext
-    ) -> bytes:
-        command = convert.set_thresholds(request)
-        return await once_for(
-            self._uow, request, command, limits.set_thresholds, convert.set_thresholds_response
-        )
+    SetCreditThresholds = mutation(
+        convert.set_thresholds, limits.set_thresholds, convert.set_thresholds_response
+    )
 
     async def GetCreditThresholds(
         self, request: pb.GetCreditThresholdsRequest, context: grpc.aio.ServicerContext

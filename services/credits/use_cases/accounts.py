@@ -5,11 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Set
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from libs.common.unit_of_work import read_one
 from services.credits.domain import accounts, errors
 from services.credits.domain.model import OfficeAccount
 from services.credits.unit_of_work import CreditsUnitOfWork, Tx
-from services.credits.use_cases.routing import OfficeCurrencies
+
+if TYPE_CHECKING:  # routing reads offices with get_account, below
+    from services.credits.use_cases.routing import OfficeCurrencies
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +57,9 @@ class PutAccount:
 async def get_account(
     company_id: uuid.UUID, office_id: uuid.UUID, uow: CreditsUnitOfWork
 ) -> OfficeAccount:
-    async with uow.reading() as tx:
-        office = await tx.offices.get(company_id, office_id)
-    if office is None:
-        raise errors.office_not_found(office_id)
-    return office
+    return await read_one(
+        uow, lambda tx: tx.offices.get(company_id, office_id), errors.office_not_found, office_id
+    )
 
 
 async def list_accounts(page: AccountsPage, uow: CreditsUnitOfWork) -> list[OfficeAccount]:

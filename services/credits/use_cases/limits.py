@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from libs.common.errors import required
 from services.credits.domain import errors
 from services.credits.domain.model import CreditAlert, OfficeCap, Threshold
 from services.credits.domain.periods import period_containing
@@ -66,9 +67,11 @@ class AlertsPage:
 
 async def set_cap(command: SetCap, tx: Tx) -> OfficeCap:
     """Sets the office's cap; what it drew in its current period counts against it."""
-    office = await tx.offices.get(command.company_id, command.office_id)
-    if office is None:
-        raise errors.office_not_found(command.office_id)
+    office = required(
+        await tx.offices.get(command.company_id, command.office_id),
+        errors.office_not_found,
+        command.office_id,
+    )
     now = await tx.ledger.lock(command.company_id, office.currency)
     await tx.limits.set_cap(command.company_id, command.office_id, command.cap, now)
     [stored] = await tx.limits.caps(command.company_id, [command.office_id], None, 1)
@@ -78,9 +81,11 @@ async def set_cap(command: SetCap, tx: Tx) -> OfficeCap:
 
 async def clear_cap(command: ClearCap, tx: Tx) -> bool:
     """Removes the office's cap; whether it had one."""
-    office = await tx.offices.get(command.company_id, command.office_id)
-    if office is None:
-        raise errors.office_not_found(command.office_id)
+    office = required(
+        await tx.offices.get(command.company_id, command.office_id),
+        errors.office_not_found,
+        command.office_id,
+    )
     await tx.ledger.lock(command.company_id, office.currency)
     return await tx.limits.clear_cap(command.company_id, command.office_id)
 

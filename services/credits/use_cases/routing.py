@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import uuid
 
-from services.credits.domain import errors
 from services.credits.unit_of_work import CreditsUnitOfWork
+from services.credits.use_cases.accounts import get_account
 
 
 class OfficeCurrencies:
@@ -21,10 +21,7 @@ class OfficeCurrencies:
     ) -> str:
         known = self._known.get((company_id, office_id))
         if known is None:
-            async with uow.reading() as tx:
-                office = await tx.offices.get(company_id, office_id)
-            if office is None:
-                raise errors.office_not_found(office_id)
+            office = await get_account(company_id, office_id, uow)
             known = self._known[(company_id, office_id)] = office.currency
         return known
 

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from libs.common.unit_of_work import read_one
 from services.credits.domain import errors
 from services.credits.domain.model import PeriodOverage, UsageRecord, UsageTotal
 from services.credits.repository.usage import UsageFilter
@@ -42,11 +43,9 @@ class UsageTotals:
 async def get_usage(
     company_id: uuid.UUID, usage_id: uuid.UUID, uow: CreditsUnitOfWork
 ) -> UsageRecord:
-    async with uow.reading() as tx:
-        record = await tx.usage.get(company_id, usage_id)
-    if record is None:
-        raise errors.usage_not_found(usage_id)
-    return record
+    return await read_one(
+        uow, lambda tx: tx.usage.get(company_id, usage_id), errors.usage_not_found, usage_id
+    )
 
 
 async def list_usage(page: UsagePage, uow: CreditsUnitOfWork) -> list[UsageRecord]:

@@ -15,7 +15,7 @@ from typing import TypeAlias
 import grpc
 
 from libs.common.event_stream import EventStream
-from libs.common.handlers import once_for
+from libs.common.handlers import mutation, once_for
 from libs.common.validation import currency_field, optional_currency_field, uuid_field
 from licensing.pool.v1 import pool_pb2 as pb
 from services.pool.api import convert
@@ -84,31 +84,19 @@ class PoolServicer:
         await units.refresh_statistics(self._uow, changed=command.quantity)
         return response
 
-    async def MarkForRemoval(self, request: pb.MarkForRemovalRequest, context: Context) -> bytes:
-        command = convert.office_units(request)
-        return await once_for(self._uow, request, command, units.mark_for_removal, convert.marked)
+    MarkForRemoval = mutation(convert.office_units, units.mark_for_removal, convert.marked)
 
-    async def RestoreFromRemoval(
-        self, request: pb.RestoreFromRemovalRequest, context: Context
-    ) -> bytes:
-        command = convert.office_units(request)
-        return await once_for(
-            self._uow, request, command, units.restore_from_removal, convert.restored
-        )
+    RestoreFromRemoval = mutation(
+        convert.office_units, units.restore_from_removal, convert.restored
+    )
 
-    async def ReassignUnits(self, request: pb.ReassignUnitsRequest, context: Context) -> bytes:
-        command = convert.reassign(request)
-        return await once_for(self._uow, request, command, units.reassign_units, convert.reassigned)
+    ReassignUnits = mutation(convert.reassign, units.reassign_units, convert.reassigned)
 
     async def ReturnUnits(self, request: pb.ReturnUnitsRequest, context: Context) -> bytes:
         command = convert.return_units(request, self._terms)
         return await once_for(self._uow, request, command, units.return_units, convert.returned)
 
-    async def TerminateUnits(self, request: pb.TerminateUnitsRequest, context: Context) -> bytes:
-        command = convert.terminate(request)
-        return await once_for(
-            self._uow, request, command, units.terminate_units, convert.terminated
-        )
+    TerminateUnits = mutation(convert.terminate, units.terminate_units, convert.terminated)
 
     async def GetUnit(self, request: pb.GetUnitRequest, context: Context) -> pb.GetUnitResponse:
         company_id = convert.company(request)
@@ -211,9 +199,7 @@ class PoolServicer:
             await self._expiry.expire_lapsed(lapsed)
             raise
 
-    async def Release(self, request: pb.ReleaseRequest, context: Context) -> bytes:
-        command = convert.release(request)
-        return await once_for(self._uow, request, command, holds.release, convert.released_response)
+    Release = mutation(convert.release, holds.release, convert.released_response)
 
     async def GetHold(self, request: pb.GetHoldRequest, context: Context) -> pb.GetHoldResponse:
         company_id = convert.company(request)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from libs.common import metrics
+from libs.common.errors import required
 from services.pool.domain import errors, events, holds
 from services.pool.domain.history import NO_CAUSE, Cause
 from services.pool.domain.model import Assignee, Hold, HoldState, Unit
@@ -46,10 +47,7 @@ async def get_hold(uow: PoolUnitOfWork, company_id: uuid.UUID, hold_id: uuid.UUI
 
 
 async def _hold(tx: Tx, company_id: uuid.UUID, hold_id: uuid.UUID) -> Hold:
-    hold = await tx.holds.get(company_id, hold_id)
-    if hold is None:
-        raise errors.hold_not_found(hold_id)
-    return hold
+    return required(await tx.holds.get(company_id, hold_id), errors.hold_not_found, hold_id)
 
 
 async def _locked(tx: Tx, company_id: uuid.UUID, hold_id: uuid.UUID) -> tuple[Hold, datetime]:

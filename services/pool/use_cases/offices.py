@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from libs.common.errors import required
 from services.pool.domain import errors, offices, pools
 from services.pool.domain.model import Office
 from services.pool.unit_of_work import PoolUnitOfWork, Tx
@@ -40,10 +41,7 @@ async def get_office(uow: PoolUnitOfWork, company_id: uuid.UUID, office_id: uuid
 
 async def office_of(tx: Tx, company_id: uuid.UUID, office_id: uuid.UUID) -> Office:
     """The company's office, or OFFICE_NOT_FOUND."""
-    office = await tx.offices.get(company_id, office_id)
-    if office is None:
-        raise errors.office_not_found(office_id)
-    return office
+    return required(await tx.offices.get(company_id, office_id), errors.office_not_found, office_id)
 
 
 async def list_offices(uow: PoolUnitOfWork, query: ListOffices) -> list[Office]:

@@ -4,22 +4,20 @@ the use case, convert the result.
 Mutating calls answer encoded bytes, which the server sends as they are: a pool
 operation's driver stores and answers its own (encoded as `convert.ENCODERS` says); the
 others are one local transaction after their pool calls, at most once per request_id
-(`handlers.once`). The generated base class is not inherited: its methods are typed to
+(`handlers.once_after`). The generated base class is not inherited: its methods are typed to
 answer messages, and registration only needs the method names.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from typing import Protocol, TypeAlias, TypeVar
+from typing import TypeAlias, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
-from libs.common.handlers import once
-from libs.common.idempotency import IdempotencyKey
+from libs.common.handlers import OfCompany, mutation, once_after
 from libs.common.validation import uuid_field
 from licensing.provisioning.v1 import provisioning_pb2 as pb
 from services.provisioning.adapters.pool import PoolGateway
@@ -30,22 +28,13 @@ from services.provisioning.unit_of_work import ProvisioningUnitOfWork, Tx
 from services.provisioning.use_cases import licenses, users
 from services.provisioning.use_cases.imports import ImportService
 from services.provisioning.use_cases.operations import PoolOperations
-from services.provisioning.use_cases.requests import stored_response
 
 Context: TypeAlias = grpc.aio.ServicerContext
 SERVICE_NAME = convert.SERVICE_NAME
 ERROR_DOMAIN = convert.ERROR_DOMAIN
 
 
-class _Command(Protocol):
-    @property
-    def key(self) -> IdempotencyKey: ...
-
-    @property
-    def company_id(self) -> uuid.UUID: ...
-
-
-C = TypeVar("C", bound=_Command)
+C = TypeVar("C", bound=OfCompany)
 P = TypeVar("P")
 R = TypeVar("R")
 
@@ -73,11 +62,10 @@ class ProvisioningServicer:
     ) -> bytes:
         """The pool calls first (not for a request answered already: its response is
         replayed), then the local transaction, at most once per request_id."""
-        if (stored := await stored_response(self._uow, command.key)) is not None:
-            return stored
-        done = await in_pool(command, self._uow, self._pool)
-        effect = partial(locally, command, done)
-        return await once(self._uow, request, command.company_id, effect, encode)
+        in_the_pool = partial(in_pool, command, self._uow, self._pool)
+        return await once_after(
+            self._uow, request, command.company_id, in_the_pool, partial(locally, command), encode
+        )
 
     # --- catalog ----------------------------------------------------------------------
 
@@ -170,10 +158,7 @@ class ProvisioningServicer:
             convert.removed_addons,
         )
 
-    async def SetExtension(self, request: pb.SetExtensionRequest, context: Context) -> bytes:
-        command = convert.set_extension(request)
-        effect = partial(licenses.set_extension, command)
-        return await once(self._uow, request, command.company_id, effect, convert.extension_set)
+    SetExtension = mutation(convert.set_extension, licenses.set_extension, convert.extension_set)
 
     async def TerminateLicense(
         self, request: pb.TerminateLicenseRequest, context: Context

@@ -277,57 +277,46 @@ class Imports:
         addons: Sequence[tuple[uuid.UUID, uuid.UUID, str]],
         now: datetime,
     ) -> None:
-        """ImportConflict if a constraint refuses a row (an extension, number or license
-        of the file was taken meanwhile)."""
+        """Writes every row's effect (in the caller's transaction): new Phone System
+        licenses, reconfigured extensions and numbers, add-ons. ImportConflict if a
+        constraint refuses a row (an extension, number or license of the file was taken
+        meanwhile)."""
         try:
-            await self._finalize_import(company_id, office_id, rows, new_bases, addons, now)
+            fresh = [r for r in rows if r.license_id is None]
+            await self._conn.execute(
+                """
+                INSERT INTO provisioning.licenses (license_id, company_id, office_id, license_type,
+                    user_id, ext_key, number, created_at, updated_at)
+                SELECT l, $1, $2, $3, u, e, n, $4, $4
+                FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::text[]) AS x(l, u, e, n)
+                """,
+                company_id,
+                office_id,
+                PHONE_SYSTEM,
+                now,
+                [new_bases[r.row] for r in fresh],
+                [r.user_id for r in fresh],
+                [r.ext_key for r in fresh],
+                [r.number for r in fresh],
+            )
+            existing = [r for r in rows if r.license_id is not None]
+            await self._conn.execute(
+                """
+                UPDATE provisioning.licenses l SET ext_key = x.e,
+                    number = coalesce(x.n, l.number), updated_at = $2
+                FROM unnest($3::uuid[], $4::text[], $5::text[]) AS x(id, e, n)
+                WHERE l.company_id = $1 AND l.license_id = x.id
+                """,
+                company_id,
+                now,
+                [r.license_id for r in existing],
+                [r.ext_key for r in existing],
+                [r.number for r in existing],
+            )
+            await insert_addons(self._conn, company_id, addons, now)
             await self._conn.execute(CHECK_DEFERRED)
         except asyncpg.IntegrityConstraintViolationError as error:
             raise errors.ImportConflict(error.constraint_name or "") from None
-
-    async def _finalize_import(
-        self,
-        company_id: uuid.UUID,
-        office_id: uuid.UUID,
-        rows: Sequence[ImportRow],
-        new_bases: dict[int, uuid.UUID],
-        addons: Sequence[tuple[uuid.UUID, uuid.UUID, str]],
-        now: datetime,
-    ) -> None:
-        """Writes every row's effect (in the caller's transaction): new Phone System
-        licenses, reconfigured extensions and numbers, add-ons."""
-        fresh = [r for r in rows if r.license_id is None]
-        await self._conn.execute(
-            """
-            INSERT INTO provisioning.licenses (license_id, company_id, office_id, license_type,
-                user_id, ext_key, number, created_at, updated_at)
-            SELECT l, $1, $2, $3, u, e, n, $4, $4
-            FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::text[]) AS x(l, u, e, n)
-            """,
-            company_id,
-            office_id,
-            PHONE_SYSTEM,
-            now,
-            [new_bases[r.row] for r in fresh],
-            [r.user_id for r in fresh],
-            [r.ext_key for r in fresh],
-            [r.number for r in fresh],
-        )
-        existing = [r for r in rows if r.license_id is not None]
-        await self._conn.execute(
-            """
-            UPDATE provisioning.licenses l SET ext_key = x.e,
-                number = coalesce(x.n, l.number), updated_at = $2
-            FROM unnest($3::uuid[], $4::text[], $5::text[]) AS x(id, e, n)
-            WHERE l.company_id = $1 AND l.license_id = x.id
-            """,
-            company_id,
-            now,
-            [r.license_id for r in existing],
-            [r.ext_key for r in existing],
-            [r.number for r in existing],
-        )
-        await insert_addons(self._conn, company_id, addons, now)
 
     async def licenses_exist(self, company_id: uuid.UUID, license_ids: Sequence[uuid.UUID]) -> int:
         count: int = await self._conn.fetchval(

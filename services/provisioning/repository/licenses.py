@@ -185,30 +185,20 @@ class Licenses:
     ) -> None:
         """EXT_KEY_TAKEN or NUMBER_TAKEN if a concurrent writer took it first."""
         try:
-            await self._set_extension(company_id, license_id, ext_key, number, now)
+            await self._conn.execute(
+                "UPDATE provisioning.licenses SET ext_key = $3, number = $4, updated_at = $5"
+                " WHERE company_id = $1 AND license_id = $2",
+                company_id,
+                license_id,
+                ext_key,
+                number,
+                now,
+            )
             await self._conn.execute(CHECK_DEFERRED)
         except asyncpg.UniqueViolationError as error:
             if "number" in (error.constraint_name or ""):
                 raise errors.number_taken(number or "") from None
             raise errors.ext_key_taken(ext_key or "") from None
-
-    async def _set_extension(
-        self,
-        company_id: uuid.UUID,
-        license_id: uuid.UUID,
-        ext_key: str | None,
-        number: str | None,
-        now: datetime,
-    ) -> None:
-        await self._conn.execute(
-            "UPDATE provisioning.licenses SET ext_key = $3, number = $4, updated_at = $5"
-            " WHERE company_id = $1 AND license_id = $2",
-            company_id,
-            license_id,
-            ext_key,
-            number,
-            now,
-        )
 
     async def insert_addons(
         self,

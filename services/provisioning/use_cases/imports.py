@@ -30,6 +30,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from libs.common import metrics
 from libs.common.errors import DomainError, FailedPrecondition
@@ -57,6 +58,39 @@ log = logging.getLogger(__name__)
 
 MAX_LISTED_ERRORS = 1000
 _EXPIRED = (Reason.HOLD_EXPIRED.name, Reason.HOLD_NOT_PENDING.name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A file as checked: its planned rows, errors, warnings, data rows, and its quote."""
+
+    planned: Sequence[PlannedRow]
+    problems: Sequence[RowIssue]
+    warnings: Sequence[RowIssue]
+    rows: int
+    quote: tuple[QuoteLine, ...]
+
+    def job(
+        self, file: ImportFile, state: ImportState, stage: ImportStage, at: datetime | None
+    ) -> ImportJob:
+        """The file's import job in `state` (a dry run's is never stored: no time)."""
+        return ImportJob(
+            import_id=file.import_id,
+            company_id=file.company_id,
+            office_id=file.office_id,
+            state=state,
+            stage=stage,
+            row_count=self.rows,
+            errors=tuple(self.problems[:MAX_LISTED_ERRORS]),
+            error_count=len(self.problems),
+            warnings=tuple(self.warnings[:MAX_LISTED_ERRORS]),
+            quote=self.quote,
+            progress=Progress(units_total=sum(q.needed for q in self.quote)),
+            failure=None,
+            rows_reconfiguring=sum(1 for r in self.planned if r.license_id is not None),
+            created_at=at,
+            updated_at=at,
+        )
 
 
 class _Retry(Exception):
@@ -145,30 +179,14 @@ class ImportService:
 
     async def dry_run(self, file: ImportFile) -> ImportJob:
         """The report and the allocation quote; nothing changes, nothing is stored."""
-        company_id, office_id, import_id = file.company_id, file.office_id, file.import_id
-        content = file.content
+        company_id, office_id = file.company_id, file.office_id
         await self._pool.check_office(company_id, office_id)  # NOT_FOUND for no office
-        planned, problems, warnings, rows = await self._check(company_id, office_id, content)
+        planned, problems, warnings, rows = await self._check(company_id, office_id, file.content)
         quote = await self._quote(company_id, office_id, planned) if not problems else ()
         # What the apply would fail with, said now: the shortfall is an error of the file.
         problems = [*problems, *shortfall_issues(quote)]
-        return ImportJob(
-            import_id=import_id,
-            company_id=company_id,
-            office_id=office_id,
-            state=ImportState.VALIDATED,
-            stage=ImportStage.NONE,
-            row_count=rows,
-            errors=tuple(problems[:MAX_LISTED_ERRORS]),
-            error_count=len(problems),
-            warnings=tuple(warnings[:MAX_LISTED_ERRORS]),
-            quote=quote,
-            progress=Progress(units_total=sum(q.needed for q in quote)),
-            failure=None,
-            rows_reconfiguring=sum(1 for r in planned if r.license_id is not None),
-            created_at=None,
-            updated_at=None,
-        )
+        checked = _Checked(planned, problems, warnings, rows, quote)
+        return checked.job(file, ImportState.VALIDATED, ImportStage.NONE, None)
 
     # --- applying ---------------------------------------------------------------------
 
@@ -189,23 +207,8 @@ class ImportService:
         quote = await self._quote(company_id, office_id, planned)
         async with self._uow.transaction() as tx:
             now = await tx.clock.now()
-            job = ImportJob(
-                import_id=import_id,
-                company_id=company_id,
-                office_id=office_id,
-                state=ImportState.RUNNING,
-                stage=ImportStage.RESERVING,
-                row_count=rows,
-                errors=(),
-                error_count=0,
-                warnings=tuple(warnings[:MAX_LISTED_ERRORS]),
-                quote=quote,
-                progress=Progress(units_total=sum(q.needed for q in quote)),
-                failure=None,
-                rows_reconfiguring=sum(1 for r in planned if r.license_id is not None),
-                created_at=now,
-                updated_at=now,
-            )
+            checked = _Checked(planned, problems, warnings, rows, quote)
+            job = checked.job(file, ImportState.RUNNING, ImportStage.RESERVING, now)
             chunk = self._settings.import_chunk_size
             if existing is None:
                 inserted = await tx.imports.insert_import(job, print_, chunk, planned)

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from libs.common.errors import FailedPrecondition
+from libs.common.errors import FailedPrecondition, required
 from libs.common.idempotency import IdempotencyKey
 from libs.common.reasons import Reason
 from services.provisioning.adapters.pool import PoolGateway
@@ -95,9 +95,7 @@ class AddonsRemoved:
 
 async def license_of(tx: Tx, company_id: uuid.UUID, license_id: uuid.UUID) -> License:
     found = await tx.licenses.get_license(company_id, license_id)
-    if found is None:
-        raise errors.license_not_found(license_id)
-    return found
+    return required(found, errors.license_not_found, license_id)
 
 
 async def get_license(

@@ -32,6 +32,7 @@ from libs.common.errors import (
     NotFound,
     Unavailable,
 )
+from libs.common.handlers import replayed
 from libs.common.idempotency import IdempotencyKey, reused
 from libs.common.reasons import Reason
 from services.provisioning.adapters.billing import BillingGateway
@@ -48,7 +49,6 @@ from services.provisioning.domain.pool_operation import (
     Step,
 )
 from services.provisioning.unit_of_work import ProvisioningUnitOfWork, Tx
-from services.provisioning.use_cases.requests import replayed
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class PoolOperations:
         the operation."""
         for _ in range(_WAITS):
             async with self._uow.reading() as tx:
-                stored = await replayed(tx, key)
+                stored = await replayed(tx.requests, key)
                 found = await tx.operations.get_operation(key.company_id, key.request_id)
             if stored is not None:
                 return stored

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from libs.common.errors import required
 from libs.common.idempotency import IdempotencyKey
 from services.provisioning.adapters.pool import PoolGateway
 from services.provisioning.domain import errors, rules
@@ -90,10 +91,7 @@ class LicenseChanged:
 
 
 async def user_of(tx: Tx, company_id: uuid.UUID, user_id: uuid.UUID) -> User:
-    user = await tx.users.get_user(company_id, user_id)
-    if user is None:
-        raise errors.user_not_found(user_id)
-    return user
+    return required(await tx.users.get_user(company_id, user_id), errors.user_not_found, user_id)
 
 
 async def get_user(uow: ProvisioningUnitOfWork, company_id: uuid.UUID, user_id: uuid.UUID) -> User:
