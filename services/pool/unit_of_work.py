@@ -72,26 +72,9 @@ class PostgresPoolUnitOfWork(PostgresUnitOfWork[Tx]):
     async def live_counts(
         self, company_id: uuid.UUID, currency: str | None, currencies: Collection[str]
     ) -> tuple[list[UnitCount], datetime]:
-        keys = list(currencies)
-        async with self._db.acquire() as conn:
-            locks = SnapshotLocks(conn, self._clock)
-            released = False
-            try:
-                # Read committed: the cursor's view is taken when it is opened, under the
-                # locks, and read once they are let go, while writers go on.
-                async with conn.transaction(readonly=True):
-                    await locks.hold(company_id, keys)
-                    instant = await locks.instant()
-                    read = await Units(conn).counting(company_id, currency)
-                    await locks.release(company_id, keys)
-                    released = True
-                    counts = await read()
-            except BaseException:
-                if not released:
-                    # Session locks must never outlive the snapshot on a pooled
-                    # connection: ending the session ends them.
-                    conn.terminate()
-                raise
+        async with self._db.acquire() as conn, conn.transaction(readonly=True):
+            instant = await SnapshotLocks(conn, self._clock).hold(company_id, list(currencies))
+            counts = await Units(conn).counts(company_id, currency)
         return counts, instant
 
 

@@ -18,23 +18,14 @@ log = logging.getLogger(__name__)
 
 NOW = "SELECT coalesce($1::timestamptz, now())"
 # A live snapshot waits for the writers of its (company, currency) pools and keeps new
-# ones out while it takes its instant and opens its view. The locks are session-level so
-# that they can be let go before the view is read; they are taken and let go inside the
-# snapshot's transaction, which PgBouncer's transaction pooling keeps on one server
-# connection (outside one, the unlock could reach another server connection and leave
-# the lock behind for good). One statement for all the currencies, in the order given
-# (the writers' order).
+# ones out until its transaction ends: the shared side of their locks, transaction-level
+# (PgBouncer's transaction pooling keeps them on the snapshot's one server connection, and
+# its commit lets them go). Its instant is read once it holds them all. One statement for
+# all the currencies, in the order given (the writers' order).
 _KEYS = "hashtextextended('pool/' || $1::text || '/' || cur, 0)"
-HOLD_SHARED = f"SELECT count(pg_advisory_lock_shared({_KEYS})) FROM unnest($2::text[]) AS k(cur)"
-RELEASE_SHARED = (
-    f"SELECT count(pg_advisory_unlock_shared({_KEYS})) FROM unnest($2::text[]) AS k(cur)"
-)
-# The snapshot's instant; its transaction also reads without parallel workers: a snapshot
-# counts every unit of a company, and workers would double the CPU it takes from the
-# writers on the same database for a shorter wait that no caller needs.
-INSTANT = """
-SELECT coalesce($1::timestamptz, clock_timestamp())
-FROM (SELECT set_config('max_parallel_workers_per_gather', '0', true)) serial
+HOLD_SHARED = f"""
+SELECT coalesce($3::timestamptz, clock_timestamp())
+FROM (SELECT count(pg_advisory_xact_lock_shared({_KEYS})) FROM unnest($2::text[]) AS k(cur)) held
 """
 
 
@@ -65,24 +56,20 @@ class Locks:
 class SnapshotLocks:
     """What lets a live snapshot be one instant of unit history: while it holds the
     shared side of the writers' locks, no writer of those pools is in flight, so every
-    change stamped before its instant is in the view it opens then (a cursor: its
-    snapshot is taken when it is opened) and every later one is not."""
+    change stamped before its instant is in what its next statement reads (read
+    committed: a statement sees what committed before it began) and every later one is
+    not."""
 
     def __init__(self, conn: asyncpg.Connection, clock: Clock) -> None:
         self._conn = conn
         self._clock = clock
 
-    async def hold(self, company_id: uuid.UUID, currencies: list[str]) -> None:
-        """Waits for the writers in flight; in the writers' order (no deadlock)."""
-        await self._conn.execute(HOLD_SHARED, str(company_id), sorted(currencies))
-
-    async def release(self, company_id: uuid.UUID, currencies: list[str]) -> None:
-        await self._conn.execute(RELEASE_SHARED, str(company_id), sorted(currencies))
-
-    async def instant(self) -> datetime:
-        """The instant now (not the transaction's start: the snapshot's view is newer),
-        reading without parallel workers for the rest of the transaction."""
-        value: datetime = await self._conn.fetchval(INSTANT, self._clock.sql_now())
+    async def hold(self, company_id: uuid.UUID, currencies: list[str]) -> datetime:
+        """Waits for the writers in flight, in the writers' order (no deadlock), and keeps
+        new ones out until the transaction ends; the instant once all are held."""
+        value: datetime = await self._conn.fetchval(
+            HOLD_SHARED, str(company_id), sorted(currencies), self._clock.sql_now()
+        )
         return value
 
 

@@ -8,7 +8,7 @@ them from, so a unit that changed meanwhile is not moved (the caller compares co
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
@@ -187,16 +187,14 @@ WITH moved AS (
 )
 SELECT * FROM pooled
 """
+# The counts the units' triggers keep (migration 0009): a few rows however many units.
 COUNTS = """
-SELECT office_id, currency, license_type, state, held_from, count(*) AS n
-FROM pool.units
+SELECT office_id, currency, license_type, state, nullif(held_from, '') AS held_from, n
+FROM pool.unit_counts
 WHERE company_id = $1 AND ($2::text IS NULL OR currency = $2) AND state <> 'TERMINATED'
-GROUP BY office_id, currency, license_type, state, held_from
+    AND n > 0
 ORDER BY currency, office_id, license_type
 """
-# The counts on a view taken when the cursor is opened (closed with its transaction).
-DECLARE_COUNTING = f"DECLARE pool_counting NO SCROLL CURSOR FOR {COUNTS}"
-FETCH_COUNTING = "FETCH ALL FROM pool_counting"
 OFFERED = free_list.counts_by_source(ALLOCATION_RULES)
 REMOVAL_SCHEDULED = """
 SELECT license_type, count(*) AS scheduled FROM pool.units
@@ -372,20 +370,6 @@ class Units:
     async def counts(self, company_id: uuid.UUID, currency: str | None) -> list[UnitCount]:
         """Live units by office, type, state and held-from state."""
         return [to_unit_count(r) for r in await self._conn.fetch(COUNTS, company_id, currency)]
-
-    async def counting(
-        self, company_id: uuid.UUID, currency: str | None
-    ) -> Callable[[], Awaitable[list[UnitCount]]]:
-        """`counts` on a view taken now (a cursor, in the caller's transaction): the
-        reader it returns reads that view later, whatever committed meanwhile. An SQL
-        cursor rather than asyncpg's, which needs a named prepared statement (PgBouncer
-        before 1.21 cannot keep those across transactions)."""
-        await self._conn.execute(DECLARE_COUNTING, company_id, currency)
-
-        async def read() -> list[UnitCount]:
-            return [to_unit_count(r) for r in await self._conn.fetch(FETCH_COUNTING)]
-
-        return read
 
     async def availability(
         self, office: Office, license_types: Sequence[str], now: datetime

@@ -3,7 +3,8 @@ snapshots"): a hypothesis state machine runs a random sequence of operations aga
 the real service and PostgreSQL on the database clock, takes live snapshots at random
 points while other writers run (the hold sweeper, and a background task that keeps
 acquiring and returning units of the same pool), and at the end asks for every one of
-them again as of its snapshot_time: each must come back the same."""
+them again as of its snapshot_time: each must come back the same. The counts live
+snapshots read (kept by triggers on the units) equal the units counted, at the end."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 import uuid
 from typing import Any, ClassVar
 
+import asyncpg
 import grpc
 import pytest
 from hypothesis import HealthCheck, settings
@@ -270,7 +272,19 @@ async def churn(stub: pool_pb2_grpc.PoolServiceStub, company_id: str, stop: asyn
     return rounds
 
 
-async def test_as_of_snapshots_equal_the_live_ones(database_url: str) -> None:
+# The counts the units' triggers keep against the units themselves.
+KEPT_COUNTS = """
+SELECT office_id, currency, license_type, state, held_from, n FROM pool.unit_counts
+WHERE company_id = $1 AND n <> 0 ORDER BY 1, 2, 3, 4, 5
+"""
+COUNTED_UNITS = """
+SELECT office_id, currency, license_type, state, coalesce(held_from, '') AS held_from,
+    count(*) AS n
+FROM pool.units WHERE company_id = $1 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+"""
+
+
+async def test_as_of_snapshots_equal_the_live_ones(database_url: str, db: asyncpg.Pool) -> None:
     # The database clock, a sweeper that runs often: holds really expire meanwhile.
     async with running_pool(database_url, sweep_interval_seconds=0.2) as (app, stub):
         channel = tls.sync_channel(f"127.0.0.1:{app.port}")
@@ -295,6 +309,9 @@ async def test_as_of_snapshots_equal_the_live_ones(database_url: str) -> None:
                 finally:
                     stop.set()
                     rounds += await writer
+                company = uuid.UUID(HistoryMachine.company_id)
+                kept = [tuple(r) for r in await db.fetch(KEPT_COUNTS, company)]
+                assert kept == [tuple(r) for r in await db.fetch(COUNTED_UNITS, company)]
         finally:
             channel.close()
         assert rounds > 0  # the background writer did run beside the snapshots
