@@ -36,11 +36,13 @@ def _oldest(rule: SourceRule) -> str:
     return first[0].value if first else "NULL::timestamptz"
 
 
-def _arm(rank: int, rule: SourceRule, where: str, limit: str) -> str:
-    """The free rows one source offers, in its order, up to `limit`, locked."""
+def _arm(rank: int, rule: SourceRule, of: str, where: str) -> str:
+    """The free rows one source offers to `of` (a group, or a pool: its company, type
+    and limit), in its order, locked."""
     order = ", ".join(key.value for key in rule.order)
     return f"""SELECT unit_id, {rank} AS rank, {_oldest(rule)} AS ord FROM pool.free_units
-        WHERE {where} ORDER BY {order} LIMIT {limit} FOR UPDATE SKIP LOCKED"""
+        WHERE company_id = {of}.company AND license_type = {of}.ltype AND {where}
+        ORDER BY {order} LIMIT {of}.lim FOR UPDATE SKIP LOCKED"""
 
 
 def candidates(rules: tuple[SourceRule, ...]) -> str:
@@ -70,12 +72,10 @@ def candidates(rules: tuple[SourceRule, ...]) -> str:
     arms: list[str] = []
     for rank, rule in enumerate(rules, start=1):
         if rule.own:
-            where = f"q.s{rank} AND company_id = q.company AND license_type = q.ltype AND "
-            where += offered(rule, "q.office", "q.cur", now)
-            arms.append(f"SELECT * FROM ({_arm(rank, rule, where, 'q.lim')}) s{rank}")
+            where = f"q.s{rank} AND {offered(rule, 'q.office', 'q.cur', now)}"
+            arms.append(f"SELECT * FROM ({_arm(rank, rule, 'q', where)}) s{rank}")
             continue
-        where = "company_id = p.company AND license_type = p.ltype AND "
-        where += offered(rule, "NULL", "p.cur", now)
+        where = offered(rule, "NULL", "p.cur", now)
         shared.append(
             f"""pool{rank} AS (
     SELECT p.company, p.cur, p.ltype, s.unit_id, s.ord,
@@ -83,7 +83,7 @@ def candidates(rules: tuple[SourceRule, ...]) -> str:
                            ORDER BY s.ord, s.unit_id) AS pos
     FROM (SELECT company, cur, ltype, max(lim) AS lim FROM q WHERE s{rank}
           GROUP BY company, cur, ltype) p
-    CROSS JOIN LATERAL ({_arm(rank, rule, where, "p.lim")}) s
+    CROSS JOIN LATERAL ({_arm(rank, rule, "p", where)}) s
 )"""
         )
         arms.append(
