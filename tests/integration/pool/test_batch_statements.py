@@ -9,7 +9,8 @@ import asyncpg
 import pytest
 
 from libs.common.clock import FakeClock
-from libs.common.idempotency import IdempotencyStore, ddl, key_for
+from libs.common.errors import Aborted
+from libs.common.idempotency import IdempotencyKey, IdempotencyStore, ddl, key_for
 from libs.common.key_locks import lock_keys, lock_statement
 from licensing.pool.v1 import pool_pb2 as pb
 from licensing.pool.v1 import pool_pb2_grpc
@@ -127,3 +128,35 @@ async def test_the_request_id_lookup_probes_the_primary_key_whatever_the_statist
             await conn.execute(f"DROP SCHEMA {schema} CASCADE")
     assert "Seq Scan" not in plan, plan
     assert "idempotency_keys_pkey" in plan, plan
+
+
+async def test_a_request_id_stored_meanwhile_writes_nothing_of_the_batch(
+    db: asyncpg.Pool, clock: FakeClock
+) -> None:
+    # Another writer (one the batch's locks do not serialize) stores one of the batch's
+    # request ids between its lookup and its writes: the one statement of the writes
+    # counts the responses it stored, raises ABORTED (the batch is then retried request
+    # by request), and none of the batch's responses or events is left.
+    company_id = uuid.uuid4()
+    taken, fresh = (IdempotencyKey(company_id, rid(), b"mine") for _ in range(2))
+    uow = unit_of_work(db, clock)
+
+    async def batch() -> None:
+        async with uow.locked([(company_id, "USD")]) as tx:
+            opened = await tx.allocations.open([(company_id, "USD")], [], [taken, fresh])
+            assert opened.stored == {}
+            await db.execute(
+                "INSERT INTO pool.idempotency_keys (company_id, request_id, fingerprint,"
+                " response) VALUES ($1, $2, 'another', 'stored')",
+                company_id,
+                taken.request_id,
+            )
+            tx.events.publish(company_id, "pool.units_acquired", {"unit_ids": []})
+            await tx.allocations.store(opened.now, [], [], [(fresh, b"a"), (taken, b"b")])
+
+    with pytest.raises(Aborted, match="same request_id"):
+        await batch()
+    events = "SELECT count(*) FROM pool.events WHERE company_id = $1"
+    assert await db.fetchval(events, company_id) == 0
+    ids = "SELECT array_agg(request_id) FROM pool.idempotency_keys WHERE company_id = $1"
+    assert await db.fetchval(ids, company_id) == [taken.request_id]
