@@ -25,7 +25,7 @@ import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
 from google.protobuf.message import Message
@@ -92,6 +92,7 @@ class IdempotencyStore:
 
     def __init__(self, schema: str) -> None:
         table = f"{schema}.idempotency_keys"
+        self._table = table
         self._claim = f"""
             INSERT INTO {table} (company_id, request_id, fingerprint)
             SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])
@@ -99,17 +100,8 @@ class IdempotencyStore:
             RETURNING company_id, request_id
         """
         # A separate statement: it must see rows committed while the insert waited.
-        self._stored = f"""
-            SELECT k.company_id, k.request_id, k.fingerprint, k.response
-            FROM {table} k JOIN unnest($1::uuid[], $2::text[]) AS w(c, r)
-                ON k.company_id = w.c AND k.request_id = w.r
-        """
-        self._record = f"""
-            INSERT INTO {table} (company_id, request_id, fingerprint, response)
-            SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[])
-            ON CONFLICT DO NOTHING
-            RETURNING request_id
-        """
+        self._stored = self.stored_sql("$1", "$2")
+        self._record = self.record_sql("$1", "$2", "$3", "$4")
         self._complete = f"""
             UPDATE {table} k SET response = d.response
             FROM unnest($1::uuid[], $2::text[], $3::bytea[]) AS d(c, r, response)
@@ -120,6 +112,52 @@ class IdempotencyStore:
             WHERE k.company_id = d.c AND k.request_id = d.r AND k.response IS NULL
         """
         self._purge = f"DELETE FROM {table} WHERE created_at < now() - make_interval(hours => $1)"
+
+    def stored_sql(self, companies: str, request_ids: str) -> str:
+        """The stored rows (company_id, request_id, fingerprint, response) of the keys
+        given as two array parameters, e.g. `$1`, `$2`: for `answers`, here or as a part
+        of a caller's statement. Each key is one probe of the primary key (the subquery
+        is not flattened: a plan made while the table was small, kept by a prepared
+        statement, would otherwise read the whole table for every batch)."""
+        return f"""
+            SELECT k.company_id, k.request_id, k.fingerprint, k.response
+            FROM unnest({companies}::uuid[], {request_ids}::text[]) AS w(c, r)
+            CROSS JOIN LATERAL (
+                SELECT * FROM {self._table} k
+                WHERE k.company_id = w.c AND k.request_id = w.r LIMIT 1) k
+        """
+
+    def record_sql(
+        self, companies: str, request_ids: str, fingerprints: str, responses: str
+    ) -> str:
+        """The insert of `record` on four array parameters, returning a row per key
+        stored: a caller may make it a part (CTE) of its own statement, pass
+        `record_arrays` and check the count with `check_recorded`."""
+        return f"""
+            INSERT INTO {self._table} (company_id, request_id, fingerprint, response)
+            SELECT * FROM unnest({companies}::uuid[], {request_ids}::text[],
+                                 {fingerprints}::bytea[], {responses}::bytea[])
+            ON CONFLICT DO NOTHING
+            RETURNING request_id
+        """
+
+    @staticmethod
+    def record_arrays(done: Sequence[tuple[IdempotencyKey, bytes]]) -> list[list[Any]]:
+        """The parameters of `record_sql`, in its order."""
+        return [
+            [k.company_id for k, _ in done],
+            [k.request_id for k, _ in done],
+            [k.fingerprint for k, _ in done],
+            [r for _, r in done],
+        ]
+
+    @staticmethod
+    def check_recorded(done: Sequence[tuple[IdempotencyKey, bytes]], stored: int) -> None:
+        """A key stored meanwhile by a writer the lock did not serialize (same
+        request_id, another payload) raises ABORTED: the caller's transaction must roll
+        back; the retry finds the stored key."""
+        if stored != len(done):
+            raise Aborted("REQUEST_ID_RACE", "a request with the same request_id ran meanwhile")
 
     async def claim(
         self, conn: asyncpg.Connection, keys: Sequence[IdempotencyKey]
@@ -145,12 +183,14 @@ class IdempotencyStore:
         rows = await conn.fetch(
             self._stored, [k.company_id for k in taken], [k.request_id for k in taken]
         )
-        return self._answers(taken, rows)
+        return self.answers(taken, rows)
 
     @staticmethod
-    def _answers(
+    def answers(
         keys: Sequence[IdempotencyKey], rows: Sequence[asyncpg.Record]
     ) -> dict[tuple[uuid.UUID, str], bytes | InvalidArgument]:
+        """The stored rows of `keys` (`stored_sql`) as answers: the stored response, or
+        REQUEST_ID_REUSED for another payload."""
         by_ident = {k.ident: k for k in keys}
         stored: dict[tuple[uuid.UUID, str], bytes | InvalidArgument] = {}
         for row in rows:
@@ -173,7 +213,7 @@ class IdempotencyStore:
         rows = await conn.fetch(
             self._stored, [k.company_id for k in keys], [k.request_id for k in keys]
         )
-        return self._answers(keys, rows)
+        return self.answers(keys, rows)
 
     async def record(
         self, conn: asyncpg.Connection, done: Sequence[tuple[IdempotencyKey, bytes]]
@@ -183,15 +223,8 @@ class IdempotencyStore:
         caller's transaction must roll back; the retry finds the stored key."""
         if not done:
             return
-        inserted = await conn.fetch(
-            self._record,
-            [k.company_id for k, _ in done],
-            [k.request_id for k, _ in done],
-            [k.fingerprint for k, _ in done],
-            [r for _, r in done],
-        )
-        if len(inserted) != len(done):
-            raise Aborted("REQUEST_ID_RACE", "a request with the same request_id ran meanwhile")
+        inserted = await conn.fetch(self._record, *self.record_arrays(done))
+        self.check_recorded(done, len(inserted))
 
     async def complete(
         self, conn: asyncpg.Connection, done: Iterable[tuple[IdempotencyKey, bytes]]

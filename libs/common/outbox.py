@@ -129,8 +129,15 @@ class PostgresOutbox:
 
     async def flush(self) -> None:
         """One statement for the transaction's events; heads locked in company order."""
+        arrays = self.take_pending()
+        if arrays:
+            await self._conn.execute(self._sql.flush, *arrays)
+
+    def take_pending(self) -> list[list[Any]]:
+        """The parameters of `flush_ctes` for what was published (none: empty), which
+        the caller then writes in its own statement; nothing is left to `flush`."""
         if not self._pending:
-            return
+            return []
         pending, self._pending = self._pending, []
         counts: dict[uuid.UUID, int] = {}
         ranks = []
@@ -138,8 +145,7 @@ class PostgresOutbox:
             counts[company_id] = counts.get(company_id, 0) + 1
             ranks.append(counts[company_id])
         companies = sorted(counts)
-        await self._conn.execute(
-            self._sql.flush,
+        return [
             companies,
             [counts[c] for c in companies],
             [p[0] for p in pending],
@@ -147,7 +153,7 @@ class PostgresOutbox:
             [uuid.uuid4() for _ in pending],
             [p[1] for p in pending],
             [p[2] for p in pending],
-        )
+        ]
 
     async def read(
         self, company_id: uuid.UUID, after: int, types: Sequence[str], limit: int
@@ -189,6 +195,36 @@ class _Statements:
     companies: str
 
 
+def flush_ctes(schema: str, first: int, after: str = "true") -> str:
+    """The CTEs that write a transaction's events (`take_pending`'s seven arrays, the
+    parameters from `$first` on), to be the last part of a statement; `after`, an SQL
+    condition on the statement's other parts (CTEs), makes them run before the heads
+    are locked, so that the head lock stays the transaction's last."""
+    companies, counts, of, ranks, ids, types, data = (f"${first + i}" for i in range(7))
+    heads, events = f"{schema}.event_heads", f"{schema}.events"
+    # Each company once (sorted) and its count; the events, each with its rank within
+    # its company in publishing order.
+    return f"""
+    event_counts AS (
+        SELECT * FROM unnest({companies}::uuid[], {counts}::bigint[]) AS c(company_id, n)
+    ), bumped_heads AS (
+        INSERT INTO {heads} AS h (company_id, last_seq)
+        SELECT company_id, n FROM event_counts WHERE {after} ORDER BY company_id
+        ON CONFLICT (company_id) DO UPDATE SET last_seq = h.last_seq + excluded.last_seq
+        RETURNING h.company_id, h.last_seq
+    ), written_events AS (
+        INSERT INTO {events} (company_id, seq, event_id, event_type, recorded_at, data)
+        SELECT e.company_id, b.last_seq - c.n + e.rank, e.event_id, e.event_type,
+               clock_timestamp(), e.data::jsonb
+        FROM unnest({of}::uuid[], {ranks}::bigint[], {ids}::uuid[], {types}::text[],
+                    {data}::text[])
+            AS e(company_id, rank, event_id, event_type, data)
+        JOIN bumped_heads b USING (company_id)
+        JOIN event_counts c USING (company_id)
+        RETURNING seq
+    )"""
+
+
 def _statements(schema: str) -> _Statements:
     return _STATEMENTS.get(schema) or _STATEMENTS.setdefault(schema, _build(schema))
 
@@ -199,25 +235,7 @@ _STATEMENTS: dict[str, _Statements] = {}
 def _build(schema: str) -> _Statements:
     heads, events = f"{schema}.event_heads", f"{schema}.events"
     return _Statements(
-        # $1/$2: each company once (sorted) and its count; $3..$7: the events, each with
-        # its rank within its company in publishing order.
-        flush=f"""
-        WITH counts AS (
-            SELECT * FROM unnest($1::uuid[], $2::bigint[]) AS c(company_id, n)
-        ), bumped AS (
-            INSERT INTO {heads} AS h (company_id, last_seq)
-            SELECT company_id, n FROM counts ORDER BY company_id
-            ON CONFLICT (company_id) DO UPDATE SET last_seq = h.last_seq + excluded.last_seq
-            RETURNING h.company_id, h.last_seq
-        )
-        INSERT INTO {events} (company_id, seq, event_id, event_type, recorded_at, data)
-        SELECT e.company_id, b.last_seq - c.n + e.rank, e.event_id, e.event_type,
-               clock_timestamp(), e.data::jsonb
-        FROM unnest($3::uuid[], $4::bigint[], $5::uuid[], $6::text[], $7::text[])
-            AS e(company_id, rank, event_id, event_type, data)
-        JOIN bumped b USING (company_id)
-        JOIN counts c USING (company_id)
-        """,
+        flush=f"WITH {flush_ctes(schema, 1)}\nSELECT count(*) FROM written_events",
         # One statement, one snapshot: the events and the bounds they are checked against.
         read=f"""
         SELECT h.last_seq, h.purged_through, e.*

@@ -3,8 +3,10 @@ of work that hands them out, the only place the pool opens connections and trans
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -13,6 +15,7 @@ import asyncpg
 
 from libs.common.clock import Clock
 from libs.common.idempotency import IdempotencyStore, PostgresRequestLog, RequestLog
+from libs.common.key_locks import lock_statement
 from libs.common.outbox import Outbox, PostgresOutbox, flush_events
 from libs.common.unit_of_work import PostgresUnitOfWork, SnapshotUnitOfWork
 from services.pool.domain.model import UnitCount
@@ -48,6 +51,12 @@ class PoolUnitOfWork(SnapshotUnitOfWork[Tx], Protocol):
     """The pool's transactions; snapshots read as of one instant besides, and live
     snapshots of units as of one instant of unit history."""
 
+    def locked(self, keys: Sequence[tuple[uuid.UUID, str]]) -> AbstractAsyncContextManager[Tx]:
+        """A transaction that holds the locks of `keys` (`Locks.take_all`) from its start;
+        the statements in it see what their previous holders committed. (It returns no
+        instant: `Allocations.open` reads it.)"""
+        ...
+
     async def live_counts(
         self, company_id: uuid.UUID, currency: str | None, currencies: Collection[str]
     ) -> tuple[list[UnitCount], datetime]:
@@ -69,6 +78,26 @@ class PostgresPoolUnitOfWork(PostgresUnitOfWork[Tx]):
         super().__init__(db, bind, before_commit, replica)
         self._clock = clock
 
+    @asynccontextmanager
+    async def locked(self, keys: Sequence[tuple[uuid.UUID, str]]) -> AsyncIterator[Tx]:
+        # BEGIN and the locks in one simple query: one round trip less than
+        # `conn.transaction()` and then the locks. What follows runs in later statements,
+        # whose snapshots are taken once the locks are held. No session state is left
+        # (PgBouncer's transaction pooling): the transaction ends here, or the pool's
+        # reset of the connection rolls it back.
+        async with self._db.acquire() as conn:
+            try:
+                await conn.execute(f"BEGIN; {lock_statement('pool', keys)}")
+                tx = self._bind(conn)
+                yield tx
+                if self._before_commit is not None:
+                    await self._before_commit(tx)
+            except BaseException:
+                with contextlib.suppress(Exception):  # else the pool's reset rolls back
+                    await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
     async def live_counts(
         self, company_id: uuid.UUID, currency: str | None, currencies: Collection[str]
     ) -> tuple[list[UnitCount], datetime]:
@@ -85,18 +114,19 @@ def unit_of_work(
     requests = IdempotencyStore(SCHEMA)
 
     def bind(conn: asyncpg.Connection) -> Tx:
+        events = PostgresOutbox(conn, SCHEMA)
         return Tx(
             locks=Locks(conn, clock),
             offices=Offices(conn),
             pools=Pools(conn),
             units=Units(conn),
-            allocations=Allocations(conn),
+            allocations=Allocations(conn, clock, events),
             holds=Holds(conn),
             receipts=Receipts(conn),
             housekeeping=Housekeeping(conn, requests),
             requests=PostgresRequestLog(conn, requests),
             history=History(conn),
-            events=PostgresOutbox(conn, SCHEMA),
+            events=events,
         )
 
     return PostgresPoolUnitOfWork(db, bind, clock, flush_events, replica)

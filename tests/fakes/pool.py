@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from libs.common.clock import FakeClock
+from libs.common.idempotency import IdempotencyKey
 from services.pool.domain import allocation
 from services.pool.domain.allocation import ALLOCATION_RULES, Bystanders, Grace
 from services.pool.domain.history import Cause, EventKind, EventQuery, UnitEvent
@@ -33,7 +34,7 @@ from services.pool.domain.model import (
     UnitCount,
     UnitState,
 )
-from services.pool.repository.allocation import CandidateQuery, Handout
+from services.pool.repository.allocation import CandidateQuery, Handout, Opened
 from tests.fakes.unit_of_work import (
     EventTable,
     InMemoryOutbox,
@@ -466,9 +467,17 @@ class FakeUnits(_Table):
 
 
 class FakeAllocations(_Table):
-    async def pools_and_offices(
-        self, keys: Sequence[tuple[uuid.UUID, str]], office_ids: Sequence[uuid.UUID]
-    ) -> tuple[dict[tuple[uuid.UUID, str], Pool], dict[uuid.UUID, Office]]:
+    def __init__(self, state: PoolState, clock: FakeClock) -> None:
+        super().__init__(state)
+        self._clock = clock
+        self._requests = InMemoryRequestLog(state.requests)
+
+    async def open(
+        self,
+        keys: Sequence[tuple[uuid.UUID, str]],
+        office_ids: Sequence[uuid.UUID],
+        requests: Sequence[IdempotencyKey],
+    ) -> Opened:
         companies = {company_id for company_id, _ in keys}
         offices = {
             o.office_id: o
@@ -476,7 +485,8 @@ class FakeAllocations(_Table):
             if o.company_id in companies and o.office_id in office_ids
         }
         pools = {key: Pool(*key, self.state.pools.get(key)) for key in keys}
-        return pools, offices
+        stored = await self._requests.lookup(requests)
+        return Opened(self._clock.now(), pools, offices, stored)
 
     async def candidates(
         self, queries: Sequence[CandidateQuery], now: datetime
@@ -559,8 +569,12 @@ class FakeAllocations(_Table):
                     earliest = min(earliest or u.claimable_at, u.claimable_at)
         return Bystanders(spare, in_grace, earliest, held, other_currency)
 
-    async def insert_records(
-        self, now: datetime, holds: Sequence[Hold], receipts: Sequence[Receipt]
+    async def store(
+        self,
+        now: datetime,
+        holds: Sequence[Hold],
+        receipts: Sequence[Receipt],
+        responses: Sequence[tuple[IdempotencyKey, bytes]],
     ) -> None:
         for hold in holds:
             assert hold.hold_id not in self.state.holds, "primary key"
@@ -568,6 +582,7 @@ class FakeAllocations(_Table):
         for receipt in receipts:
             assert receipt.receipt_id is not None
             self.state.receipts[receipt.receipt_id] = receipt
+        await self._requests.record(responses)
 
 
 class FakeHolds(_Table):
@@ -772,7 +787,7 @@ class InMemoryPoolUnitOfWork(InMemoryUnitOfWork[PoolState, FakeTx]):
                 offices=FakeOffices(tables),
                 pools=FakePools(tables),
                 units=FakeUnits(tables),
-                allocations=FakeAllocations(tables),
+                allocations=FakeAllocations(tables, self.clock),
                 holds=FakeHolds(tables),
                 receipts=FakeReceipts(tables),
                 housekeeping=FakeHousekeeping(tables),
@@ -782,6 +797,12 @@ class InMemoryPoolUnitOfWork(InMemoryUnitOfWork[PoolState, FakeTx]):
             )
 
         super().__init__(state or PoolState(), bind)
+
+    @asynccontextmanager
+    async def locked(self, keys: Sequence[tuple[uuid.UUID, str]]) -> AsyncIterator[FakeTx]:
+        async with self.transaction() as tx:
+            await tx.locks.take_all(keys)
+            yield tx
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[FakeTx]:

@@ -1,11 +1,14 @@
 """The SQL of an allocation batch (Acquire, Reserve), on the batch's connection.
 
-A batch serves one or more (company, currency) keys. Inside its transaction and after
-their locks it runs, whatever the number of keys and groups of requests (same office and
-type): `pools_and_offices` (one read), the idempotency lookup, `candidates` of every
-group, `hand_out` of everything handed out, `bystanders` only for a group that falls
-short, and `insert_records` for the batch's holds and receipts. Only one transaction can
-delete a free-list row, so a unit is never handed out twice, even across replicas.
+A batch serves one or more (company, currency) keys. Its transaction starts with their
+locks (`unit_of_work.PostgresPoolUnitOfWork.locked`, one round trip with BEGIN); then,
+whatever the number of keys and groups of requests (same office and type): `open` (the
+instant, the pools and offices, the stored responses of its request ids: one read),
+`candidates` of every group, `hand_out` of everything handed out, `bystanders` only for
+a group that falls short, and `store` (the batch's holds, receipts, responses and the
+events it published: one statement). Only one transaction can delete a free-list row,
+so a unit is never handed out twice, even across replicas. Where its time goes is in
+docs/performance.md ("Where PostgreSQL's time goes in a batch").
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ from datetime import datetime
 
 import asyncpg
 
+from libs.common.clock import Clock
 from libs.common.currency import SUPPORTED_CURRENCIES
+from libs.common.errors import InvalidArgument
+from libs.common.idempotency import IdempotencyKey, IdempotencyStore
+from libs.common.outbox import PostgresOutbox, flush_ctes
 from services.pool.domain.allocation import ALLOCATION_ORDER, ALLOCATION_RULES, Bystanders, Grace
 from services.pool.domain.history import EventKind
 from services.pool.domain.model import Assignee, Hold, Office, Pool, Receipt, Source, Unit
 from services.pool.repository import free_list
 from services.pool.repository.history import recorded
 from services.pool.repository.rows import (
-    OFFICE_COLUMNS,
     UNIT_COLUMNS,
     UPDATED_UNIT_COLUMNS,
     passed_over_json,
@@ -60,14 +66,52 @@ class CandidateQuery:
     limit: int
 
 
-# Per key, its pool and the named offices of its company.
-POOLS_AND_OFFICES = f"""
-SELECT k.company_id AS key_company, k.currency AS key_currency, p.enabled_at, o.*
-FROM unnest($1::uuid[], $2::char(3)[]) AS k(company_id, currency)
-LEFT JOIN pool.pools p ON p.company_id = k.company_id AND p.currency = k.currency
-LEFT JOIN LATERAL (SELECT {OFFICE_COLUMNS} FROM pool.offices
-                   WHERE company_id = k.company_id AND office_id = ANY($3::uuid[])) o ON true
+Key = tuple[uuid.UUID, str]  # (company, currency)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """What a batch reads once its keys are locked: its instant, the pool of each key,
+    the named offices of those companies, and the stored answers of its request ids."""
+
+    now: datetime
+    pools: dict[Key, Pool]
+    offices: dict[uuid.UUID, Office]
+    stored: dict[tuple[uuid.UUID, str], bytes | InvalidArgument]
+
+
+REQUESTS = IdempotencyStore("pool")  # the pool's request ids (`unit_of_work.SCHEMA`)
+
+
+def _open(requests: IdempotencyStore) -> str:
+    """One read, after the locks (a statement of its own: its snapshot must be taken once
+    they are granted, to see what the previous holder committed). Per key its pool; the
+    named offices of the keys' companies; the request ids already stored. Rows say which
+    they are (`part`); each carries the instant, the clock's ($6), else the database's,
+    read now that the locks are held (the instants of one key follow its writers' order).
+    """
+    return f"""
+WITH instant AS (SELECT coalesce($6::timestamptz, clock_timestamp()) AS now)
+SELECT i.now, x.* FROM instant i CROSS JOIN (
+    SELECT 'pool' AS part, k.company_id, k.currency, p.enabled_at, NULL::uuid AS office_id,
+        NULL::text AS plan_kind, NULL::boolean AS is_primary, NULL::text AS display_name,
+        NULL::timestamptz AS created_at, NULL::text AS request_id,
+        NULL::bytea AS fingerprint, NULL::bytea AS response
+    FROM unnest($1::uuid[], $2::char(3)[]) AS k(company_id, currency)
+    LEFT JOIN pool.pools p ON p.company_id = k.company_id AND p.currency = k.currency
+    UNION ALL
+    SELECT 'office', o.company_id, o.currency, NULL, o.office_id, o.plan_kind, o.is_primary,
+        o.display_name, o.created_at, NULL, NULL, NULL
+    FROM pool.offices o WHERE o.company_id = ANY($1::uuid[]) AND o.office_id = ANY($3::uuid[])
+    UNION ALL
+    SELECT 'request', s.company_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.request_id,
+        s.fingerprint, s.response
+    FROM ({requests.stored_sql("$4", "$5")}) s
+) x
 """
+
+
+OPEN = _open(REQUESTS)
 
 # Rows are locked, not yet taken: `HAND_OUT` takes the ones handed out.
 CANDIDATES = free_list.candidates(ALLOCATION_RULES)
@@ -140,8 +184,15 @@ FROM (
 ) grace
 """
 
-# The records of one allocation batch, in one statement: its holds and its receipts.
-INSERT_RECORDS = """
+
+def _store(requests: IdempotencyStore) -> str:
+    """The writes of one allocation batch, in one statement: its holds ($2..$10) and
+    receipts ($11..$20), made at $1, the responses of its requests ($21..$24,
+    `IdempotencyStore.record_sql`) and the events it published ($25..$31,
+    `outbox.flush_ctes`). The events come last: their condition reads the other parts,
+    which makes those run first and the outbox's head lock the transaction's last."""
+    written = "(SELECT count(*) FROM holds) + (SELECT count(*) FROM receipts)"
+    return f"""
 WITH holds AS (
     INSERT INTO pool.holds (hold_id, company_id, office_id, currency, license_type, state,
         quantity, expires_at, receipt_id, created_at, unit_ids)
@@ -150,42 +201,66 @@ WITH holds AS (
     FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::int[],
                 $8::timestamptz[], $9::uuid[], $10::text[])
         AS h(id, company, office, currency, type, quantity, expires, receipt, units)
-)
-INSERT INTO pool.receipts (receipt_id, company_id, office_id, currency, license_type,
-    requested, taken, shortfall, passed_over, hold_id, created_at)
-SELECT r.id, r.company, r.office, r.currency, r.type, r.requested, r.taken::jsonb,
-    r.shortfall, r.passed::jsonb, r.hold, $1
-FROM unnest($11::uuid[], $12::uuid[], $13::uuid[], $14::text[], $15::text[], $16::int[],
-            $17::text[], $18::int[], $19::text[], $20::uuid[])
-    AS r(id, company, office, currency, type, requested, taken, shortfall, passed, hold)
+    RETURNING 1
+), receipts AS (
+    INSERT INTO pool.receipts (receipt_id, company_id, office_id, currency, license_type,
+        requested, taken, shortfall, passed_over, hold_id, created_at)
+    SELECT r.id, r.company, r.office, r.currency, r.type, r.requested, r.taken::jsonb,
+        r.shortfall, r.passed::jsonb, r.hold, $1
+    FROM unnest($11::uuid[], $12::uuid[], $13::uuid[], $14::text[], $15::text[], $16::int[],
+                $17::text[], $18::int[], $19::text[], $20::uuid[])
+        AS r(id, company, office, currency, type, requested, taken, shortfall, passed, hold)
+    RETURNING 1
+), responses AS ({requests.record_sql("$21", "$22", "$23", "$24")}),
+{flush_ctes("pool", 25, f"{written} + (SELECT count(*) FROM responses) >= 0")}
+SELECT count(*) AS recorded FROM responses
 """
 
 
+STORE = _store(REQUESTS)
+
+
 class Allocations:
-    """The statements of an allocation batch, on its connection."""
+    """The statements of an allocation batch, on its connection; `store` also writes
+    the responses (`requests`) and the events published in the transaction (`events`)."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, clock: Clock, events: PostgresOutbox) -> None:
         self._conn = conn
+        self._clock = clock
+        self._events = events
 
-    async def pools_and_offices(
-        self, keys: Sequence[tuple[uuid.UUID, str]], office_ids: Sequence[uuid.UUID]
-    ) -> tuple[dict[tuple[uuid.UUID, str], Pool], dict[uuid.UUID, Office]]:
-        """The pool of each (company, currency) and the named offices of those companies,
-        in one read."""
+    async def open(
+        self,
+        keys: Sequence[Key],
+        office_ids: Sequence[uuid.UUID],
+        requests: Sequence[IdempotencyKey],
+    ) -> Opened:
+        """The batch's instant, the pool of each (company, currency), the named offices
+        of those companies and the stored answers of `requests`, in one read, once the
+        keys are locked."""
         rows = await self._conn.fetch(
-            POOLS_AND_OFFICES,
+            OPEN,
             [company_id for company_id, _ in keys],
             [currency for _, currency in keys],
             list(office_ids),
+            [k.company_id for k in requests],
+            [k.request_id for k in requests],
+            self._clock.sql_now(),
         )
-        pools = {
-            (r["key_company"], r["key_currency"]): Pool(
-                r["key_company"], r["key_currency"], r["enabled_at"]
-            )
-            for r in rows
-        }
-        offices = {r["office_id"]: to_office(r) for r in rows if r["office_id"] is not None}
-        return pools, offices
+        parts: dict[str, list[asyncpg.Record]] = {"pool": [], "office": [], "request": []}
+        for r in rows:
+            parts[r["part"]].append(r)
+        return Opened(
+            now=rows[0]["now"],
+            pools={
+                (r["company_id"], r["currency"]): Pool(
+                    r["company_id"], r["currency"], r["enabled_at"]
+                )
+                for r in parts["pool"]
+            },
+            offices={r["office_id"]: to_office(r) for r in parts["office"]},
+            stored=REQUESTS.answers(requests, parts["request"]),
+        )
 
     async def candidates(
         self, queries: Sequence[CandidateQuery], now: datetime
@@ -248,14 +323,21 @@ class Allocations:
             other_currency=row["other_currency"],
         )
 
-    async def insert_records(
-        self, now: datetime, holds: Sequence[Hold], receipts: Sequence[Receipt]
+    async def store(
+        self,
+        now: datetime,
+        holds: Sequence[Hold],
+        receipts: Sequence[Receipt],
+        responses: Sequence[tuple[IdempotencyKey, bytes]],
     ) -> None:
-        """Stores the holds and receipts of one allocation batch (all made at `now`)."""
-        if not holds and not receipts:
+        """Stores the holds and receipts of one allocation batch (all made at `now`), the
+        responses of its requests and the events published so far, in one statement.
+        A request id stored meanwhile raises ABORTED (`IdempotencyStore.check_recorded`)."""
+        events = self._events.take_pending()
+        if not holds and not receipts and not responses and not events:
             return
-        await self._conn.execute(
-            INSERT_RECORDS,
+        recorded = await self._conn.fetchval(
+            STORE,
             now,
             [h.hold_id for h in holds],
             [h.company_id for h in holds],
@@ -276,4 +358,7 @@ class Allocations:
             [r.shortfall for r in receipts],
             [passed_over_json(r) for r in receipts],
             [r.hold_id for r in receipts],
+            *REQUESTS.record_arrays(responses),
+            *(events or [[]] * 7),
         )
+        REQUESTS.check_recorded(responses, recorded)

@@ -36,11 +36,27 @@ def _oldest(rule: SourceRule) -> str:
     return first[0].value if first else "NULL::timestamptz"
 
 
+def _arm(rank: int, rule: SourceRule, of: str, where: str) -> str:
+    """The free rows one source offers to `of` (a group, or a pool: its company, type
+    and limit), in its order, locked."""
+    order = ", ".join(key.value for key in rule.order)
+    return f"""SELECT unit_id, {rank} AS rank, {_oldest(rule)} AS ord FROM pool.free_units
+        WHERE company_id = {of}.company AND license_type = {of}.ltype AND {where}
+        ORDER BY {order} LIMIT {of}.lim FOR UPDATE SKIP LOCKED"""
+
+
 def candidates(rules: tuple[SourceRule, ...]) -> str:
     """Up to a limit of free units per group (one office and type each), locked, in
     allocation order, with their source's rank: for every group of a batch in one
     statement. Each source reads its own partial index in its own order and stops at
-    the group's limit.
+    the limit.
+
+    A source of the office's own (`own`) is read per group. One that is not offers the
+    same rows to every group of a pool (company, currency, type): it is read once per
+    pool, up to the largest limit of its groups, and each group sees the first rows of
+    it up to its own limit, as if it had read it alone. (With many offices on one pool,
+    one scan instead of one per office: the scan steps over the rows deleted since the
+    last vacuum, at the head of the source's order.)
 
     Parameters are arrays, one element per group: $1 company, $2 office, $3 currency,
     $4 license type, then one boolean array per rule, the limits; and the instant. Rows
@@ -50,24 +66,41 @@ def candidates(rules: tuple[SourceRule, ...]) -> str:
     """
     count = len(rules)
     now = f"${6 + count}"
-    arms = []
-    for rank, rule in enumerate(rules, start=1):
-        where = offered(rule, "q.office", "q.cur", now)
-        order = ", ".join(key.value for key in rule.order)
-        arms.append(
-            f"""SELECT * FROM (
-        SELECT unit_id, {rank} AS rank, {_oldest(rule)} AS ord FROM pool.free_units
-        WHERE q.s{rank} AND company_id = q.company AND license_type = q.ltype AND {where}
-        ORDER BY {order} LIMIT q.lim FOR UPDATE SKIP LOCKED) s{rank}"""
-        )
     flags = ", ".join(f"${4 + rank}::bool[]" for rank in range(1, count + 1))
     names = ", ".join(f"s{rank}" for rank in range(1, count + 1))
+    shared: list[str] = []
+    arms: list[str] = []
+    for rank, rule in enumerate(rules, start=1):
+        if rule.own:
+            where = f"q.s{rank} AND {offered(rule, 'q.office', 'q.cur', now)}"
+            arms.append(f"SELECT * FROM ({_arm(rank, rule, 'q', where)}) s{rank}")
+            continue
+        where = offered(rule, "NULL", "p.cur", now)
+        shared.append(
+            f"""pool{rank} AS (
+    SELECT p.company, p.cur, p.ltype, s.unit_id, s.ord,
+        row_number() OVER (PARTITION BY p.company, p.cur, p.ltype
+                           ORDER BY s.ord, s.unit_id) AS pos
+    FROM (SELECT company, cur, ltype, max(lim) AS lim FROM q WHERE s{rank}
+          GROUP BY company, cur, ltype) p
+    CROSS JOIN LATERAL ({_arm(rank, rule, "p", where)}) s
+)"""
+        )
+        arms.append(
+            f"""SELECT unit_id, {rank} AS rank, ord FROM pool{rank} s
+        WHERE q.s{rank} AND s.company = q.company AND s.cur = q.cur AND s.ltype = q.ltype
+          AND s.pos <= q.lim"""
+        )
     union = "\n    UNION ALL ".join(arms)
+    pools = "".join(f", {part}" for part in shared)
     return f"""
+WITH q AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::char(3)[], $4::text[], {flags},
+                         ${5 + count}::int[])
+        WITH ORDINALITY AS q(company, office, cur, ltype, {names}, lim, n)
+){pools}
 SELECT q.n, c.unit_id, c.rank
-FROM unnest($1::uuid[], $2::uuid[], $3::char(3)[], $4::text[], {flags}, ${5 + count}::int[])
-    WITH ORDINALITY AS q(company, office, cur, ltype, {names}, lim, n)
-CROSS JOIN LATERAL (
+FROM q CROSS JOIN LATERAL (
     SELECT unit_id, rank, ord FROM (
     {union}
     ) offered ORDER BY rank, ord, unit_id LIMIT q.lim

@@ -2,12 +2,13 @@
 
 Requests are serialized per (company, currency) by a writer (`libs.common.coalescing`)
 that runs whatever is waiting, for many keys at once, as one batch in one transaction:
-the keys' locks in one statement, one commit, and a fixed number of statements however
-many keys (tenants) and groups of requests it serves. Within a key, requests are served
-in arrival order (docs/product.md, "Allocation"). The batch keeps its own request_id
-record: it holds the locks that serialize every request that could carry its keys, so it
-looks request ids up and records responses in its transaction, and encodes each response
-once (`encode`, wired in app.py): the handler sends those bytes.
+the keys' locks sent with its BEGIN, one commit, and a fixed number of statements
+however many keys (tenants) and groups of requests it serves (six round trips). Within
+a key, requests are served in arrival order (docs/product.md, "Allocation"). The batch
+keeps its own request_id record: it holds the locks that serialize every request that
+could carry its keys, so it looks request ids up and records responses in its
+transaction, and encodes each response once (`encode`, wired in app.py): the handler
+sends those bytes.
 
 The batch's SQL is `repository/allocation.py`; this module decides, `domain/allocation.py`
 says what to take and in which order.
@@ -147,12 +148,13 @@ class Allocator:
         for index, command in enumerate(commands):
             leaders.setdefault(command.request.ident, index)
         keys = [key for key, _ in batches]
-        async with self._uow.transaction() as tx:
-            now = await tx.locks.take_all(keys)
-            pools, offices = await tx.allocations.pools_and_offices(
-                keys, list({c.office_id for c in commands})
+        async with self._uow.locked(keys) as tx:
+            opened = await tx.allocations.open(
+                keys,
+                list({c.office_id for c in commands}),
+                [commands[i].request for i in leaders.values()],
             )
-            stored = await tx.requests.lookup([commands[i].request for i in leaders.values()])
+            now, pools, offices, stored = opened.now, opened.pools, opened.offices, opened.stored
             groups: dict[tuple[Office, str, frozenset[Source]], list[int]] = {}
             for ident, index in leaders.items():
                 command = commands[index]
@@ -195,8 +197,7 @@ class Allocator:
                         )
                     if outcome.hold is not None:
                         holds.append(outcome.hold)
-            await tx.allocations.insert_records(now, holds, receipts)
-            await tx.requests.record(done)
+            await tx.allocations.store(now, holds, receipts, done)
         for index, command in enumerate(commands):  # the same request_id twice in a batch
             leader = leaders[command.request.ident]
             if leader != index:
