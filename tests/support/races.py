@@ -104,13 +104,19 @@ async def assert_two_replicas_never_hand_out_a_unit_twice(
         channels = [tls.channel(r.address) for r in replicas]
         for channel in channels:
             stack.push_async_callback(channel.close)
-        stubs = [pool_pb2_grpc.PoolServiceStub(c) for c in channels]
+        await assert_100_units_handed_out_once(
+            [pool_pb2_grpc.PoolServiceStub(c) for c in channels], db
+        )
 
-        company = await pool_with_claimable_units(stubs[0], units=100, offices=5)
-        outcome = await race_acquire(stubs, company, callers=500)
 
-        assert len(outcome.unit_ids) == len(set(outcome.unit_ids)) == 100
-        assert outcome.failures == {
-            (grpc.StatusCode.FAILED_PRECONDITION, "NO_LICENSE_AVAILABLE"): 400
-        }
-        await assert_database_matches(db, company, outcome, total=100)
+async def assert_100_units_handed_out_once(
+    stubs: list[pool_pb2_grpc.PoolServiceStub], db: asyncpg.Pool
+) -> None:
+    """500 callers racing over `stubs` for 100 claimable units: each unit is handed out
+    once, the other 400 callers are refused NO_LICENSE_AVAILABLE, the database agrees."""
+    company = await pool_with_claimable_units(stubs[0], units=100, offices=5)
+    outcome = await race_acquire(stubs, company, callers=500)
+
+    assert len(outcome.unit_ids) == len(set(outcome.unit_ids)) == 100
+    assert outcome.failures == {(grpc.StatusCode.FAILED_PRECONDITION, "NO_LICENSE_AVAILABLE"): 400}
+    await assert_database_matches(db, company, outcome, total=100)
