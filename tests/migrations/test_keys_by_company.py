@@ -17,6 +17,7 @@ import pytest
 from libs.common import migrations
 from libs.common.clock import DatabaseClock
 from libs.common.database import create_pool, plain_url
+from libs.common.outbox import PostgresOutbox
 from services.billing.domain.purchase import Step
 from services.billing.repository.plans import Plans
 from services.billing.repository.purchases import Purchases
@@ -29,6 +30,7 @@ from services.pool.repository.allocation import Allocations, Handout
 from services.pool.repository.offices import Offices
 from services.pool.repository.records import Holds
 from services.pool.repository.units import Units
+from services.pool.unit_of_work import SCHEMA
 from services.provisioning.repository.licenses import Licenses
 from tests.support import distribution
 from tests.support.database import fresh_database
@@ -246,7 +248,7 @@ async def pool_rows_work(conn: asyncpg.Connection) -> None:
     assert await offices.owner(OFFICE_B) == B
     # Another company cannot take an existing office id.
     assert await offices.put(Office(B, OFFICE_A, "USD", PlanKind.BUNDLE, False)) is None
-    allocations = Allocations(conn)
+    allocations = Allocations(conn, DatabaseClock(), PostgresOutbox(conn, SCHEMA))
     async with conn.transaction():
         # The free unit of company A is not company B's to hand out; A's is.
         wrong = [handout(SPARE_A, B, OFFICE_B)]
